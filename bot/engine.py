@@ -1,0 +1,205 @@
+"""The conversation engine: one message in, the next state and the replies out.
+
+Pure with respect to HTTP and storage: it gets a conversation and the sender's opt-out status,
+and returns an :class:`Outcome`. Routing order (DESIGN §1): compliance words, then flow triggers,
+then the current state's replies, then the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from liquid import BoundTemplate
+from liquid.exceptions import LiquidError
+
+from bot import templates
+from bot.actions import Fetcher, FetchFailed
+from bot.flows.compile import FETCH_FAILED_EVENT, NEXT_EVENT, OTHERWISE_EVENT, CompiledFlow
+from bot.flows.loader import FlowSet
+from bot.flows.schema import END
+from bot.privacy import mask
+from bot.keywords import HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS, normalise
+from bot.types import Conversation, Inbound, Outcome, TraceStep
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS_PER_TURN = 25  # states entered in one turn; more means a loop of states that never wait
+MAX_REPLIES_PER_TURN = 10
+
+
+def where(conversation: Conversation) -> str:
+    return f"{conversation.flow}:{conversation.state}" if conversation.active else "idle"
+
+
+class Engine:
+    def __init__(self, flows: FlowSet, fetcher: Fetcher, *, env: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """Run conversations on ``flows``.
+
+        ``env`` is what templates see as ``{{ env.NAME }}`` (default: the process environment
+        minus anything that looks secret); ``clock`` is injectable so tests can expire conversations.
+        """
+        self.flows = flows
+        self.fetcher = fetcher
+        self.env = dict(env) if env is not None else templates.public_environment()
+        self.clock = clock
+
+    async def handle(self, inbound: Inbound, conversation: Conversation, opted_out: bool) -> Outcome:
+        outcome = Outcome(conversation)
+        text = inbound.body
+        word = normalise(text)
+        if inbound.opt_out_type:
+            self._twilio_handled_compliance(inbound.opt_out_type.upper(), outcome)
+        elif word in OPT_OUT_WORDS:
+            self._opt_out(opted_out, word, outcome)
+        elif word in OPT_IN_WORDS or (opted_out and word in OPT_IN_WHILE_OPTED_OUT):
+            outcome.opt_out = False
+            self._step(outcome, f"compliance {word.upper()}", where(conversation))
+            outcome.replies.append(self.flows.program.opt_in)
+        elif opted_out:
+            self._step(outcome, "opted out: silent", where(conversation))
+        elif word in HELP_WORDS:
+            self._step(outcome, f"compliance {word.upper()}", where(conversation))
+            outcome.replies.append(self.flows.program.help)
+        else:
+            await self._route(word, text, outcome)
+        conversation.updated_at = self.clock()
+        del outcome.replies[MAX_REPLIES_PER_TURN:]
+        return outcome
+
+    # -- compliance -------------------------------------------------------------------------
+
+    def _twilio_handled_compliance(self, kind: str, outcome: Outcome) -> None:
+        """Twilio Advanced Opt-Out already answered: record what it did, say nothing."""
+        before = where(outcome.conversation)
+        if kind == "STOP":
+            outcome.opt_out = True
+            outcome.conversation.end()
+        elif kind == "START":
+            outcome.opt_out = False
+        self._step(outcome, f"Twilio OptOutType {kind}", before)
+
+    def _opt_out(self, already: bool, word: str, outcome: Outcome) -> None:
+        before = where(outcome.conversation)
+        outcome.conversation.end()
+        if already:
+            self._step(outcome, f"compliance {word.upper()} (already opted out: silent)", before)
+            return
+        outcome.opt_out = True
+        self._step(outcome, f"compliance {word.upper()}", before)
+        outcome.replies.append(self.flows.program.opt_out)
+
+    # -- flows ------------------------------------------------------------------------------
+
+    async def _route(self, word: str, text: str, outcome: Outcome) -> None:
+        conversation = outcome.conversation
+        flow = self._current_flow(conversation)
+        started = self.flows.by_trigger.get(word)
+        if started is not None:
+            before = where(conversation)
+            conversation.end()
+            conversation.flow, conversation.state = started.name, started.machine.initial
+            self._step(outcome, f"trigger {word.upper()}", before)
+            await self._run_states(started, text, outcome)
+        elif flow is not None:
+            await self._answer(flow, word, text, outcome)
+        else:
+            self._step(outcome, "fallback", "idle")
+            outcome.replies.append(self.flows.program.fallback)
+
+    def _current_flow(self, conversation: Conversation) -> CompiledFlow | None:
+        """The flow the sender is in, or None — ending conversations that expired or went stale."""
+        if not conversation.active:
+            return None
+        flow = self.flows.flows.get(conversation.flow or "")
+        if flow is None or conversation.state not in flow.states:
+            log.warning("conversation of %s was at %s, which no longer exists; starting fresh",
+                        mask(conversation.sender), where(conversation))
+            conversation.end()
+            return None
+        if self.clock() - conversation.updated_at > flow.expires_after:
+            log.info("conversation of %s at %s expired", mask(conversation.sender), where(conversation))
+            conversation.end()
+            return None
+        return flow
+
+    async def _answer(self, flow: CompiledFlow, word: str, text: str, outcome: Outcome) -> None:
+        conversation = outcome.conversation
+        state = flow.states[conversation.state or ""]
+        before = where(conversation)
+        for rule in state.replies:
+            value = rule.matches(word, text)
+            if value is None:
+                continue
+            if rule.save is not None:
+                conversation.vars[rule.save] = value
+            outcome.replies.extend(self._render_all(rule.say, conversation, text))
+            self._fire(flow, rule.event, outcome, before)
+            if rule.go is not None:
+                await self._run_states(flow, text, outcome)
+            return
+        self._fire(flow, OTHERWISE_EVENT, outcome, before)
+        outcome.replies.extend(self._render_all(state.otherwise or state.say, conversation, text))
+
+    async def _run_states(self, flow: CompiledFlow, text: str, outcome: Outcome) -> None:
+        """Enter the conversation's current state and keep going until one waits or the flow ends."""
+        conversation = outcome.conversation
+        for _ in range(MAX_STEPS_PER_TURN):
+            name = conversation.state or END
+            if name == END and END not in flow.states:
+                conversation.end()
+                return
+            state = flow.states[name]
+            before = where(conversation)
+            if state.fetch is not None:
+                try:
+                    url = templates.render_url(state.fetch.url, self._user_values(conversation, text),
+                                               {"env": self.env})
+                    conversation.vars[state.fetch.save] = await self.fetcher.get_json(url, state.fetch.timeout)
+                except FetchFailed as error:
+                    log.warning("fetch in %s failed: %s", before, error)
+                    outcome.replies.extend(self._render_all((state.fetch.fallback,), conversation, text))
+                    self._fire(flow, FETCH_FAILED_EVENT, outcome, before)
+                    continue
+            outcome.replies.extend(self._render_all(state.say, conversation, text))
+            if state.waits:
+                return
+            if state.go is None:
+                conversation.end()
+                return
+            self._fire(flow, NEXT_EVENT, outcome, before)
+        log.error("flow %s moved through %d states in one turn without waiting; ending it",
+                  flow.name, MAX_STEPS_PER_TURN)
+        conversation.end()
+
+    def _fire(self, flow: CompiledFlow, event: str, outcome: Outcome, before: str) -> None:
+        flow.machine.events[event].trigger(outcome.conversation)
+        self._step(outcome, event, before)
+
+    @staticmethod
+    def _step(outcome: Outcome, rule: str, before: str) -> None:
+        outcome.trace.append(TraceStep(rule, before, where(outcome.conversation)))
+
+    # -- templates --------------------------------------------------------------------------
+
+    @staticmethod
+    def _user_values(conversation: Conversation, text: str) -> dict[str, Any]:
+        return {**conversation.vars, "sender": conversation.sender, "message": text}
+
+    def _render_all(self, sources: tuple[BoundTemplate, ...], conversation: Conversation,
+                    text: str) -> list[str]:
+        context = {**self._user_values(conversation, text), "env": self.env}
+        rendered = []
+        for template in sources:
+            try:
+                message = templates.render(template, context).strip()
+            except LiquidError as error:
+                log.error("template failed in %s: %s", where(conversation), error)
+                continue
+            if message:
+                rendered.append(message)
+        return rendered
+

@@ -1,0 +1,241 @@
+"""Turn a validated flow into what runs: one shared ``transitions`` machine plus fast matchers.
+
+Built once per flow at load time. Conversations are throwaway models: the engine fires
+``machine.events[name].trigger(conversation)``, never ``add_model`` and never a Machine per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from liquid import BoundTemplate
+from transitions import Machine
+
+from bot import templates
+from bot.flows.schema import END, Fetch, Flow, NumberRange, Reply, State
+from bot.keywords import NO_WORDS, YES_WORDS, normalise, parse_number, words
+
+logging.getLogger("transitions").setLevel(logging.WARNING)  # INFO costs 5x per transition
+
+OTHERWISE_EVENT = "otherwise"
+NEXT_EVENT = "next"
+FETCH_FAILED_EVENT = "lookup failed"
+
+#: A matcher gets the normalised and the original text; it returns the value to save, or None.
+Matcher = Callable[[str, str], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledReply:
+    event: str  # the transitions event; also the label in diagrams and traces
+    matches: Matcher
+    save: str | None
+    say: tuple[BoundTemplate, ...]
+    go: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFetch:
+    url: BoundTemplate
+    save: str
+    timeout: float
+    fallback: BoundTemplate
+    on_error: str  # a state name, or END
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledState:
+    name: str
+    say: tuple[BoundTemplate, ...]
+    fetch: CompiledFetch | None
+    replies: tuple[CompiledReply, ...]
+    otherwise: tuple[BoundTemplate, ...]
+    go: str | None
+
+    @property
+    def waits(self) -> bool:
+        return bool(self.replies)
+
+
+@dataclass(slots=True)
+class CompiledFlow:
+    name: str
+    description: str
+    file: str
+    triggers: frozenset[str]  # normalised
+    start: str
+    expires_after: float
+    states: dict[str, CompiledState]
+    machine: Machine
+    transitions: list[dict[str, Any]] = field(default_factory=list)  # kept to draw diagrams
+
+
+def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
+    states = {name: _compile_state(name, state) for name, state in flow.states.items()}
+    transitions = [spec for state in states.values() for spec in _transition_specs(state)]
+    machine_states: list[dict[str, Any]] = [
+        {"name": name, "final": not state.waits and state.go is None} for name, state in states.items()
+    ]
+    if END not in states:
+        machine_states.append({"name": END, "final": True})
+    machine = Machine(
+        model=None,
+        states=machine_states,
+        transitions=transitions,
+        initial=flow.start,
+        auto_transitions=False,
+        ignore_invalid_triggers=False,
+        name=flow.flow,
+    )
+    return CompiledFlow(
+        name=flow.flow,
+        description=flow.description,
+        file=file,
+        triggers=frozenset(normalise(word) for word in flow.triggers or ()),
+        start=flow.start,
+        expires_after=flow.expires_after,
+        states=states,
+        machine=machine,
+        transitions=transitions,
+    )
+
+
+def _compile_state(name: str, state: State) -> CompiledState:
+    used: set[str] = {OTHERWISE_EVENT, NEXT_EVENT, FETCH_FAILED_EVENT}
+    replies = tuple(_compile_reply(rule, _unique(_label(rule), used)) for rule in state.replies)
+    return CompiledState(
+        name=name,
+        say=_parse_all(state.say),
+        fetch=_compile_fetch(state.fetch) if state.fetch else None,
+        replies=replies,
+        otherwise=_parse_all(state.otherwise),
+        go=state.go,
+    )
+
+
+def _transition_specs(state: CompiledState) -> list[dict[str, Any]]:
+    specs = [{"trigger": rule.event, "source": state.name, "dest": rule.go} for rule in state.replies]
+    if state.waits:
+        specs.append({"trigger": OTHERWISE_EVENT, "source": state.name, "dest": None})
+    if state.go is not None:
+        specs.append({"trigger": NEXT_EVENT, "source": state.name, "dest": state.go})
+    if state.fetch is not None:
+        specs.append({"trigger": FETCH_FAILED_EVENT, "source": state.name, "dest": state.fetch.on_error})
+    return specs
+
+
+def _compile_fetch(fetch: Fetch) -> CompiledFetch:
+    return CompiledFetch(
+        url=templates.parse(fetch.url),
+        save=fetch.save,
+        timeout=fetch.timeout,
+        fallback=templates.parse(fetch.fallback),
+        on_error=fetch.on_error or END,
+    )
+
+
+def _compile_reply(rule: Reply, event: str) -> CompiledReply:
+    return CompiledReply(event=event, matches=_matcher(rule), save=rule.save,
+                         say=_parse_all(rule.say), go=rule.go)
+
+
+def _parse_all(sources: list[str]) -> tuple[BoundTemplate, ...]:
+    return tuple(templates.parse(source) for source in sources)
+
+
+def _unique(label: str, used: set[str]) -> str:
+    candidate, count = label, 1
+    while candidate in used:
+        count += 1
+        candidate = f"{label} ({count})"
+    used.add(candidate)
+    return candidate
+
+
+def _label(rule: Reply) -> str:
+    if rule.keywords is not None:
+        return " / ".join(rule.keywords)
+    if rule.any_of is not None:
+        return "any of " + ", ".join(rule.any_of)
+    if rule.pattern is not None:
+        return f"/{rule.pattern}/"
+    if rule.number is not None:
+        return "number " + _range_label(rule.number)
+    return f"answer {rule.answer}"
+
+
+def _range_label(bounds: NumberRange) -> str:
+    low, high = bounds.min, bounds.max
+    if low is not None and high is not None:
+        return f"{low:g}..{high:g}"
+    if low is not None:
+        return f">= {low:g}"
+    return f"<= {high:g}" if high is not None else ""
+
+
+def _matcher(rule: Reply) -> Matcher:
+    if rule.keywords is not None:
+        return _keywords_matcher(frozenset(normalise(word) for word in rule.keywords))
+    if rule.any_of is not None:
+        return _any_of_matcher([normalise(word) for word in rule.any_of])
+    if rule.pattern is not None:
+        return _pattern_matcher(re.compile(rule.pattern, re.IGNORECASE))
+    if rule.number is not None:
+        return _number_matcher(rule.number)
+    return _answer_matcher(YES_WORDS if rule.answer == "yes" else NO_WORDS)
+
+
+def _keywords_matcher(accepted: frozenset[str]) -> Matcher:
+    def matches(normalised: str, original: str) -> Any:
+        return original.strip() if normalised in accepted else None
+    return matches
+
+
+def _any_of_matcher(accepted: list[str]) -> Matcher:
+    single = frozenset(word for word in accepted if " " not in word)
+    phrases = [f" {phrase} " for phrase in accepted if " " in phrase]
+
+    def matches(normalised: str, original: str) -> Any:
+        if single.intersection(words(normalised)):
+            return original.strip()
+        padded = f" {normalised} "
+        return original.strip() if any(phrase in padded for phrase in phrases) else None
+    return matches
+
+
+def _pattern_matcher(pattern: re.Pattern[str]) -> Matcher:
+    def matches(normalised: str, original: str) -> Any:
+        found = pattern.search(unicodedata.normalize("NFKC", original).strip())
+        if found is None:
+            return None
+        if pattern.groups and found.group(1) is not None:
+            return found.group(1)
+        return found.group(0)
+    return matches
+
+
+def _number_matcher(bounds: NumberRange) -> Matcher:
+    low = Decimal(str(bounds.min)) if bounds.min is not None else None
+    high = Decimal(str(bounds.max)) if bounds.max is not None else None
+
+    def matches(normalised: str, original: str) -> Any:
+        number = parse_number(normalised)
+        if number is None or (low is not None and number < low) or (high is not None and number > high):
+            return None
+        return int(number) if number == number.to_integral_value() else float(number)
+    return matches
+
+
+def _answer_matcher(accepted: frozenset[str]) -> Matcher:
+    def matches(normalised: str, original: str) -> Any:
+        if normalised in accepted:
+            return original.strip()
+        first = words(normalised)[:1]
+        return original.strip() if first and first[0] in accepted else None
+    return matches

@@ -1,0 +1,181 @@
+"""Read a folder of flow files into a :class:`FlowSet`, or fail with every problem, located.
+
+The server, ``lint`` and the tests all load flows through :func:`load_flows`, so a flow that
+lint accepts is a flow the server runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bot.flows.checks import check_flow
+from bot.flows.compile import CompiledFlow, compile_flow
+from bot.flows.problems import Finding, FlowLoadError, Path, Problem
+from bot.flows.schema import Flow, Program, ProgramTexts
+from bot.flows.yamlsource import SourceMap, YamlError, read_yaml
+from bot.keywords import normalise
+
+PROGRAM_FILE = "program.yaml"
+
+
+@dataclass
+class FlowSet:
+    """Every flow that can run, plus the program's compliance texts."""
+
+    program: ProgramTexts
+    flows: dict[str, CompiledFlow]
+    warnings: list[Problem] = field(default_factory=list)
+    by_trigger: dict[str, CompiledFlow] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_trigger = {word: flow for flow in self.flows.values() for word in flow.triggers}
+
+
+@dataclass
+class _Parsed:
+    file: str
+    source: SourceMap
+    model: BaseModel | None = None
+
+
+def flow_files(folder: FilePath) -> list[FilePath]:
+    """The flow files of a folder: its own ``*.yaml``/``*.yml``, not those of sub-folders."""
+    return sorted(path for path in folder.iterdir() if path.suffix in {".yaml", ".yml"} and path.is_file())
+
+
+def load_flows(folder: str | FilePath) -> FlowSet:
+    """Load, check and compile every flow in ``folder``; raise FlowLoadError on any error."""
+    folder = FilePath(folder)
+    if not folder.is_dir():
+        raise FlowLoadError([Problem(str(folder), 1, 1, "flows folder not found",
+                                     hint="set FLOWS_DIR to the folder holding your flow files")])
+    problems: list[Problem] = []
+    parsed = [_parse_file(path, problems) for path in flow_files(folder)]
+    program_files = [item for item in parsed if isinstance(item.model, Program)]
+    flow_models = [item for item in parsed if isinstance(item.model, Flow)]
+
+    for item in flow_models:
+        assert isinstance(item.model, Flow)
+        problems.extend(_locate(item, finding) for finding in check_flow(item.model))
+    problems.extend(_cross_flow_problems(flow_models))
+    if not program_files:
+        problems.append(Problem(str(folder / PROGRAM_FILE), 1, 1, "no program file",
+                                hint="create it with program: {name, help, opt_out, opt_in}; "
+                                     "see docs/flows.md"))
+    for extra in program_files[1:]:
+        problems.append(Problem(extra.file, 1, 1, f"a second program file (first: {program_files[0].file})",
+                                hint="keep one program: section"))
+
+    errors = [problem for problem in problems if problem.severity == "error"]
+    if errors:
+        raise FlowLoadError(errors + [p for p in problems if p.severity == "warning"])
+    program = program_files[0].model
+    assert isinstance(program, Program)
+    compiled = {}
+    for item in flow_models:
+        assert isinstance(item.model, Flow)
+        compiled[item.model.flow] = compile_flow(item.model, item.file)
+    return FlowSet(program=program.program, flows=compiled, warnings=problems)
+
+
+def _parse_file(path: FilePath, problems: list[Problem]) -> _Parsed:
+    file = str(path)
+    try:
+        data, source = read_yaml(path.read_text(encoding="utf-8"))
+    except YamlError as error:
+        problems.append(Problem(file, error.line, error.col, error.message))
+        return _Parsed(file, SourceMap())
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(Problem(file, 1, 1, f"cannot read the file: {error}"))
+        return _Parsed(file, SourceMap())
+    item = _Parsed(file, source)
+    if not isinstance(data, dict) or not ({"flow", "program"} & set(data)):
+        problems.append(Problem(file, 1, 1, "not a flow file",
+                                hint="a flow file starts with flow: NAME; the program file with program:"))
+        return item
+    model_type: type[BaseModel] = Program if "program" in data else Flow
+    try:
+        item.model = model_type.model_validate(data)
+    except ValidationError as error:
+        problems.extend(_validation_problem(item, model_type, detail) for detail in error.errors())
+    return item
+
+
+def _validation_problem(item: _Parsed, model_type: type[BaseModel], detail: Any) -> Problem:
+    path: Path = tuple(detail["loc"])
+    kind = detail["type"]
+    message = str(detail["msg"]).removeprefix("Value error, ")
+    hint = ""
+    if kind == "extra_forbidden":
+        field_name = str(path[-1])
+        allowed = _allowed_fields(model_type, path[:-1])
+        close = difflib.get_close_matches(field_name, allowed, n=1)
+        message = f"unknown field {field_name!r}"
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed here: {', '.join(allowed)}"
+        path = (*path, "[key]")
+    elif kind == "missing":
+        message = f"missing field {path[-1]!r}"
+        path = path[:-1]
+    elif kind == "string_pattern_mismatch":
+        message = f"{detail.get('input')!r} is not a valid name"
+        hint = "use letters, digits and _, starting with a letter"
+    elif kind == "bool_type" or isinstance(detail.get("input"), bool):
+        hint = "quote words such as 'true' and 'false' if you mean the words"
+    return _locate(item, Finding(path, message, hint=hint))
+
+
+def _allowed_fields(model_type: type[BaseModel], path: Path) -> list[str]:
+    """The field names valid at ``path`` of a model, found by walking the pydantic annotations."""
+    current: Any = model_type
+    for part in path:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field_info = current.model_fields.get(str(part))
+        if field_info is None:
+            continue  # a dict key such as a state name
+        current = _model_in(field_info.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """Find the pydantic model inside ``list[State]``, ``dict[str, State]``, ``Fetch | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _locate(item: _Parsed, finding: Finding) -> Problem:
+    line, col = item.source.locate(finding.path)
+    return Problem(item.file, line, col, finding.message, finding.severity, finding.hint)
+
+
+def _cross_flow_problems(items: list[_Parsed]) -> list[Problem]:
+    problems: list[Problem] = []
+    owners: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for item in items:
+        assert isinstance(item.model, Flow)
+        flow = item.model
+        if flow.flow in names:
+            problems.append(_locate(item, Finding(("flow",), f"flow name {flow.flow!r} is also used by "
+                                                  f"{names[flow.flow]}", hint="give each flow its own name")))
+        names.setdefault(flow.flow, item.file)
+        for index, word in enumerate(flow.triggers or ()):
+            key = normalise(word)
+            if key in owners and owners[key] != flow.flow:
+                problems.append(_locate(item, Finding(("triggers", index), f"trigger {word!r} is also a trigger "
+                                                      f"of flow {owners[key]!r}",
+                                                      hint="a word can start only one flow")))
+            owners.setdefault(key, flow.flow)
+    return problems

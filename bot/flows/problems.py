@@ -1,0 +1,41 @@
+"""Findings about flow files, located by file, line and column so ops staff can fix them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+Path = tuple[str | int, ...]  # where in a flow file: ("states", "ask", "replies", 0, "go")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int
+    col: int
+    message: str
+    severity: Severity = "error"
+    hint: str = ""
+
+    def __str__(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}{hint}"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A problem found in a parsed flow, before it is tied to a file position."""
+
+    path: Path
+    message: str
+    severity: Severity = "error"
+    hint: str = ""
+
+
+class FlowLoadError(Exception):
+    """Flow files that cannot run. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))

@@ -1,0 +1,238 @@
+"""The shape of a flow file, as pydantic models: what ops staff may write, and nothing else.
+
+Checks that need only one field live here (a regex that does not compile, a compliance word
+used as a keyword); checks across the flow (a ``go`` to a state that does not exist) live in
+:mod:`bot.flows.checks`, because they need the whole flow.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from bot.keywords import COMPLIANCE_WORDS, normalise
+
+END = "end"  # the built-in target that ends a conversation
+MAX_FETCH_TIMEOUT = 14.0  # Twilio abandons a webhook after 15 s
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def parse_duration(value: object) -> float:
+    """Read "30m", "1h30m", "45s", "500ms", "2d" (or a plain number of seconds) as seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
+    text = value.strip().replace(" ", "")
+    parts = list(_DURATION.finditer(text))
+    if not parts or "".join(p.group(0) for p in parts).lower() != text.lower():
+        raise ValueError(f"{value!r} is not a duration; write it like 30s, 10m, 2h, 1d or 1h30m")
+    return sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _as_list(value: object) -> object:
+    """Let ops staff write a single message or word without list brackets."""
+    return [value] if isinstance(value, str) else value
+
+
+def _as_words(value: object) -> object:
+    """A keyword list may hold numbers (menu choices ``[1, 2, 3]``): they are words too."""
+    value = [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
+    if isinstance(value, list):
+        return [str(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else item
+                for item in value]
+    return value
+
+
+Texts = Annotated[list[str], BeforeValidator(_as_list)]
+
+
+def _no_compliance_words(words: list[str] | None) -> list[str] | None:
+    for word in words or ():
+        if not normalise(word):
+            raise ValueError(f"{word!r} is empty once spaces and punctuation are removed")
+        if normalise(word) in COMPLIANCE_WORDS:
+            raise ValueError(
+                f"{word!r} is a compliance keyword (STOP, START, HELP and their kin always opt out, "
+                "opt in or answer with the help text, whatever the flow says); choose another word"
+            )
+    return words
+
+
+Keywords = Annotated[list[str], BeforeValidator(_as_words), Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NumberRange(_Strict):
+    """A reply that is a number, optionally between ``min`` and ``max`` (inclusive)."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NumberRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+MATCHERS = ("keywords", "any_of", "pattern", "number", "answer")
+
+
+class Reply(_Strict):
+    """One way out of a waiting state: a test on the reply, and what to do when it passes."""
+
+    keywords: Keywords | None = None  # the whole reply is one of these words or phrases
+    any_of: Keywords | None = None  # the reply contains one of these words
+    pattern: str | None = None  # a regular expression found in the reply (case-insensitive)
+    number: NumberRange | None = None  # the reply is a number in this range
+    answer: Literal["yes", "no"] | None = None  # the reply means yes (y, yeah, ok…) or no
+    save: Name | None = None  # store the reply under this variable name
+    say: Texts = []  # said before moving on
+    go: str | None = None  # the next state; without it the conversation stays where it is
+
+    _check_keywords = field_validator("keywords", "any_of")(_no_compliance_words)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> Reply:
+        present = [name for name in MATCHERS if getattr(self, name) is not None]
+        if len(present) != 1:
+            found = ", ".join(present) if present else "none"
+            raise ValueError(
+                f"each reply needs exactly one test out of {', '.join(MATCHERS)} (found: {found}); "
+                "write two replies for two tests"
+            )
+        return self
+
+    @property
+    def matcher(self) -> str:
+        return next(name for name in MATCHERS if getattr(self, name) is not None)
+
+
+class Fetch(_Strict):
+    """Look something up over HTTP (GET, JSON answer) before the state speaks."""
+
+    url: str
+    save: Name
+    timeout: Duration = 5.0
+    fallback: str = "Sorry, that service is not answering right now. Please try again later."
+    on_error: str | None = None  # where to go when the lookup fails; default: end
+
+    @field_validator("timeout")
+    @classmethod
+    def _within_twilio_limit(cls, seconds: float) -> float:
+        if not 0 < seconds <= MAX_FETCH_TIMEOUT:
+            raise ValueError(
+                f"timeout must be above 0 and at most {MAX_FETCH_TIMEOUT:g}s: Twilio gives up on "
+                "the whole webhook after 15 s"
+            )
+        return seconds
+
+
+class State(_Strict):
+    """One step of a conversation.
+
+    A state speaks (``say``), may look something up first (``fetch``), then either waits for
+    a reply (``replies``), moves on by itself (``go``), or — with neither — ends the conversation.
+    """
+
+    say: Texts = []
+    fetch: Fetch | None = None
+    replies: list[Reply] = []
+    otherwise: Texts = []  # said when a reply matches none of ``replies``; the state waits again
+    go: str | None = None
+
+    @model_validator(mode="after")
+    def _waits_or_moves(self) -> State:
+        if self.replies and self.go is not None:
+            raise ValueError(
+                "a state either waits for replies or moves on with go, not both; "
+                "put the go inside one of the replies"
+            )
+        if self.otherwise and not self.replies:
+            raise ValueError("otherwise only makes sense in a state that waits for replies")
+        return self
+
+    @property
+    def waits(self) -> bool:
+        return bool(self.replies)
+
+
+class Flow(_Strict):
+    """One conversation an ops person designed: its trigger words and its states."""
+
+    flow: Name
+    description: str = ""
+    triggers: Keywords | None = None
+    start: str
+    expires_after: Duration = 24 * 3600.0
+    states: dict[Annotated[str, Field(pattern=NAME_PATTERN)], State] = Field(min_length=1)
+
+    _check_triggers = field_validator("triggers")(_no_compliance_words)
+
+    @field_validator("expires_after")
+    @classmethod
+    def _positive(cls, seconds: float) -> float:
+        if seconds <= 0:
+            raise ValueError("expires_after must be longer than zero")
+        return seconds
+
+
+class ProgramTexts(_Strict):
+    """The texts carriers require, sent by the built-in compliance handler."""
+
+    name: str
+    help: str  # answer to HELP / INFO
+    opt_out: str  # confirmation of STOP (sent once)
+    opt_in: str  # confirmation of START / UNSTOP
+    fallback: str = "Sorry, I didn't understand that. Text HELP for what you can do."
+
+    @field_validator("help")
+    @classmethod
+    def _help_says_how_to_stop(cls, text: str) -> str:
+        if "stop" not in normalise(text):
+            raise ValueError("the help text must tell people how to opt out (mention STOP)")
+        return text
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback_mentions_help(cls, text: str) -> str:
+        if "help" not in normalise(text):
+            raise ValueError("the fallback reply must point people to HELP")
+        return text
+
+
+class Program(_Strict):
+    """The file (``flows/program.yaml``) holding the program's compliance texts."""
+
+    program: ProgramTexts

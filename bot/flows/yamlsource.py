@@ -1,0 +1,94 @@
+"""YAML reading for people: YAML 1.2 booleans, duplicate-key errors, and a line for every value.
+
+PyYAML follows YAML 1.1, where an unquoted ``YES``, ``NO``, ``on`` or ``off`` is a boolean: an ops
+person writing ``keywords: [YES, NO]`` would get ``[True, False]``. Here only ``true``/``false``
+are booleans, as in YAML 1.2, so those words stay words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from bot.flows.problems import Path
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core booleans."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+class YamlError(Exception):
+    """Unreadable YAML, with the 1-based line and column where reading stopped."""
+
+    def __init__(self, message: str, line: int, col: int) -> None:
+        super().__init__(message)
+        self.message, self.line, self.col = message, line, col
+
+
+@dataclass
+class SourceMap:
+    """Where each value of a YAML document sits, by its path of keys and indexes."""
+
+    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: Path) -> tuple[int, int]:
+        """The 1-based (line, column) of the deepest part of ``path`` that exists in the file."""
+        for end in range(len(path), -1, -1):
+            position = self.positions.get(tuple(path[:end]))
+            if position is not None:
+                return position
+        return (1, 1)
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _map_positions(node: yaml.Node, path: Path, source: SourceMap) -> None:
+    source.positions[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                line = seen[key].start_mark.line + 1
+                raise YamlError(f"duplicate key {key!r} (first written on line {line})", *_mark(key_node))
+            seen[key] = key_node
+            source.positions[(*path, key, "[key]")] = _mark(key_node)
+            _map_positions(value_node, (*path, key), source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _map_positions(item, (*path, index), source)
+
+
+def read_yaml(text: str) -> tuple[Any, SourceMap]:
+    """Parse one YAML document into plain data plus the position of every value."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        source = SourceMap()
+        if node is None:
+            return None, source
+        _map_positions(node, (), source)
+        return loader.construct_document(node), source
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = " ".join(part for part in (error.context, error.problem) if part)
+        raise YamlError(f"YAML syntax: {problem}", line, col) from None
+    except yaml.YAMLError as error:
+        raise YamlError(f"YAML: {error}", 1, 1) from None
+    finally:
+        loader.dispose()

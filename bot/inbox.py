@@ -1,0 +1,63 @@
+"""The one path every inbound message takes: de-duplicate, lock, load, run the engine, commit.
+
+Shared by the webhook, the simulator and the tests, so they cannot disagree about the rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from bot.engine import Engine
+from bot.privacy import mask
+from bot.store import CommitResult, Store
+from bot.types import Inbound, TraceStep, Turn
+
+log = logging.getLogger("bot.route")
+
+MAX_ATTEMPTS = 10  # compare-and-set retries when another process changed the conversation first
+
+
+class StoreContention(RuntimeError):
+    """The conversation kept changing under us; the message was not processed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    replies: tuple[str, ...]
+    duplicate: bool = False  # a MessageSid seen before: the replies are the recorded ones
+    trace: tuple[TraceStep, ...] = field(default=())
+
+
+class Inbox:
+    def __init__(self, store: Store, engine: Engine) -> None:
+        self.store = store
+        self.engine = engine
+
+    async def receive(self, inbound: Inbound) -> Received:
+        recorded = await self.store.recorded_replies(inbound.message_sid)
+        if recorded is not None:
+            return Received(recorded, duplicate=True)
+        async with self.store.lock(inbound.sender):
+            for _ in range(MAX_ATTEMPTS):
+                # Checked again under the lock: a twin of this message may have just won the race.
+                recorded = await self.store.recorded_replies(inbound.message_sid)
+                if recorded is not None:
+                    return Received(recorded, duplicate=True)
+                conversation = await self.store.load(inbound.sender)
+                opted_out = await self.store.is_opted_out(inbound.sender)
+                expected_version = conversation.version
+                outcome = await self.engine.handle(inbound, conversation, opted_out)
+                replies = tuple(outcome.replies)
+                if opted_out and outcome.opt_out is not False:
+                    replies = ()  # never text an opted-out number, whatever a flow says
+                turn = Turn(inbound, outcome.conversation, expected_version, replies, outcome.opt_out)
+                result = await self.store.commit(turn)
+                if result is CommitResult.COMMITTED:
+                    for step in outcome.trace:
+                        log.info("%s %s -> %s via %s", mask(inbound.sender), step.before, step.after, step.rule)
+                    return Received(replies, trace=tuple(outcome.trace))
+                if result is CommitResult.DUPLICATE:
+                    return Received(await self.store.recorded_replies(inbound.message_sid) or (),
+                                    duplicate=True)
+        raise StoreContention(f"conversation of {mask(inbound.sender)} kept changing; gave up")

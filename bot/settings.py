@@ -1,0 +1,109 @@
+"""Typed settings from the environment (and an optional ``.env`` file, which git ignores)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    twilio_auth_token: str = ""
+    public_url: str = ""  # e.g. https://abc.ngrok.app; the signature URL is this + path + query
+    trust_proxy: bool = False  # take scheme and host from X-Forwarded-Proto/Host instead
+    store_url: str = "sqlite:///bot.db"
+    flows_dir: str = "flows"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    dev_mode: bool = False  # accept unsigned requests (loopback only, no auth token)
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "info"
+
+    @property
+    def checks_signatures(self) -> bool:
+        return bool(self.twilio_auth_token)
+
+    @property
+    def local_base_url(self) -> str:
+        """How the bot reaches itself (for ``fetch`` URLs starting with ``/``)."""
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "", "::"} else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def validate(self) -> None:
+        if not self.twilio_auth_token and not self.dev_mode:
+            raise SettingsError(
+                "TWILIO_AUTH_TOKEN is not set, so Twilio's signatures cannot be checked. Set it "
+                "(in the environment or .env) to your account's auth token, or start local dev "
+                "mode with DEV_MODE=1 (loopback only, unsigned requests accepted)."
+            )
+        if self.dev_mode and not self.twilio_auth_token and not is_loopback(self.host):
+            raise SettingsError(
+                f"DEV_MODE without TWILIO_AUTH_TOKEN accepts unsigned requests, so it only listens on "
+                f"loopback; HOST={self.host} is not. Use HOST=127.0.0.1 or set TWILIO_AUTH_TOKEN."
+            )
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError(f"PUBLIC_URL must start with https:// (got {self.public_url!r})")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env") -> Settings:
+    """Read settings: real environment variables win over ``.env``."""
+    values: dict[str, str] = {}
+    if environ is None:
+        if Path(env_file).is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ)
+    else:
+        values.update(environ)
+    return Settings(
+        twilio_auth_token=values.get("TWILIO_AUTH_TOKEN", ""),
+        public_url=values.get("PUBLIC_URL", "").rstrip("/"),
+        trust_proxy=_flag(values, "TRUST_PROXY"),
+        store_url=values.get("STORE_URL") or Settings.store_url,
+        flows_dir=values.get("FLOWS_DIR") or Settings.flows_dir,
+        host=values.get("HOST") or Settings.host,
+        port=_integer(values, "PORT", Settings.port),
+        dev_mode=_flag(values, "DEV_MODE"),
+        max_body_bytes=_integer(values, "MAX_BODY_BYTES", Settings.max_body_bytes),
+        log_level=(values.get("LOG_LEVEL") or Settings.log_level).lower(),
+    )
+
+
+def _flag(values: Mapping[str, str], name: str) -> bool:
+    raw = values.get(name, "").strip().lower()
+    if raw in TRUE_WORDS:
+        return True
+    if raw in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name} must be 1 or 0 (got {raw!r})")
+
+
+def _integer(values: Mapping[str, str], name: str, default: int) -> int:
+    raw = values.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number (got {raw!r})") from None

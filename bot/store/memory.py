@@ -1,0 +1,53 @@
+"""A store in a dict: for tests and the simulator. Same contract as the real stores."""
+
+from __future__ import annotations
+
+import copy
+from contextlib import AbstractAsyncContextManager
+
+from bot.store.base import CommitResult, KeyedLocks
+from bot.types import Conversation, Turn
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.conversations: dict[str, Conversation] = {}
+        self.opted_out: set[str] = set()
+        self.processed: dict[str, tuple[str, ...]] = {}
+        self.transcript: list[tuple[str, str, str, float]] = []  # sender, direction, body, at
+        self._locks = KeyedLocks()
+
+    async def load(self, sender: str) -> Conversation:
+        stored = self.conversations.get(sender)
+        return copy.deepcopy(stored) if stored is not None else Conversation(sender)
+
+    async def is_opted_out(self, sender: str) -> bool:
+        return sender in self.opted_out
+
+    async def recorded_replies(self, message_sid: str) -> tuple[str, ...] | None:
+        return self.processed.get(message_sid)
+
+    async def commit(self, turn: Turn) -> CommitResult:
+        sender = turn.inbound.sender
+        if turn.inbound.message_sid in self.processed:
+            return CommitResult.DUPLICATE
+        stored = self.conversations.get(sender)
+        if (stored.version if stored else 0) != turn.expected_version:
+            return CommitResult.CONFLICT
+        saved = copy.deepcopy(turn.conversation)
+        saved.version = turn.expected_version + 1
+        self.conversations[sender] = saved
+        if turn.opt_out is True:
+            self.opted_out.add(sender)
+        elif turn.opt_out is False:
+            self.opted_out.discard(sender)
+        self.processed[turn.inbound.message_sid] = turn.replies
+        self.transcript.append((sender, "in", turn.inbound.body, turn.at))
+        self.transcript.extend((sender, "out", reply, turn.at) for reply in turn.replies)
+        return CommitResult.COMMITTED
+
+    def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(sender)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,76 @@
+"""The shared vocabulary: the nouns every other module talks in."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One incoming message, as Twilio described it, reduced to what the bot uses."""
+
+    message_sid: str
+    sender: str
+    to: str = ""
+    body: str = ""
+    media: tuple[str, ...] = ()
+    opt_out_type: str | None = None  # Twilio Advanced Opt-Out already handled it: STOP, START or HELP
+
+
+@dataclass(slots=True)
+class Conversation:
+    """Where one sender stands: which flow, which state, what they told us.
+
+    ``state`` is also the attribute the shared ``transitions`` machines read and write,
+    so a Conversation is the (throwaway) model an event is fired on.
+    """
+
+    sender: str
+    flow: str | None = None
+    state: str | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = field(default_factory=time.time)
+    version: int = 0  # compare-and-set token: the version this copy was loaded at
+
+    @property
+    def active(self) -> bool:
+        return self.flow is not None and self.state is not None
+
+    def end(self) -> None:
+        """Leave any flow; the next message starts fresh."""
+        self.flow = None
+        self.state = None
+        self.vars = {}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One routing decision, kept for logs, the simulator and tests."""
+
+    rule: str  # what matched: "compliance STOP", "trigger STATUS", "keywords YES", "otherwise", ...
+    before: str  # "flow:state" or "idle"
+    after: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the engine decided for one inbound message."""
+
+    conversation: Conversation
+    replies: list[str] = field(default_factory=list)
+    trace: list[TraceStep] = field(default_factory=list)
+    opt_out: bool | None = None  # True: opt the sender out; False: opt back in; None: unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Everything one message changes, written by the store in one transaction."""
+
+    inbound: Inbound
+    conversation: Conversation
+    expected_version: int
+    replies: tuple[str, ...]
+    opt_out: bool | None
+    at: float = field(default_factory=time.time)

@@ -1,0 +1,56 @@
+"""Start the bot: settings from the environment/.env, flows checked, then uvicorn.
+
+    python server.py            # needs TWILIO_AUTH_TOKEN (or DEV_MODE=1 for local tries)
+    python server.py --dev      # local dev mode: loopback only, unsigned requests accepted
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import uvicorn
+
+from bot.app import create_app
+from bot.flows.loader import load_flows
+from bot.flows.problems import FlowLoadError
+from bot.settings import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the textflow SMS bot.")
+    parser.add_argument("--dev", action="store_true",
+                        help="local dev mode (same as DEV_MODE=1): loopback only; without "
+                             "TWILIO_AUTH_TOKEN, unsigned requests are accepted")
+    args = parser.parse_args(argv)
+    if args.dev:
+        os.environ["DEV_MODE"] = "1"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        settings.validate()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(settings.log_level.upper())
+    try:
+        flows = load_flows(settings.flows_dir)
+    except FlowLoadError as error:
+        print(f"error: the flows in {settings.flows_dir} cannot run:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    for warning in flows.warnings:
+        logging.getLogger("bot.flows").warning("%s", warning)
+    logging.getLogger("bot").info("loaded flows %s from %s; store %s", ", ".join(sorted(flows.flows)),
+                                  settings.flows_dir, settings.store_url)
+    app = create_app(settings, flows)
+    uvicorn.run(app, host=settings.host, port=settings.port, http="httptools", loop="uvloop",
+                access_log=False, log_level=settings.log_level, server_header=False, date_header=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
