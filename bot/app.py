@@ -57,6 +57,6 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
     routes = [
         Route("/sms", webhook.sms, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/demo/orders/{number}", demo.order, methods=["GET"]),
+        *demo.routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan)

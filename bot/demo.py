@@ -6,8 +6,10 @@ own service; it answers like one would (JSON, 404 for unknown orders).
 
 from __future__ import annotations
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 _STATUSES = [
     ("being packed", "It should ship within 1 business day."),
@@ -23,3 +25,7 @@ async def order(request: Request) -> JSONResponse:
         return JSONResponse({"error": f"no order {number}"}, status_code=404)
     status, detail = _STATUSES[sum(map(int, number)) % len(_STATUSES)]
     return JSONResponse({"order": number, "status": status, "detail": detail})
+
+
+routes = [Route("/demo/orders/{number}", order, methods=["GET"])]
+app = Starlette(routes=routes)  # served alone by tests and the simulator, in-process

@@ -1,0 +1,156 @@
+"""Shared fixtures: flow folders, a signed in-process client, and a real server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from bot import demo
+from bot.actions import HttpFetcher
+from bot.app import create_app
+from bot.flows.loader import load_flows
+from bot.settings import Settings
+from tests.twilio_fake import AUTH_TOKEN, signed_request, twilio_form
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_FLOWS = ROOT / "flows"
+
+PROGRAM_YAML = """\
+program:
+  name: Test Program
+  help: "Test Program: text COUNT to count. Reply STOP to opt out."
+  opt_out: "You are unsubscribed. Reply START to come back."
+  opt_in: "Welcome back. Reply STOP to opt out."
+  fallback: "Sorry, I didn't get that. Text HELP for help."
+"""
+
+
+
+def counting_flow(steps: int = 20) -> str:
+    """A flow whose state is the count: COUNT starts at 0, each "tick" moves one step and says
+    the new number, so lost or doubled transitions show in the final state and the replies."""
+    lines = ["flow: counting", "triggers: [COUNT]", "start: n0", "states:"]
+    for n in range(steps + 1):
+        lines += [f"  n{n}:", f'    say: "{n}"']
+        if n < steps:
+            lines += ["    replies:", "      - keywords: [tick]", f"        go: n{n + 1}",
+                      f'    otherwise: "at {n}: say tick"']
+        else:
+            lines += ["    replies:", "      - keywords: [tick]", '        say: "overflow"',
+                      f'    otherwise: "at {n}: done"']
+    return "\n".join(lines) + "\n"
+
+
+def write_flows(folder: Path, files: dict[str, str], *, program: str = PROGRAM_YAML) -> Path:
+    """A flows folder holding ``files`` plus a program file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "program.yaml").write_text(program, encoding="utf-8")
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def replies_of(xml_text: str) -> list[str]:
+    """The <Message> texts of a TwiML answer (parsed as XML, so bad escaping fails here)."""
+    root = ElementTree.fromstring(xml_text.encode("utf-8"))
+    assert root.tag == "Response"
+    return [message.text or "" for message in root.findall("Message")]
+
+
+class SignedClient:
+    """Posts webhooks to an in-process app, signed exactly as Twilio signs them."""
+
+    def __init__(self, client: TestClient, url: str = "http://testserver/sms") -> None:
+        self.client = client
+        self.url = url
+
+    def text(self, body: str, sender: str = "+15551234567", **form_extra: str) -> httpx.Response:
+        body_bytes, headers = signed_request(self.url, twilio_form(body, sender, **form_extra))
+        return self.client.post(self.url, content=body_bytes, headers=headers)
+
+    def replies(self, body: str, sender: str = "+15551234567", **form_extra: str) -> list[str]:
+        response = self.text(body, sender, **form_extra)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/xml")
+        return replies_of(response.text)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(twilio_auth_token=AUTH_TOKEN, store_url=f"sqlite:///{tmp_path / 'bot.db'}",
+                    flows_dir=str(SHIPPED_FLOWS))
+
+
+@pytest.fixture
+def bot(settings: Settings) -> Iterator[SignedClient]:
+    """The shipped flows behind a signed in-process client."""
+    app = create_app(settings, load_flows(settings.flows_dir), fetcher=demo_fetcher())
+    with TestClient(app) as client:
+        yield SignedClient(client)
+
+
+def demo_fetcher() -> HttpFetcher:
+    """The real fetcher, with ``/demo/...`` URLs served in-process by the demo order service."""
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=demo.app))
+    return HttpFetcher(client, "http://demo.invalid")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServerProcess:
+    """``python server.py`` as a user runs it, on a free loopback port, stopped by the test."""
+
+    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", **env}
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "server.py")], cwd=self.cwd,
+                                        env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read().decode() if self.process.stdout else ""
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{output}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError("server did not answer /healthz in time")
+
+    def stop(self) -> str:
+        """Stop the server; returns what it printed."""
+        if self.process is None:
+            return ""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        output = self.process.stdout.read().decode() if self.process.stdout else ""
+        self.process = None
+        return output
