@@ -53,9 +53,12 @@ def words(normalised: str) -> list[str]:
     return _WORD.findall(normalised)
 
 
-def parse_number(normalised: str) -> Decimal | None:
-    """Read a reply such as "3", "-2.5" or "1,000" as a number; None when it is not one."""
-    candidate = normalised.replace(",", "").replace(" ", "")
+def parse_number(text: str) -> Decimal | None:
+    """Read a reply such as "3", "-2.5", "1,000" or "４２!" as a number; None when it is not one.
+
+    Works on the text as typed, not on :func:`normalise`'s output, which would drop a minus sign.
+    """
+    candidate = unicodedata.normalize("NFKC", text).strip().rstrip("!?.").replace(",", "").replace(" ", "")
     if not candidate:
         return None
     try:

@@ -225,7 +225,7 @@ def _number_matcher(bounds: NumberRange) -> Matcher:
     high = Decimal(str(bounds.max)) if bounds.max is not None else None
 
     def matches(normalised: str, original: str) -> Any:
-        number = parse_number(normalised)
+        number = parse_number(original)
         if number is None or (low is not None and number < low) or (high is not None and number > high):
             return None
         return int(number) if number == number.to_integral_value() else float(number)

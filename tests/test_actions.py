@@ -1,0 +1,80 @@
+"""The real HTTP fetcher against real local servers: JSON, errors, and the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from bot.actions import FetchFailed, HttpFetcher
+
+
+_handlers: set[asyncio.Task[None]] = set()
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    _handlers.add(task)
+    try:
+        await _answer(reader, writer)
+    finally:
+        writer.close()
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    request_line = (await reader.readline()).decode()
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    path = request_line.split(" ")[1]
+    if path == "/slow":
+        await asyncio.sleep(1)
+    status, body = {"/ok": (200, json.dumps({"status": "shipped"})), "/missing": (404, "{}"),
+                    "/html": (200, "<html>")}.get(path, (500, "boom"))
+    writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+    await writer.drain()
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[HttpFetcher]:
+    server = await asyncio.start_server(_handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with httpx.AsyncClient() as client:
+        yield HttpFetcher(client, f"http://127.0.0.1:{port}")
+    server.close()
+    await asyncio.gather(*_handlers)  # let a slow handler finish and close its socket
+    _handlers.clear()
+
+
+async def test_json_answer(fetcher: HttpFetcher) -> None:
+    assert await fetcher.get_json("/ok", 2) == {"status": "shipped"}
+
+
+@pytest.mark.parametrize(("path", "reason"), [("/missing", "HTTP 404"), ("/html", "not JSON"),
+                                              ("/error", "HTTP 500")])
+async def test_failures_say_why(fetcher: HttpFetcher, path: str, reason: str) -> None:
+    with pytest.raises(FetchFailed, match=reason):
+        await fetcher.get_json(path, 2)
+
+
+async def test_slow_service_hits_the_deadline(fetcher: HttpFetcher) -> None:
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(FetchFailed, match="no answer within 0.3s"):
+        await fetcher.get_json("/slow", 0.3)
+    assert asyncio.get_running_loop().time() - started < 2
+
+
+async def test_unreachable_service() -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(FetchFailed, match="request failed"):
+            await HttpFetcher(client, "http://127.0.0.1:9").get_json("/x", 1)
+
+
+def test_relative_urls_mean_the_bot_itself() -> None:
+    fetcher = HttpFetcher(httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(204))),
+                          "http://127.0.0.1:8000/")
+    assert fetcher.resolve("/demo/orders/1") == "http://127.0.0.1:8000/demo/orders/1"
+    assert fetcher.resolve("https://api.example/x") == "https://api.example/x"

@@ -1,0 +1,278 @@
+"""The engine on its own: routing, transitions, captures, expiry, fetch — no HTTP, no store."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.actions import FetchFailed
+from bot.engine import Engine
+from bot.flows.loader import load_flows
+from bot.types import Conversation, Inbound
+from tests.conftest import SHIPPED_FLOWS, write_flows
+
+_sids = itertools.count()
+
+
+class CannedFetcher:
+    """Answers fetches from a dict (url -> JSON), or fails like a service that is down."""
+
+    def __init__(self, answers: dict[str, Any] | None = None) -> None:
+        self.answers = answers or {}
+        self.urls: list[str] = []
+
+    async def get_json(self, url: str, timeout: float) -> Any:
+        self.urls.append(url)
+        if url not in self.answers:
+            raise FetchFailed("down")
+        return self.answers[url]
+
+
+class Chat:
+    """One sender talking to an engine, carrying the conversation between turns."""
+
+    def __init__(self, engine: Engine, sender: str = "+15551230000") -> None:
+        self.engine = engine
+        self.conversation = Conversation(sender)
+        self.opted_out = False
+
+    async def send(self, text: str, **inbound: Any) -> list[str]:
+        message = Inbound(message_sid=f"SM{next(_sids)}", sender=self.conversation.sender, body=text, **inbound)
+        outcome = await self.engine.handle(message, self.conversation, self.opted_out)
+        self.conversation = outcome.conversation
+        if outcome.opt_out is not None:
+            self.opted_out = outcome.opt_out
+        return outcome.replies
+
+
+def shipped(fetcher: CannedFetcher | None = None, **kwargs: Any) -> Chat:
+    return Chat(Engine(load_flows(SHIPPED_FLOWS), fetcher or CannedFetcher(), env={}, **kwargs))
+
+
+async def test_status_flow_fetches_and_answers() -> None:
+    fetcher = CannedFetcher({"/demo/orders/123456": {"status": "shipped", "detail": "Soon."}})
+    chat = shipped(fetcher)
+    assert await chat.send("status") == ["What's your order number? (6 digits, like 123456)"]
+    assert chat.conversation.state == "ask_number"
+    assert (await chat.send("12"))[0].startswith("Order numbers have 6 digits")
+    assert chat.conversation.state == "ask_number"
+    assert await chat.send(" 123456 ") == ["Order 123456 is shipped. Soon."]
+    assert not chat.conversation.active
+    assert fetcher.urls == ["/demo/orders/123456"]
+
+
+async def test_fetch_failure_sends_the_fallback_and_ends() -> None:
+    chat = shipped(CannedFetcher())
+    await chat.send("STATUS")
+    assert await chat.send("123456") == [
+        "Sorry, our order system isn't answering right now. Please try again in a few minutes."]
+    assert not chat.conversation.active
+
+
+async def test_fetch_url_uses_env_and_encodes_what_people_typed(tmp_path: Path) -> None:
+    flow = """\
+flow: lookup
+triggers: [LOOK]
+start: ask
+states:
+  ask:
+    say: "Name?"
+    replies:
+      - pattern: '.+'
+        save: name
+        go: fetch
+    otherwise: "Name please."
+  fetch:
+    fetch: {url: "{{ env.API }}/people/{{ name }}", save: person}
+    say: "{{ person.greeting }}"
+"""
+    fetcher = CannedFetcher({"http://api.test/people/..%2Fadmin%3Fx%3D1": {"greeting": "hi"}})
+    chat = Chat(Engine(load_flows(write_flows(tmp_path, {"f.yaml": flow})), fetcher, env={"API": "http://api.test"}))
+    await chat.send("look")
+    assert await chat.send("../admin?x=1") == ["hi"]
+
+
+async def test_signup_captures_and_branches_on_yes_no() -> None:
+    chat = shipped()
+    assert await chat.send("Join!") == ["Welcome to Acme Orders updates! What's your first name?"]
+    assert await chat.send("12345") == ["Please reply with just your first name (letters only)."]
+    assert await chat.send("Ada") == ["Thanks, Ada! Sign you up for shipping updates? Reply YES or NO."]
+    assert await chat.send("maybe") == ["Please reply YES to sign up, NO to cancel, or CHANGE to fix your name."]
+    assert await chat.send("change") == ["Welcome to Acme Orders updates! What's your first name?"]
+    await chat.send("Grace")
+    assert await chat.send("yeah sure") == [
+        "You're signed up, Grace! We'll text you when your orders ship.", "Reply STOP at any time to opt out."]
+    assert not chat.conversation.active
+
+
+async def test_no_says_goodbye() -> None:
+    chat = shipped()
+    await chat.send("JOIN")
+    await chat.send("Ada")
+    assert await chat.send("nope") == ["No problem, Ada. You're not signed up. Text JOIN any time."]
+    assert not chat.conversation.active
+
+
+async def test_idle_message_gets_fallback_mentioning_help() -> None:
+    replies = await shipped().send("what is this")
+    assert len(replies) == 1 and "HELP" in replies[0]
+
+
+async def test_trigger_restarts_from_any_state() -> None:
+    chat = shipped()
+    await chat.send("JOIN")
+    assert await chat.send("status") == ["What's your order number? (6 digits, like 123456)"]
+    assert chat.conversation.flow == "order_status"
+
+
+async def test_help_keeps_the_conversation_where_it_was() -> None:
+    chat = shipped()
+    await chat.send("JOIN")
+    assert "STOP" in (await chat.send("help"))[0]
+    assert chat.conversation.state == "ask_name"
+    assert (await chat.send("Ada"))[0].startswith("Thanks, Ada!")
+
+
+async def test_stop_opts_out_once_then_silence() -> None:
+    chat = shipped()
+    await chat.send("JOIN")
+    assert (await chat.send("Stop!"))[0].startswith("You're unsubscribed")
+    assert chat.opted_out and not chat.conversation.active
+    for text in ["STOP", "help", "JOIN", "hello"]:
+        assert await chat.send(text) == []
+    assert (await chat.send("yes"))[0].startswith("You're subscribed")
+    assert not chat.opted_out
+    assert (await chat.send("yes"))[0].startswith("Sorry")  # YES is not an opt-in word any more
+
+
+async def test_twilio_advanced_opt_out_is_recorded_silently() -> None:
+    chat = shipped()
+    assert await chat.send("STOP", opt_out_type="STOP") == []
+    assert chat.opted_out
+    assert await chat.send("START", opt_out_type="START") == []
+    assert not chat.opted_out
+
+
+async def test_idle_conversation_expires() -> None:
+    now = [1_000_000.0]
+    chat = shipped(clock=lambda: now[0])
+    await chat.send("STATUS")
+    now[0] += 31 * 60  # status.yaml: expires_after 30m
+    assert "HELP" in (await chat.send("123456"))[0]  # a fresh start: the fallback, not the lookup
+    assert not chat.conversation.active
+
+
+async def test_stale_conversation_is_reset_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
+    chat = shipped()
+    chat.conversation = Conversation("+15551230000", flow="deleted_flow", state="gone")
+    assert "HELP" in (await chat.send("hi"))[0]
+    assert "no longer exists" in caplog.text
+    chat.conversation = Conversation("+15551230000", flow="signup", state="renamed_state")
+    assert (await chat.send("JOIN"))[0].startswith("Welcome")
+
+
+async def test_number_ranges_and_saving_numbers(tmp_path: Path) -> None:
+    flow = """\
+flow: rate
+triggers: [RATE]
+start: ask
+states:
+  ask:
+    say: "Rate us 1-5"
+    replies:
+      - number: {min: 1, max: 5}
+        save: score
+        go: thanks
+    otherwise: "A number from 1 to 5, please."
+  thanks:
+    say: "Thanks for the {{ score }}!"
+"""
+    chat = Chat(Engine(load_flows(write_flows(tmp_path, {"rate.yaml": flow})), CannedFetcher(), env={}))
+    await chat.send("rate")
+    assert await chat.send("6") == ["A number from 1 to 5, please."]
+    assert await chat.send("4!") == ["Thanks for the 4!"]
+    assert chat.conversation.vars == {}  # the conversation ended; its variables went with it
+
+
+async def test_any_of_and_states_that_stay(tmp_path: Path) -> None:
+    flow = """\
+flow: menu
+triggers: [MENU]
+start: menu
+states:
+  menu:
+    say: "Ask about hours or prices. Text DONE to finish."
+    replies:
+      - any_of: [hours, open, "opening times"]
+        say: "We're open 9-5."
+      - any_of: [price, prices, cost]
+        say: "Everything is $10."
+      - keywords: [DONE]
+        go: end
+    otherwise: "Try: hours, prices, or DONE."
+"""
+    chat = Chat(Engine(load_flows(write_flows(tmp_path, {"menu.yaml": flow})), CannedFetcher(), env={}))
+    await chat.send("menu")
+    assert await chat.send("When are you open?") == ["We're open 9-5."]
+    assert await chat.send("what are your opening times") == ["We're open 9-5."]
+    assert await chat.send("How much does it cost") == ["Everything is $10."]
+    assert chat.conversation.state == "menu"
+    assert await chat.send("done") == []
+    assert not chat.conversation.active
+
+
+async def test_a_loop_of_states_that_never_wait_is_stopped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    flow = """\
+flow: loop
+triggers: [LOOP]
+start: a
+states:
+  a: {say: "a", go: b}
+  b: {go: a}
+"""
+    chat = Chat(Engine(load_flows(write_flows(tmp_path, {"loop.yaml": flow})), CannedFetcher(), env={}))
+    replies = await chat.send("loop")
+    assert 0 < len(replies) <= 10
+    assert not chat.conversation.active
+    assert "without waiting" in caplog.text
+
+
+async def test_templates_see_sender_and_message_but_not_secrets(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOP_NAME", "Acme")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "s3cret")
+    monkeypatch.setenv("PAYMENTS_API_KEY", "k3y")
+    flow = """\
+flow: echo
+triggers: [ECHO]
+start: echo
+states:
+  echo:
+    say: "{{ env.SHOP_NAME }} {{ sender }} {{ message }} [{{ env.TWILIO_AUTH_TOKEN }}{{ env.PAYMENTS_API_KEY }}]"
+"""
+    chat = Chat(Engine(load_flows(write_flows(tmp_path, {"echo.yaml": flow})), CannedFetcher()))
+    assert await chat.send("echo") == ["Acme +15551230000 echo []"]
+
+
+async def test_user_text_is_never_a_template(tmp_path: Path) -> None:
+    flow = """\
+flow: name
+triggers: [NAME]
+start: ask
+states:
+  ask:
+    say: "Name?"
+    replies:
+      - pattern: '.+'
+        save: name
+        go: hi
+    otherwise: "?"
+  hi:
+    say: "Hi {{ name }}"
+"""
+    chat = Chat(Engine(load_flows(write_flows(tmp_path, {"n.yaml": flow})), CannedFetcher(), env={}))
+    await chat.send("name")
+    assert await chat.send("{{ 7 | plus: 1 }}{% raw %}") == ["Hi {{ 7 | plus: 1 }}{% raw %}"]
