@@ -6,6 +6,7 @@ Shared by the webhook, the simulator and the tests, so they cannot disagree abou
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from bot.engine import Engine
@@ -35,6 +36,12 @@ class Inbox:
         self.engine = engine
 
     async def receive(self, inbound: Inbound) -> Received:
+        started = time.perf_counter()
+        received = await self._receive(inbound)
+        _log_route(inbound, received, time.perf_counter() - started)
+        return received
+
+    async def _receive(self, inbound: Inbound) -> Received:
         recorded = await self.store.recorded_replies(inbound.message_sid)
         if recorded is not None:
             return Received(recorded, duplicate=True)
@@ -54,10 +61,20 @@ class Inbox:
                 turn = Turn(inbound, outcome.conversation, expected_version, replies, outcome.opt_out)
                 result = await self.store.commit(turn)
                 if result is CommitResult.COMMITTED:
-                    for step in outcome.trace:
-                        log.info("%s %s -> %s via %s", mask(inbound.sender), step.before, step.after, step.rule)
                     return Received(replies, trace=tuple(outcome.trace))
                 if result is CommitResult.DUPLICATE:
                     return Received(await self.store.recorded_replies(inbound.message_sid) or (),
                                     duplicate=True)
         raise StoreContention(f"conversation of {mask(inbound.sender)} kept changing; gave up")
+
+
+def _log_route(inbound: Inbound, received: Received, seconds: float) -> None:
+    """One line per message: the answer to "why did the bot say that?"."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    if received.duplicate:
+        route = "duplicate MessageSid: recorded reply"
+    else:
+        route = "; ".join(f"{step.before} -> {step.after} ({step.rule})" for step in received.trace)
+    log.info("from=%s sid=%s %s replies=%d ms=%.1f", mask(inbound.sender), inbound.message_sid, route,
+             len(received.replies), seconds * 1000)

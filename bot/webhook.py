@@ -59,8 +59,6 @@ async def sms(request: Request) -> Response:
     except StoreContention as error:
         log.warning("%s", error)
         return PlainTextResponse("busy, try again\n", status_code=503, headers={"Retry-After": "1"})
-    if received.duplicate:
-        log.info("MessageSid %s seen before: answering the recorded reply", inbound.message_sid)
     return Response(render_twiml(received.replies), media_type="text/xml")
 
 

@@ -1,48 +1,66 @@
-"""Checks across a whole flow (and across all flows) that a single field cannot make.
+"""Checks across a whole flow that a single field cannot make.
 
-Errors stop the server from starting; warnings are printed and the flow still runs.
+Errors stop the server from starting (and make ``lint`` exit 1); warnings are printed and the flow
+still runs. The server and ``lint`` run exactly these checks.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from bot import templates
+from bot import segments, templates
 from bot.flows.problems import Finding, Path
 from bot.flows.schema import END, Flow, State
 
 #: Names templates get from the bot itself; a flow may not ``save`` over them.
 RESERVED_NAMES = frozenset({"env", "sender", "message", "bot"})
+ALWAYS_SET = RESERVED_NAMES
+
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 
 
-def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str]]:
-    """Every template a state holds, with its path in the flow file."""
+@dataclass(frozen=True)
+class CheckOptions:
+    max_segments: int = 2  # warn when a say costs more SMS segments than this
+    assumed_variable_length: int = 10  # characters a {{ variable }} is assumed to take when measuring
+
+
+def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
+    """Every template a state holds, its path in the file, and the variables set by then."""
     base: Path = ("states", state_name)
-    for index, text in enumerate(state.say):
-        yield (*base, "say", index), text
-    for index, text in enumerate(state.otherwise):
-        yield (*base, "otherwise", index), text
+    fetched = {state.fetch.save} if state.fetch is not None else set()
     if state.fetch is not None:
-        yield (*base, "fetch", "url"), state.fetch.url
-        yield (*base, "fetch", "fallback"), state.fetch.fallback
+        yield (*base, "fetch", "url"), state.fetch.url, set()
+        yield (*base, "fetch", "fallback"), state.fetch.fallback, set()
+    for index, text in enumerate(state.say):
+        yield (*base, "say", index), text, fetched
+    for index, text in enumerate(state.otherwise):
+        yield (*base, "otherwise", index), text, fetched
     for rule_index, rule in enumerate(state.replies):
         for index, text in enumerate(rule.say):
-            yield (*base, "replies", rule_index, "say", index), text
+            yield (*base, "replies", rule_index, "say", index), text, fetched | _set(rule.save)
 
 
-def targets(state_name: str, state: State) -> Iterator[tuple[Path, str]]:
-    """Every state name a state can move to, with its path in the flow file."""
+def targets(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
+    """Every state a state can move to: path in the file, target, and variables set on the way."""
     base: Path = ("states", state_name)
+    fetched = {state.fetch.save} if state.fetch is not None else set()
     if state.go is not None:
-        yield (*base, "go"), state.go
+        yield (*base, "go"), state.go, fetched
     if state.fetch is not None and state.fetch.on_error is not None:
-        yield (*base, "fetch", "on_error"), state.fetch.on_error
+        yield (*base, "fetch", "on_error"), state.fetch.on_error, set()
     for index, rule in enumerate(state.replies):
         if rule.go is not None:
-            yield (*base, "replies", index, "go"), rule.go
+            yield (*base, "replies", index, "go"), rule.go, fetched | _set(rule.save)
 
 
-def check_flow(flow: Flow) -> list[Finding]:
+def _set(name: str | None) -> set[str]:
+    return {name} if name is not None else set()
+
+
+def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Finding]:
     findings: list[Finding] = []
     known = set(flow.states) | {END}
     if flow.start not in flow.states:
@@ -51,26 +69,81 @@ def check_flow(flow: Flow) -> list[Finding]:
         if name == END and (state.waits or state.go is not None):
             findings.append(Finding(("states", END), f"the state {END!r} ends the conversation, so it "
                                     "cannot wait for replies or go on", hint="rename the state"))
-        for path, target in targets(name, state):
+        for path, target, _ in targets(name, state):
             if target not in known:
                 findings.append(_unknown_state(path, target, flow))
-        for path, source in template_sources(name, state):
-            try:
-                templates.parse(source)
-            except templates.TemplateSyntaxError as error:
-                findings.append(Finding(path, str(error)))
         for path, saved in _saves(name, state):
             if saved in RESERVED_NAMES:
                 findings.append(Finding(path, f"{saved!r} is a name the bot fills in itself",
                                         hint="save under another name"))
-        if state.waits and not state.otherwise:
-            findings.append(Finding(("states", name), f"state {name!r} waits for a reply but has no "
-                                    "otherwise: an unexpected reply gets the question again",
-                                    severity="warning", hint="add an otherwise that says what to send"))
-    for name in sorted(set(flow.states) - _reachable(flow)):
-        findings.append(Finding(("states", name, "[key]"), f"no path reaches state {name!r}",
-                                severity="warning", hint="go to it from another state, or delete it"))
+    if any(finding.severity == "error" for finding in findings):
+        return findings  # the flow's graph is broken; warnings about it would only add noise
+    findings.extend(_template_findings(flow, options))
+    findings.extend(_graph_warnings(flow))
     return findings
+
+
+def _template_findings(flow: Flow, options: CheckOptions) -> Iterator[Finding]:
+    possibly_set = _possibly_set(flow)
+    for name, state in flow.states.items():
+        for path, source, set_here in template_sources(name, state):
+            try:
+                parsed = templates.parse(source)
+            except templates.TemplateSyntaxError as error:
+                yield Finding(path, str(error))
+                continue
+            available = possibly_set.get(name, set()) | set_here | ALWAYS_SET
+            for variable in sorted(templates.variables(parsed) - available):
+                yield Finding(path, f"{{{{ {variable} }}}} is never saved on any path to state {name!r}",
+                              severity="warning", hint=f"save: {variable} in an earlier reply or fetch, "
+                                                       "or give it a default")
+            if "fetch" not in path or path[-1] == "fallback":
+                yield from _cost_findings(path, source, options)
+
+
+def _cost_findings(path: Path, source: str, options: CheckOptions) -> Iterator[Finding]:
+    placeholder = "x" * options.assumed_variable_length
+    measured = _TAG.sub(placeholder, source)
+    cost = segments.cost(measured)
+    templated = measured != source
+    assumption = (f" (each {{{{ variable }}}} counted as {options.assumed_variable_length} characters)"
+                  if templated else "")
+    if cost.segments > options.max_segments:
+        yield Finding(path, f"this text costs {cost.segments} SMS segments ({cost.encoding}, "
+                            f"{cost.units} units){assumption}; the limit is {options.max_segments}",
+                      severity="warning", hint="shorten it, or split it over several states")
+    if cost.first_non_gsm is not None and cost.segments > segments.cost(
+            measured.replace(cost.first_non_gsm, "'")).segments:
+        yield Finding(path, f"{segments.describe(cost.first_non_gsm)} switches this text to UCS-2, "
+                            f"making it {cost.segments} segments instead of fewer",
+                      severity="warning", hint="use a plain character (e.g. ' instead of ’) if you can")
+    elif cost.first_non_gsm is not None and _looks_accidental(cost.first_non_gsm):
+        yield Finding(path, f"{segments.describe(cost.first_non_gsm)} switches this text to UCS-2 "
+                            "(70 characters per segment instead of 160)",
+                      severity="warning", hint="use a plain character (e.g. ' instead of ’) if you can")
+
+
+_LOOKALIKES = frozenset("‘’‚‛“”„‟–—―…\u00a0\u2009\u200b•′″")
+
+
+def _looks_accidental(char: str) -> bool:
+    """Typographic characters pasted from a word processor, with a plain GSM-7 twin."""
+    return char in _LOOKALIKES
+
+
+def _graph_warnings(flow: Flow) -> Iterator[Finding]:
+    for name, state in flow.states.items():
+        if state.waits and not state.otherwise:
+            yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but has no otherwise: "
+                          "an unexpected reply gets the question again",
+                          severity="warning", hint="add an otherwise that says what to send")
+        if state.waits and all(rule.go in (None, name) for rule in state.replies):
+            yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but no reply leads "
+                          "out of it (a dead end until the conversation expires)",
+                          severity="warning", hint="give one reply a go: to another state or end")
+    for name in sorted(set(flow.states) - set(_possibly_set(flow))):
+        yield Finding(("states", name, "[key]"), f"no path reaches state {name!r}",
+                      severity="warning", hint="go to it from another state, or delete it")
 
 
 def _saves(state_name: str, state: State) -> Iterator[tuple[Path, str]]:
@@ -81,16 +154,24 @@ def _saves(state_name: str, state: State) -> Iterator[tuple[Path, str]]:
             yield ("states", state_name, "replies", index, "save"), rule.save
 
 
-def _reachable(flow: Flow) -> set[str]:
-    seen: set[str] = set()
+def _possibly_set(flow: Flow) -> dict[str, set[str]]:
+    """For each reachable state, the variables saved on at least one path from the start to it."""
+    reached: dict[str, set[str]] = {flow.start: set()}
     pending = [flow.start]
     while pending:
         name = pending.pop()
-        if name in seen or name not in flow.states:
+        state = flow.states.get(name)
+        if state is None:
             continue
-        seen.add(name)
-        pending.extend(target for _, target in targets(name, flow.states[name]))
-    return seen
+        for _, target, saved in targets(name, state):
+            if target not in flow.states:
+                continue
+            before = reached.get(target)
+            after = (before or set()) | reached[name] | saved
+            if before is None or after != before:
+                reached[target] = after
+                pending.append(target)
+    return reached
 
 
 def _unknown_state(path: Path, target: str, flow: Flow) -> Finding:
