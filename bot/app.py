@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from bot.actions import Fetcher, HttpFetcher
 from bot.engine import Engine
 from bot.flows.loader import FlowSet
 from bot.inbox import Inbox
+from bot.reload import FlowReloader
 from bot.settings import Settings
 from bot.store import Store, open_store
 from bot.twilio_io import SignatureChecker
@@ -39,20 +41,32 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         active_store = store if store is not None else open_store(settings.store_url)
         async with httpx.AsyncClient(follow_redirects=False) as client:
-            engine = Engine(flows, fetcher or HttpFetcher(client, settings.local_base_url))
+            active_fetcher = fetcher or HttpFetcher(client, settings.local_base_url)
+
+            def make_engine(loaded: FlowSet) -> Engine:
+                return Engine(loaded, active_fetcher)
+
+            inbox = Inbox(active_store, make_engine(flows))
             checker = SignatureChecker(settings.twilio_auth_token) if settings.checks_signatures else None
             if checker is None:
                 log.warning("DEV MODE: TWILIO_AUTH_TOKEN is not set, so webhook signatures are NOT "
                             "checked. Never expose this server beyond %s.", settings.host)
+            reloader = FlowReloader(settings.flows_dir, inbox, make_engine)
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(reloader.watch(stop)) if settings.reload_flows else None
             try:
-                yield {"settings": settings, "inbox": Inbox(active_store, engine),
-                       "signature_checker": checker, "flows": flows}
+                yield {"settings": settings, "inbox": inbox, "signature_checker": checker,
+                       "reloader": reloader}
             finally:
+                stop.set()
+                if watcher is not None:
+                    await watcher
                 if store is None:
                     await active_store.close()
 
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "flows": sorted(request.state.flows.flows)})
+        return JSONResponse({"status": "ok", "flows": sorted(request.state.inbox.engine.flows.flows),
+                             "reloads": request.state.reloader.reloads})
 
     routes = [
         Route("/sms", webhook.sms, methods=["POST"]),

@@ -96,7 +96,7 @@ class Engine:
 
     async def _route(self, word: str, text: str, outcome: Outcome) -> None:
         conversation = outcome.conversation
-        flow = self._current_flow(conversation)
+        flow, was_reset = self._current_flow(conversation)
         started = self.flows.by_trigger.get(word)
         if started is not None:
             before = where(conversation)
@@ -106,25 +106,31 @@ class Engine:
             await self._run_states(started, text, outcome)
         elif flow is not None:
             await self._answer(flow, word, text, outcome)
+        elif was_reset:
+            self._step(outcome, "reset: flow or state removed", "idle")
+            outcome.replies.append(self.flows.program.reset)
         else:
             self._step(outcome, "fallback", "idle")
             outcome.replies.append(self.flows.program.fallback)
 
-    def _current_flow(self, conversation: Conversation) -> CompiledFlow | None:
-        """The flow the sender is in, or None — ending conversations that expired or went stale."""
+    def _current_flow(self, conversation: Conversation) -> tuple[CompiledFlow | None, bool]:
+        """The flow the sender is in, or None — ending conversations that expired or went stale.
+
+        The flag says a conversation was reset because an update removed its flow or state.
+        """
         if not conversation.active:
-            return None
+            return None, False
         flow = self.flows.flows.get(conversation.flow or "")
         if flow is None or conversation.state not in flow.states:
             log.warning("conversation of %s was at %s, which no longer exists; starting fresh",
                         mask(conversation.sender), where(conversation))
             conversation.end()
-            return None
+            return None, True
         if self.clock() - conversation.updated_at > flow.expires_after:
             log.info("conversation of %s at %s expired", mask(conversation.sender), where(conversation))
             conversation.end()
-            return None
-        return flow
+            return None, False
+        return flow, False
 
     async def _answer(self, flow: CompiledFlow, word: str, text: str, outcome: Outcome) -> None:
         conversation = outcome.conversation

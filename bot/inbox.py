@@ -32,6 +32,7 @@ class Received:
 
 class Inbox:
     def __init__(self, store: Store, engine: Engine) -> None:
+        """``engine`` may be replaced at any time (hot reload): each message uses one engine throughout."""
         self.store = store
         self.engine = engine
 
@@ -42,6 +43,7 @@ class Inbox:
         return received
 
     async def _receive(self, inbound: Inbound) -> Received:
+        engine = self.engine
         recorded = await self.store.recorded_replies(inbound.message_sid)
         if recorded is not None:
             return Received(recorded, duplicate=True)
@@ -54,7 +56,7 @@ class Inbox:
                 conversation = await self.store.load(inbound.sender)
                 opted_out = await self.store.is_opted_out(inbound.sender)
                 expected_version = conversation.version
-                outcome = await self.engine.handle(inbound, conversation, opted_out)
+                outcome = await engine.handle(inbound, conversation, opted_out)
                 replies = tuple(outcome.replies)
                 if opted_out and outcome.opt_out is not False:
                     replies = ()  # never text an opted-out number, whatever a flow says

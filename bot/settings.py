@@ -30,6 +30,7 @@ class Settings:
     dev_mode: bool = False  # accept unsigned requests (loopback only, no auth token)
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
+    reload_flows: bool = True  # watch FLOWS_DIR and swap in changed flows that pass the checks
 
     @property
     def checks_signatures(self) -> bool:
@@ -87,11 +88,14 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         dev_mode=_flag(values, "DEV_MODE"),
         max_body_bytes=_integer(values, "MAX_BODY_BYTES", Settings.max_body_bytes),
         log_level=(values.get("LOG_LEVEL") or Settings.log_level).lower(),
+        reload_flows=_flag(values, "RELOAD_FLOWS", default=True),
     )
 
 
-def _flag(values: Mapping[str, str], name: str) -> bool:
+def _flag(values: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = values.get(name, "").strip().lower()
+    if not raw:
+        return default
     if raw in TRUE_WORDS:
         return True
     if raw in FALSE_WORDS:

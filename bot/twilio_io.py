@@ -36,13 +36,16 @@ class SignatureChecker:
         self._validator = RequestValidator(auth_token)
 
     def valid(self, url: str, params: Mapping[str, str | Sequence[str]], signature: str | None) -> bool:
-        if not signature:
-            return False
+        if not signature or not signature.isascii():
+            return False  # base64 is ASCII; compare_digest refuses anything else
         form = _MultiValues(params)
         if hmac.compare_digest(self._validator.compute_signature(url, form), signature):
             return True
-        parsed = urlparse(url)
-        other = remove_port(parsed) if parsed.port else add_port(parsed)
+        try:
+            parsed = urlparse(url)
+            other = remove_port(parsed) if parsed.port else add_port(parsed)
+        except ValueError:  # a Host header such as "host:abc" or "[::1": not a URL Twilio signed
+            return False
         return other != url and hmac.compare_digest(self._validator.compute_signature(other, form), signature)
 
     def sign(self, url: str, params: Mapping[str, str | Sequence[str]]) -> str:

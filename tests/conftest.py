@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,13 +126,15 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
+        # Output goes to a file, not a pipe: a chatty server must never block on a full pipe.
+        self._output_file = tempfile.TemporaryFile()
         self.process = subprocess.Popen([sys.executable, str(ROOT / "server.py")], cwd=self.cwd,
-                                        env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                        env=self.env, stdout=self._output_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{output}")
+                code = self.process.returncode
+                raise AssertionError(f"server exited with {code}:\n{self.stop()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
@@ -151,6 +154,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        output = self.process.stdout.read().decode() if self.process.stdout else ""
+        self._output_file.seek(0)
+        output = self._output_file.read().decode(errors="replace")
+        self._output_file.close()
         self.process = None
         return output

@@ -168,7 +168,9 @@ async def test_idle_conversation_expires() -> None:
 async def test_stale_conversation_is_reset_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
     chat = shipped()
     chat.conversation = Conversation("+15551230000", flow="deleted_flow", state="gone")
-    assert "HELP" in (await chat.send("hi"))[0]
+    assert await chat.send("hi") == [
+        "Sorry, this service was just updated and our conversation had to start over. "
+        "Text HELP for what you can do."]
     assert "no longer exists" in caplog.text
     chat.conversation = Conversation("+15551230000", flow="signup", state="renamed_state")
     assert (await chat.send("JOIN"))[0].startswith("Welcome")

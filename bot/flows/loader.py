@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bot.flows.checks import check_flow
+from bot.flows.checks import CheckOptions, check_flow
 from bot.flows.compile import CompiledFlow, compile_flow
 from bot.flows.problems import Finding, FlowLoadError, Path, Problem
 from bot.flows.schema import Flow, Program, ProgramTexts
@@ -48,39 +48,59 @@ def flow_files(folder: FilePath) -> list[FilePath]:
     return sorted(path for path in folder.iterdir() if path.suffix in {".yaml", ".yml"} and path.is_file())
 
 
-def load_flows(folder: str | FilePath) -> FlowSet:
+def load_flows(folder: str | FilePath, options: CheckOptions = CheckOptions()) -> FlowSet:
     """Load, check and compile every flow in ``folder``; raise FlowLoadError on any error."""
     folder = FilePath(folder)
     if not folder.is_dir():
         raise FlowLoadError([Problem(str(folder), 1, 1, "flows folder not found",
                                      hint="set FLOWS_DIR to the folder holding your flow files")])
+    problems, parsed = _inspect(flow_files(folder), options, program_folder=folder)
+    if any(problem.severity == "error" for problem in problems):
+        raise FlowLoadError(sorted(problems, key=lambda problem: problem.severity))
+    program = next(item.model for item in parsed if isinstance(item.model, Program))
+    compiled = {item.model.flow: compile_flow(item.model, item.file)
+                for item in parsed if isinstance(item.model, Flow)}
+    return FlowSet(program=program.program, flows=compiled, warnings=problems)
+
+
+def lint_paths(paths: list[FilePath], options: CheckOptions = CheckOptions()) -> list[Problem]:
+    """Every problem in the given flow files and folders, checked together (as the server would).
+
+    A folder must hold a program file; single files are checked on their own.
+    """
+    files: list[FilePath] = []
+    folder: FilePath | None = None
     problems: list[Problem] = []
-    parsed = [_parse_file(path, problems) for path in flow_files(folder)]
+    for path in paths:
+        if path.is_dir():
+            files.extend(flow_files(path))
+            folder = folder or path
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), 1, 1, "no such file or folder"))
+    found, _ = _inspect(files, options, program_folder=folder)
+    return problems + found
+
+
+def _inspect(files: list[FilePath], options: CheckOptions,
+             program_folder: FilePath | None) -> tuple[list[Problem], list[_Parsed]]:
+    problems: list[Problem] = []
+    parsed = [_parse_file(path, problems) for path in files]
     program_files = [item for item in parsed if isinstance(item.model, Program)]
     flow_models = [item for item in parsed if isinstance(item.model, Flow)]
-
     for item in flow_models:
         assert isinstance(item.model, Flow)
-        problems.extend(_locate(item, finding) for finding in check_flow(item.model))
+        problems.extend(_locate(item, finding) for finding in check_flow(item.model, options))
     problems.extend(_cross_flow_problems(flow_models))
-    if not program_files:
-        problems.append(Problem(str(folder / PROGRAM_FILE), 1, 1, "no program file",
+    if program_folder is not None and not program_files:
+        problems.append(Problem(str(program_folder / PROGRAM_FILE), 1, 1, "no program file",
                                 hint="create it with program: {name, help, opt_out, opt_in}; "
                                      "see docs/flows.md"))
     for extra in program_files[1:]:
         problems.append(Problem(extra.file, 1, 1, f"a second program file (first: {program_files[0].file})",
                                 hint="keep one program: section"))
-
-    errors = [problem for problem in problems if problem.severity == "error"]
-    if errors:
-        raise FlowLoadError(errors + [p for p in problems if p.severity == "warning"])
-    program = program_files[0].model
-    assert isinstance(program, Program)
-    compiled = {}
-    for item in flow_models:
-        assert isinstance(item.model, Flow)
-        compiled[item.model.flow] = compile_flow(item.model, item.file)
-    return FlowSet(program=program.program, flows=compiled, warnings=problems)
+    return problems, parsed
 
 
 def _parse_file(path: FilePath, problems: list[Problem]) -> _Parsed:

@@ -216,6 +216,9 @@ class ProgramTexts(_Strict):
     opt_out: str  # confirmation of STOP (sent once)
     opt_in: str  # confirmation of START / UNSTOP
     fallback: str = "Sorry, I didn't understand that. Text HELP for what you can do."
+    #: sent when a conversation's flow or state was removed by an update and it had to start over
+    reset: str = "Sorry, this service was just updated and our conversation had to start over. " \
+                 "Text HELP for what you can do."
 
     @field_validator("help")
     @classmethod
@@ -224,11 +227,11 @@ class ProgramTexts(_Strict):
             raise ValueError("the help text must tell people how to opt out (mention STOP)")
         return text
 
-    @field_validator("fallback")
+    @field_validator("fallback", "reset")
     @classmethod
-    def _fallback_mentions_help(cls, text: str) -> str:
+    def _points_to_help(cls, text: str) -> str:
         if "help" not in normalise(text):
-            raise ValueError("the fallback reply must point people to HELP")
+            raise ValueError("this reply must point people to HELP")
         return text
 
 
