@@ -1,57 +1,250 @@
-"""``python -m bot``: commands for people running the bot.
+"""``python -m bot <command>``: the tools for people who run the bot and write its flows.
 
-``webhook`` texts a running server the way Twilio would (signed with TWILIO_AUTH_TOKEN),
-so the whole path can be tried locally without a phone or a Twilio account.
+lint, chat, test, graph and schema work on flow files alone — no server, no Twilio account;
+webhook texts a running server exactly as Twilio would.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 from xml.etree import ElementTree
 
 import httpx
 
+from bot import segments
+from bot.flows import graph
+from bot.flows.checks import CheckOptions
+from bot.flows.loader import FlowSet, lint_paths, load_flows
+from bot.flows.problems import FlowLoadError
+from bot.flows.schema import json_schema
+from bot.flowtests import run_conversations
 from bot.settings import SettingsError, load_settings
+from bot.simulator import simulation
 from bot.twilio_io import SignatureChecker
 
 
+class CommandError(Exception):
+    """A problem the user can fix; printed as ``error: …`` with exit code 2."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (SettingsError, CommandError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except FlowLoadError as error:
+        print("error: the flows cannot run:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="textflow SMS bot tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    webhook = commands.add_parser(
-        "webhook", help="text a running bot as Twilio would (signed webhook)",
-        description="Send one message per TEXT (or per line of stdin) to a running bot, signed "
-                    "with TWILIO_AUTH_TOKEN exactly as Twilio signs, and print the replies.")
+    lint = commands.add_parser("lint", help="check flow files", description=(
+        "Check flow files and folders. Prints each finding as file:line:col: severity: message (hint). "
+        "Exit status 0 when there are no errors (warnings allowed), 1 when there are errors."))
+    lint.add_argument("paths", nargs="*", type=Path, help="flow files or folders (default: FLOWS_DIR)")
+    _add_check_options(lint)
+    lint.set_defaults(run=_lint)
+
+    chat = commands.add_parser("chat", help="text the flows from the terminal (simulator)", description=(
+        "Talk to the real engine and flows as a given number, one message per line (stdin may be "
+        "piped). Shows each reply with its SMS segment count and encoding. The store is thrown away "
+        "at the end unless --store says otherwise; fetch steps really run."))
+    chat.add_argument("--from", dest="sender", default="+15551234567", help="the number you text as")
+    chat.add_argument("--trace", action="store_true", help="show the rule that matched and state before -> after")
+    chat.add_argument("--store", default="memory://", help="STORE_URL to use (default: a throwaway memory store)")
+    _add_flows_option(chat)
+    chat.set_defaults(run=_chat)
+
+    test = commands.add_parser("test", help="run conversation tests", description=(
+        "Replay conversation tests (YAML files of send/expect turns) against the real engine. "
+        "Exit status 1 with a diff at the first mismatch of any test."))
+    test.add_argument("paths", nargs="*", type=Path, help="test files or folders (default: FLOWS_DIR/tests)")
+    _add_flows_option(test)
+    test.set_defaults(run=_test)
+
+    draw = commands.add_parser("graph", help="draw a flow as a Mermaid diagram", description=(
+        "Print a flow's Mermaid stateDiagram-v2 (drawn by transitions' diagram support), or write "
+        "it to a .md file that GitHub renders."))
+    draw.add_argument("flow", help="the flow's name, or its file")
+    draw.add_argument("-o", "--output", type=Path, help="write here (.md: wrapped in a mermaid block)")
+    _add_flows_option(draw)
+    draw.set_defaults(run=_graph)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of flow files", description=(
+        "Print the JSON Schema of flow files (for editor autocompletion; see docs/flows.md)."))
+    schema.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    schema.set_defaults(run=_schema)
+
+    webhook = commands.add_parser("webhook", help="text a running bot as Twilio would (signed webhook)",
+                                  description=(
+        "Send one message per TEXT (or per line of stdin) to a running bot, signed with "
+        "TWILIO_AUTH_TOKEN exactly as Twilio signs, and print the replies."))
     webhook.add_argument("text", nargs="*", help="message(s) to send; none: read lines from stdin")
     webhook.add_argument("--url", help="webhook URL (default: http://HOST:PORT/sms from the settings)")
     webhook.add_argument("--from", dest="sender", default="+15551234567", help="sender number")
     webhook.add_argument("--to", default="+15550001111", help="the bot's number")
     webhook.set_defaults(run=_webhook)
+    return parser
 
-    args = parser.parse_args(argv)
-    try:
-        return int(args.run(args))
-    except SettingsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
 
+def _add_flows_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flows", type=Path, help="flows folder (default: FLOWS_DIR, or flows/)")
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    defaults = CheckOptions()
+    parser.add_argument("--max-segments", type=int, default=defaults.max_segments,
+                        help=f"warn when a text costs more SMS segments (default {defaults.max_segments})")
+    parser.add_argument("--assume-var-length", type=int, default=defaults.assumed_variable_length,
+                        help="characters a {{ variable }} counts for when measuring "
+                             f"(default {defaults.assumed_variable_length})")
+
+
+def _flows_dir(args: argparse.Namespace) -> Path:
+    return args.flows if getattr(args, "flows", None) else Path(load_settings().flows_dir)
+
+
+def _load(args: argparse.Namespace) -> FlowSet:
+    flows = load_flows(_flows_dir(args))
+    for warning in flows.warnings:
+        print(f"{warning}", file=sys.stderr)
+    return flows
+
+
+# -- lint -------------------------------------------------------------------------------------
+
+def _lint(args: argparse.Namespace) -> int:
+    options = CheckOptions(max_segments=args.max_segments, assumed_variable_length=args.assume_var_length)
+    problems = lint_paths(args.paths or [Path(load_settings().flows_dir)], options)
+    for problem in problems:
+        print(problem)
+    errors = sum(problem.severity == "error" for problem in problems)
+    warnings = len(problems) - errors
+    print(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+# -- chat -------------------------------------------------------------------------------------
+
+def _chat(args: argparse.Namespace) -> int:
+    flows = _load(args)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Texting as {args.sender}. Flows: {', '.join(sorted(flows.flows))}. Ctrl-D to quit.")
+    return asyncio.run(_chat_loop(flows, args, _lines(interactive)))
+
+
+def _lines(interactive: bool) -> Iterator[str]:
+    if not interactive:
+        yield from (line.rstrip("\n") for line in sys.stdin)
+        return
+    while True:
+        try:
+            yield input("you> ")
+        except EOFError:
+            print()
+            return
+
+
+async def _chat_loop(flows: FlowSet, args: argparse.Namespace, lines: Iterable[str]) -> int:
+    async with simulation(flows, store_url=args.store) as sim:
+        for line in lines:
+            if not sys.stdin.isatty():
+                print(f"you> {line}")
+            received = await sim.text(line, args.sender)
+            for reply in received.replies:
+                print(f"bot> {reply}   [{segments.cost(reply)}]")
+            if not received.replies:
+                print("bot> (no reply)")
+            if args.trace:
+                for step in received.trace:
+                    print(f"     · {step.before} -> {step.after}  ({step.rule})")
+    return 0
+
+
+# -- test -------------------------------------------------------------------------------------
+
+def _test(args: argparse.Namespace) -> int:
+    flows_dir = _flows_dir(args)
+    flows = _load(args)
+    paths = args.paths or [flows_dir / "tests"]
+    run = asyncio.run(run_conversations(flows, paths))
+    for problem in run.problems:
+        print(problem)
+    for result in run.results:
+        if result.passed:
+            print(f"ok    {result.file}: {result.name}")
+        else:
+            print(f"FAIL  {result.file}: {result.name}")
+            print("      " + result.report.replace("\n", "\n      "))
+    failed = sum(not result.passed for result in run.results)
+    print(f"{len(run.results) - failed} passed, {failed} failed"
+          + (f", {len(run.problems)} problem(s) in test files" if run.problems else ""), file=sys.stderr)
+    if not run.results and not run.problems:
+        print(f"no conversation tests found in {', '.join(map(str, paths))}", file=sys.stderr)
+        return 1
+    return 0 if run.ok else 1
+
+
+# -- graph and schema -------------------------------------------------------------------------
+
+def _graph(args: argparse.Namespace) -> int:
+    as_file = Path(args.flow)
+    if as_file.suffix in {".yaml", ".yml"} and as_file.is_file():
+        flows = load_flows(as_file.parent)
+        matches = [flow for flow in flows.flows.values() if Path(flow.file).resolve() == as_file.resolve()]
+    else:
+        flows = _load(args)
+        matches = [flows.flows[args.flow]] if args.flow in flows.flows else []
+    if not matches:
+        raise CommandError(f"no flow {args.flow!r}; flows: {', '.join(sorted(flows.flows))}")
+    flow = matches[0]
+    if args.output is None:
+        print(graph.mermaid(flow), end="")
+    else:
+        text = graph.markdown(flow) if args.output.suffix == ".md" else graph.mermaid(flow)
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+# -- webhook ----------------------------------------------------------------------------------
 
 def _webhook(args: argparse.Namespace) -> int:
     settings = load_settings()
     url = args.url or f"{settings.local_base_url}/sms"
     # The server checks signatures against PUBLIC_URL when it is set, so sign for that URL.
     parts = urlsplit(url)
-    signed_url = settings.public_url + parts.path + (f"?{parts.query}" if parts.query else "") \
-        if settings.public_url else url
+    signed_url = (settings.public_url + parts.path + (f"?{parts.query}" if parts.query else "")
+                  if settings.public_url else url)
     checker = SignatureChecker(settings.twilio_auth_token) if settings.twilio_auth_token else None
     if checker is None:
-        print("note: TWILIO_AUTH_TOKEN is not set; sending unsigned (works only in DEV_MODE)",
-              file=sys.stderr)
+        print("note: TWILIO_AUTH_TOKEN is not set; sending unsigned (works only in DEV_MODE)", file=sys.stderr)
     texts: Iterable[str] = args.text or (line.rstrip("\n") for line in sys.stdin)
     with httpx.Client(timeout=20) as client:
         for text in texts:
@@ -65,8 +258,7 @@ def _webhook(args: argparse.Namespace) -> int:
             try:
                 response = client.post(url, content=urlencode(form), headers=headers)
             except httpx.HTTPError as error:
-                print(f"error: cannot reach {url}: {error}", file=sys.stderr)
-                return 1
+                raise CommandError(f"cannot reach {url}: {error}") from None
             print(f"> {text}")
             if response.status_code != 200:
                 print(f"error: HTTP {response.status_code}: {response.text.strip()}", file=sys.stderr)

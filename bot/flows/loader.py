@@ -122,11 +122,17 @@ def _parse_file(path: FilePath, problems: list[Problem]) -> _Parsed:
     try:
         item.model = model_type.model_validate(data)
     except ValidationError as error:
-        problems.extend(_validation_problem(item, model_type, detail) for detail in error.errors())
+        problems.extend(validation_problems(file, source, model_type, error))
     return item
 
 
-def _validation_problem(item: _Parsed, model_type: type[BaseModel], detail: Any) -> Problem:
+def validation_problems(file: str, source: SourceMap, model_type: type[BaseModel],
+                        error: ValidationError) -> list[Problem]:
+    """Pydantic's errors as located problems, in words an ops person can act on."""
+    return [_validation_problem(file, source, model_type, detail) for detail in error.errors()]
+
+
+def _validation_problem(file: str, source: SourceMap, model_type: type[BaseModel], detail: Any) -> Problem:
     path: Path = tuple(detail["loc"])
     kind = detail["type"]
     message = str(detail["msg"]).removeprefix("Value error, ")
@@ -146,7 +152,8 @@ def _validation_problem(item: _Parsed, model_type: type[BaseModel], detail: Any)
         hint = "use letters, digits and _, starting with a letter"
     elif kind == "bool_type" or isinstance(detail.get("input"), bool):
         hint = "quote words such as 'true' and 'false' if you mean the words"
-    return _locate(item, Finding(path, message, hint=hint))
+    line, col = source.locate(path)
+    return Problem(file, line, col, message, hint=hint)
 
 
 def _allowed_fields(model_type: type[BaseModel], path: Path) -> list[str]:

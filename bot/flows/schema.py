@@ -15,6 +15,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -44,7 +46,10 @@ def parse_duration(value: object) -> float:
     return sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+_DURATION_SCHEMA = {"anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$",
+                                "examples": ["30s", "10m", "1h30m", "2d"]},
+                               {"type": "number", "description": "seconds"}]}
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
@@ -62,7 +67,8 @@ def _as_words(value: object) -> object:
     return value
 
 
-Texts = Annotated[list[str], BeforeValidator(_as_list)]
+Texts = Annotated[list[str], BeforeValidator(_as_list), WithJsonSchema(
+    {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
 
 
 def _no_compliance_words(words: list[str] | None) -> list[str] | None:
@@ -77,7 +83,9 @@ def _no_compliance_words(words: list[str] | None) -> list[str] | None:
     return words
 
 
-Keywords = Annotated[list[str], BeforeValidator(_as_words), Field(min_length=1)]
+Keywords = Annotated[list[str], BeforeValidator(_as_words), Field(min_length=1), WithJsonSchema(
+    {"anyOf": [{"type": ["string", "number"]},
+               {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]}}]})]
 
 
 class _Strict(BaseModel):
@@ -239,3 +247,10 @@ class Program(_Strict):
     """The file (``flows/program.yaml``) holding the program's compliance texts."""
 
     program: ProgramTexts
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of a file in ``flows/``: a flow, or the program file."""
+    schema = TypeAdapter(Flow | Program).json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "textflow flow file", **schema}

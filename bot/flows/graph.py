@@ -1,0 +1,55 @@
+"""Draw a flow as a Mermaid ``stateDiagram-v2``, through ``transitions``' own diagram support.
+
+The mermaid engine needs no graphviz binary, and GitHub renders the result in Markdown. States
+get an id prefix so names such as ``end`` or ``state`` cannot clash with Mermaid keywords; their
+labels stay the names ops staff wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transitions.extensions import GraphMachine
+
+from bot.flows.compile import CompiledFlow
+from bot.flows.schema import END
+
+_ID_PREFIX = "n_"  # not "s_": transitions names its classDefs s_default, s_active…
+
+
+class _LabeledState(GraphMachine.state_cls):  # type: ignore[misc, name-defined]
+    """A state with a display label, which the diagram backends already know how to draw."""
+
+    def __init__(self, *args: Any, label: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.label = label
+
+
+class _FlowGraphMachine(GraphMachine):
+    state_cls = _LabeledState
+
+
+class _Model:
+    """GraphMachine draws the diagram of a model; this one exists only to be drawn."""
+
+
+def mermaid(flow: CompiledFlow) -> str:
+    """The flow's diagram as Mermaid source (without a Markdown fence)."""
+    names = list(flow.states) + ([END] if END not in flow.states else [])
+    finals = {name for name in names if name == END or not (flow.states[name].waits or flow.states[name].go)}
+    states = [{"name": _ID_PREFIX + name, "label": name, "final": name in finals} for name in names]
+    transitions = [{**spec, "source": _ID_PREFIX + spec["source"],
+                    "dest": None if spec["dest"] is None else _ID_PREFIX + spec["dest"]}
+                   for spec in flow.transitions]
+    machine = _FlowGraphMachine(model=_Model(), states=states, transitions=transitions,
+                                initial=_ID_PREFIX + flow.start, auto_transitions=False,
+                                graph_engine="mermaid", title=flow.name, show_state_attributes=False)
+    source = machine.models[0].get_graph().draw(None)
+    # transitions marks the model's current state (the start) as active; mark where flows finish too.
+    ends = "".join(f"  {_ID_PREFIX}{name} --> [*]\n" for name in names if name in finals)
+    return source.rstrip("\n") + "\n" + ends
+
+
+def markdown(flow: CompiledFlow) -> str:
+    """The diagram in a fenced block, ready for a ``.md`` file that GitHub renders."""
+    return f"```mermaid\n{mermaid(flow)}```\n"

@@ -1,0 +1,184 @@
+"""Conversation tests for ops staff: YAML files of turns, replayed against the real engine.
+
+    tests:
+      - name: looks up an order
+        fetch:                               # optional: canned answers for fetch URLs
+          /demo/orders/123456: {status: shipped, detail: Soon.}
+          /demo/orders/999999: fail          # the lookup fails (fallback path)
+        turns:
+          - send: STATUS
+            expect: "What's your order number? (6 digits, like 123456)"
+          - send: "123456"
+            expect_contains: shipped
+
+Each test starts from a fresh, empty store. A test stops at its first mismatch and shows a diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
+    model_validator
+
+from bot.actions import FetchFailed
+from bot.flows.loader import FlowSet, validation_problems
+from bot.flows.problems import Problem
+from bot.flows.yamlsource import YamlError, read_yaml
+from bot.simulator import simulation
+
+DEFAULT_SENDER = "+15551234567"
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
+
+
+def _as_text(value: object) -> object:
+    """``send: 123456`` is the text "123456", not a number."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+Texts = Annotated[list[str], BeforeValidator(_as_list)]
+
+
+class TurnSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    send: Annotated[str, BeforeValidator(_as_text)]
+    expect: Texts | None = None  # exactly these replies, in order ([] means no reply at all)
+    expect_contains: Texts | None = None  # each of these appears somewhere in the replies
+    expect_regex: str | None = None  # found in the replies (^ and $ also match at each reply)
+
+    @field_validator("expect_regex")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
+        return pattern
+
+    @field_validator("expect", "expect_contains", mode="before")
+    @classmethod
+    def _texts(cls, value: object) -> object:
+        value = _as_list(value)
+        return [_as_text(item) for item in value] if isinstance(value, list) else value
+
+
+class CaseSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    sender: str = Field(DEFAULT_SENDER, alias="from")
+    fetch: dict[str, Any] = {}  # URL -> JSON answer, or the word "fail"
+    turns: list[TurnSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _fail_is_the_only_word(self) -> CaseSpec:
+        for url, answer in self.fetch.items():
+            if isinstance(answer, str) and answer != "fail":
+                raise ValueError(f"fetch answer for {url} must be JSON data or the word fail")
+        return self
+
+
+class ConversationFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tests: list[CaseSpec] = Field(min_length=1)
+
+
+@dataclass
+class CaseResult:
+    file: str
+    name: str
+    passed: bool
+    turns_run: int
+    report: str = ""  # the diff and context of the first mismatch
+
+
+@dataclass
+class RunResult:
+    results: list[CaseResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # test files that could not be read
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(result.passed for result in self.results)
+
+
+def conversation_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"}))
+        else:
+            files.append(path)
+    return files
+
+
+def read_conversation_file(path: Path) -> tuple[ConversationFile | None, list[Problem]]:
+    file = str(path)
+    try:
+        data, source = read_yaml(path.read_text(encoding="utf-8"))
+    except YamlError as error:
+        return None, [Problem(file, error.line, error.col, error.message)]
+    except OSError as error:
+        return None, [Problem(file, 1, 1, f"cannot read the file: {error}")]
+    try:
+        return ConversationFile.model_validate(data), []
+    except ValidationError as error:
+        return None, validation_problems(file, source, ConversationFile, error)
+
+
+async def run_conversations(flows: FlowSet, paths: list[Path]) -> RunResult:
+    run = RunResult()
+    for path in conversation_files(paths):
+        spec, problems = read_conversation_file(path)
+        run.problems.extend(problems)
+        if spec is not None:
+            for case in spec.tests:
+                run.results.append(await run_case(flows, str(path), case))
+    return run
+
+
+async def run_case(flows: FlowSet, file: str, case: CaseSpec) -> CaseResult:
+    async with simulation(flows) as sim:
+        stubs = {url: FetchFailed("stubbed to fail") if answer == "fail" else answer
+                 for url, answer in case.fetch.items()}
+        sim.stub(stubs)
+        transcript: list[str] = []
+        for number, turn in enumerate(case.turns, start=1):
+            received = await sim.text(turn.send, case.sender)
+            replies = list(received.replies)
+            mismatch = check_turn(turn, replies)
+            transcript.append(f"> {turn.send}")
+            if mismatch:
+                report = "\n".join([*transcript[:-1][-6:], f"turn {number}: > {turn.send}", mismatch])
+                return CaseResult(file, case.name, False, number, report)
+            transcript.extend(f"< {reply}" for reply in replies)
+        return CaseResult(file, case.name, True, len(case.turns))
+
+
+def check_turn(turn: TurnSpec, replies: list[str]) -> str:
+    """Empty when the replies meet the turn's expectations; otherwise a readable explanation."""
+    if turn.expect is not None and replies != turn.expect:
+        diff = difflib.unified_diff([f"< {text}" for text in turn.expect], [f"< {text}" for text in replies],
+                                    "expected", "actual", lineterm="")
+        return "\n".join(diff) if replies or turn.expect else ""
+    joined = "\n".join(replies)
+    for fragment in turn.expect_contains or ():
+        if fragment not in joined:
+            return f"expected the replies to contain {fragment!r}; they were:\n" + _quoted(replies)
+    if turn.expect_regex is not None and re.search(turn.expect_regex, joined, re.MULTILINE) is None:
+        return f"expected the replies to match /{turn.expect_regex}/; they were:\n" + _quoted(replies)
+    return ""
+
+
+def _quoted(replies: list[str]) -> str:
+    return "\n".join(f"< {reply}" for reply in replies) or "  (no reply)"
+

@@ -1,0 +1,71 @@
+"""The pieces the terminal simulator and the conversation tests share: a real inbox and engine
+on a throwaway store, with ``fetch`` really running.
+
+URLs starting with ``/`` go to the bot's own demo service, served in-process, so STATUS works
+here exactly as in the server without one running.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bot import demo
+from bot.actions import Fetcher, FetchFailed, HttpFetcher
+from bot.engine import Engine
+from bot.flows.loader import FlowSet
+from bot.inbox import Inbox, Received
+from bot.store import Store, open_store
+from bot.types import Inbound
+
+LOCAL_BASE_URL = "http://bot.local"
+
+
+class StubbedFetcher:
+    """Answers the stubbed URLs from a table and passes every other URL to the real fetcher."""
+
+    def __init__(self, real: Fetcher, stubs: Mapping[str, Any]) -> None:
+        self.real = real
+        self.stubs = dict(stubs)
+
+    async def get_json(self, url: str, timeout: float) -> Any:
+        if url in self.stubs:
+            answer = self.stubs[url]
+            if isinstance(answer, FetchFailed):
+                raise answer
+            return answer
+        return await self.real.get_json(url, timeout)
+
+
+@dataclass
+class Simulation:
+    inbox: Inbox
+    fetcher: HttpFetcher
+    _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def text(self, body: str, sender: str, to: str = "+15550001111") -> Received:
+        inbound = Inbound(message_sid=f"SMsim{next(self._sids):030d}", sender=sender, to=to, body=body)
+        return await self.inbox.receive(inbound)
+
+    def stub(self, stubs: Mapping[str, Any]) -> None:
+        """Answer these fetch URLs from the table from now on (others still really run)."""
+        self.inbox.engine.fetcher = StubbedFetcher(self.fetcher, stubs)
+
+
+@asynccontextmanager
+async def simulation(flows: FlowSet, store_url: str = "memory://",
+                     env: Mapping[str, str] | None = None) -> AsyncIterator[Simulation]:
+    """A working bot without HTTP in front of it; the store is thrown away unless ``store_url`` says."""
+    store: Store = open_store(store_url)
+    mounts: dict[str, httpx.AsyncBaseTransport] = {LOCAL_BASE_URL: httpx.ASGITransport(app=demo.app)}
+    async with httpx.AsyncClient(mounts=mounts) as client:
+        fetcher = HttpFetcher(client, LOCAL_BASE_URL)
+        try:
+            yield Simulation(Inbox(store, Engine(flows, fetcher, env=env)), fetcher)
+        finally:
+            await store.close()
