@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Iterable, Iterator
@@ -36,6 +37,8 @@ class CommandError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Warnings (a failed fetch, a template error) matter to flow authors; routine INFO does not.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return int(args.run(args))
     except (SettingsError, CommandError) as error:
@@ -219,7 +222,7 @@ def _graph(args: argparse.Namespace) -> int:
         print(graph.mermaid(flow), end="")
     else:
         text = graph.markdown(flow) if args.output.suffix == ".md" else graph.mermaid(flow)
-        args.output.write_text(text, encoding="utf-8")
+        _write(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -229,8 +232,16 @@ def _schema(args: argparse.Namespace) -> int:
     if args.output is None:
         print(text, end="")
     else:
-        args.output.write_text(text, encoding="utf-8")
+        _write(args.output, text)
     return 0
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 # -- webhook ----------------------------------------------------------------------------------

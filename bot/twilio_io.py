@@ -110,7 +110,8 @@ def split_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
         for found in _SPLIT_AT.finditer(text, limit // 2, limit + 1):
             cut = found.start()
         head, text = text[:cut].rstrip(), text[cut:].lstrip()
-        pieces.append(head)
+        if head:  # a cut inside leading whitespace leaves nothing worth a message
+            pieces.append(head)
     if text:
         pieces.append(text)
     return pieces
@@ -124,8 +125,9 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
 def render_twiml(replies: Iterable[str]) -> str:
-    """TwiML with one ``<Message>`` per reply (long replies split), byte-for-byte what
-    ``MessagingResponse`` produces, in a fraction of its time (see tests/test_twilio_io.py)."""
+    """TwiML with one ``<Message>`` per non-empty reply (long replies split): byte-for-byte what
+    ``MessagingResponse`` produces for the same messages, in a fraction of its time (see
+    tests/test_twilio_io.py). Empty replies are dropped rather than sent as empty SMS."""
     messages = [
         f"<Message>{_escape(piece)}</Message>"
         for reply in replies

@@ -7,6 +7,7 @@ lint accepts is a flow the server runs.
 from __future__ import annotations
 
 import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
@@ -147,39 +148,58 @@ def _validation_problem(file: str, source: SourceMap, model_type: type[BaseModel
     elif kind == "missing":
         message = f"missing field {path[-1]!r}"
         path = path[:-1]
+    elif detail.get("input") is None and kind.endswith("_type"):
+        message = f"{_field_name(path)!r} is empty"
+        hint = "write a value after the colon"
+    elif kind == "too_short":
+        message = f"{_field_name(path)!r} needs at least {detail.get('ctx', {}).get('min_length', 1)} item(s)"
     elif kind == "string_pattern_mismatch":
         message = f"{detail.get('input')!r} is not a valid name"
-        hint = "use letters, digits and _, starting with a letter"
+        hint = "use letters, digits and _, not starting with a digit"
     elif kind == "bool_type" or isinstance(detail.get("input"), bool):
         hint = "quote words such as 'true' and 'false' if you mean the words"
     line, col = source.locate(path)
     return Problem(file, line, col, message, hint=hint)
 
 
+def _field_name(path: Path) -> str:
+    """The last named part of a path: ``flow`` for ("flow",), ``keywords`` for (..., "keywords", 0)."""
+    return next((str(part) for part in reversed(path) if isinstance(part, str) and part != "[key]"), "value")
+
+
 def _allowed_fields(model_type: type[BaseModel], path: Path) -> list[str]:
-    """The field names valid at ``path`` of a model, found by walking the pydantic annotations."""
+    """The field names valid at ``path`` of a model, found by walking the type annotations
+    (so a state named ``fetch`` is a dict key, not the Fetch field)."""
     current: Any = model_type
     for part in path:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
-            continue
-        field_info = current.model_fields.get(str(part))
-        if field_info is None:
-            continue  # a dict key such as a state name
-        current = _model_in(field_info.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+        current = _descend(current, part)
+        if current is None:
+            return []
+    return list(current.model_fields) if _is_model(current) else []
 
 
-def _model_in(annotation: Any) -> Any:
-    """Find the pydantic model inside ``list[State]``, ``dict[str, State]``, ``Fetch | None``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in getattr(annotation, "__args__", ()):
-        found = _model_in(argument)
+def _descend(annotation: Any, part: str | int) -> Any:
+    """The type found one step into ``annotation`` along ``part`` (a field, a dict key, an index)."""
+    if _is_model(annotation):
+        field_info = annotation.model_fields.get(str(part))
+        return field_info.annotation if field_info is not None else None
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _descend(arguments[0], part)
+    if origin is dict:
+        return arguments[1]
+    if origin is list:
+        return arguments[0] if isinstance(part, int) else None
+    for option in arguments:  # a union such as ``Fetch | None``: the option that can hold ``part``
+        found = _descend(option, part)
         if found is not None:
             return found
     return None
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _locate(item: _Parsed, finding: Finding) -> Problem:

@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -71,19 +72,20 @@ Texts = Annotated[list[str], BeforeValidator(_as_list), WithJsonSchema(
     {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
 
 
-def _no_compliance_words(words: list[str] | None) -> list[str] | None:
-    for word in words or ():
-        if not normalise(word):
-            raise ValueError(f"{word!r} is empty once spaces and punctuation are removed")
-        if normalise(word) in COMPLIANCE_WORDS:
-            raise ValueError(
-                f"{word!r} is a compliance keyword (STOP, START, HELP and their kin always opt out, "
-                "opt in or answer with the help text, whatever the flow says); choose another word"
-            )
-    return words
+def _not_compliance_word(word: str) -> str:
+    """Checked word by word, so an error points at the word's own line in a block list."""
+    if not normalise(word):
+        raise ValueError(f"{word!r} is empty once spaces and punctuation are removed")
+    if normalise(word) in COMPLIANCE_WORDS:
+        raise ValueError(
+            f"{word!r} is a compliance keyword (STOP, START, HELP and their kin always opt out, "
+            "opt in or answer with the help text, whatever the flow says); choose another word"
+        )
+    return word
 
 
-Keywords = Annotated[list[str], BeforeValidator(_as_words), Field(min_length=1), WithJsonSchema(
+Keyword = Annotated[str, AfterValidator(_not_compliance_word)]
+Keywords = Annotated[list[Keyword], BeforeValidator(_as_words), Field(min_length=1), WithJsonSchema(
     {"anyOf": [{"type": ["string", "number"]},
                {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]}}]})]
 
@@ -119,8 +121,6 @@ class Reply(_Strict):
     save: Name | None = None  # store the reply under this variable name
     say: Texts = []  # said before moving on
     go: str | None = None  # the next state; without it the conversation stays where it is
-
-    _check_keywords = field_validator("keywords", "any_of")(_no_compliance_words)
 
     @field_validator("pattern")
     @classmethod
@@ -205,8 +205,6 @@ class Flow(_Strict):
     start: str
     expires_after: Duration = 24 * 3600.0
     states: dict[Annotated[str, Field(pattern=NAME_PATTERN)], State] = Field(min_length=1)
-
-    _check_triggers = field_validator("triggers")(_no_compliance_words)
 
     @field_validator("expires_after")
     @classmethod

@@ -84,11 +84,23 @@ def read_yaml(text: str) -> tuple[Any, SourceMap]:
         _map_positions(node, (), source)
         return loader.construct_document(node), source
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = " ".join(part for part in (error.context, error.problem) if part)
-        raise YamlError(f"YAML syntax: {problem}", line, col) from None
+        raise _syntax_error(error) from None
     except yaml.YAMLError as error:
         raise YamlError(f"YAML: {error}", 1, 1) from None
     finally:
         loader.dispose()
+
+
+def _syntax_error(error: yaml.MarkedYAMLError) -> YamlError:
+    """Point at the cause: an unclosed ``[`` or ``{`` is where it opened, not where YAML gave up."""
+    context, problem = error.context_mark, error.problem_mark
+    opened = error.context and error.context.startswith("while parsing a flow") and context is not None
+    mark = context if opened else (problem or context)
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    if opened and problem is not None and context is not None:
+        closer = "]" if "sequence" in (error.context or "") else "}"
+        message = (f"YAML syntax: this {error.context.removeprefix('while parsing a ')} is never closed "
+                   f"with {closer!r} ({error.problem} on line {problem.line + 1})")
+    else:
+        message = "YAML syntax: " + " ".join(part for part in (error.context, error.problem) if part)
+    return YamlError(message, line, col)
