@@ -21,6 +21,14 @@ MAX_FETCH_BYTES = 256 * 1024
 class FetchFailed(Exception):
     """The lookup did not give usable JSON in time; the message says why (for the log)."""
 
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status  # the HTTP status when the service answered with an error
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
 
 class Fetcher(Protocol):
     async def get_json(self, url: str, timeout: float) -> Any: ...
@@ -48,10 +56,10 @@ class HttpFetcher:
                                                   headers={"Accept": "application/json"})
         except (httpx.TimeoutException, TimeoutError):
             raise FetchFailed(f"no answer within {timeout:g}s") from None
-        except httpx.HTTPError as error:
-            raise FetchFailed(f"request failed: {type(error).__name__}: {error}") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
+            raise FetchFailed(f"request to {target} failed: {type(error).__name__}: {error}") from None
         if not response.is_success:
-            raise FetchFailed(f"HTTP {response.status_code}")
+            raise FetchFailed(f"HTTP {response.status_code}", status=response.status_code)
         if len(response.content) > MAX_FETCH_BYTES:
             raise FetchFailed(f"answer larger than {MAX_FETCH_BYTES} bytes")
         try:

@@ -167,7 +167,9 @@ class Engine:
                     conversation.vars[state.fetch.save] = await self.fetcher.get_json(url, state.fetch.timeout)
                 except FetchFailed as error:
                     log.warning("fetch in %s failed: %s", before, error)
-                    outcome.replies.extend(self._render_all((state.fetch.fallback,), conversation, text))
+                    apology = state.fetch.not_found if error.not_found and state.fetch.not_found else \
+                        state.fetch.fallback
+                    outcome.replies.extend(self._render_all((apology,), conversation, text))
                     self._fire(flow, FETCH_FAILED_EVENT, outcome, before)
                     continue
             outcome.replies.extend(self._render_all(state.say, conversation, text))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 OPT_OUT_WORDS = frozenset(
     {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
@@ -32,20 +32,21 @@ def _is_punctuation(char: str) -> bool:
     return unicodedata.category(char).startswith("P")
 
 
-def normalise(text: str) -> str:
-    """Fold a message to the form keywords are compared in.
-
-    NFKC (full-width and compatibility forms become plain letters), case-folded,
-    inner whitespace collapsed, surrounding whitespace and punctuation stripped.
-    """
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    folded = _SPACE_RUN.sub(" ", folded).strip()
-    start, end = 0, len(folded)
-    while start < end and (_is_punctuation(folded[start]) or folded[start].isspace()):
+def trim(text: str) -> str:
+    """The message as people meant it: NFKC, inner whitespace collapsed, surrounding whitespace
+    and punctuation stripped, case kept ("  Bob! " -> "Bob"). Patterns see this; saves store it."""
+    text = _SPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    start, end = 0, len(text)
+    while start < end and (_is_punctuation(text[start]) or text[start].isspace()):
         start += 1
-    while end > start and (_is_punctuation(folded[end - 1]) or folded[end - 1].isspace()):
+    while end > start and (_is_punctuation(text[end - 1]) or text[end - 1].isspace()):
         end -= 1
-    return folded[start:end]
+    return text[start:end]
+
+
+def normalise(text: str) -> str:
+    """Fold a message to the form keywords are compared in: :func:`trim`, then case-folded."""
+    return trim(text).casefold()
 
 
 def words(normalised: str) -> list[str]:
@@ -53,16 +54,17 @@ def words(normalised: str) -> list[str]:
     return _WORD.findall(normalised)
 
 
+_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[+-]?\.\d+")
+
+
 def parse_number(text: str) -> Decimal | None:
     """Read a reply such as "3", "-2.5", "1,000" or "４２!" as a number; None when it is not one.
 
-    Works on the text as typed, not on :func:`normalise`'s output, which would drop a minus sign.
+    Strict on purpose: "1,5", "1 2" and "1e3" are not numbers (they are more likely typos than
+    fifteen, twelve or a thousand). Works on the text as typed, since :func:`normalise` would drop
+    a minus sign.
     """
-    candidate = unicodedata.normalize("NFKC", text).strip().rstrip("!?.").replace(",", "").replace(" ", "")
-    if not candidate:
+    candidate = unicodedata.normalize("NFKC", text).strip().rstrip("!?.").replace("\u2212", "-")
+    if not _NUMBER.fullmatch(candidate):
         return None
-    try:
-        number = Decimal(candidate)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+    return Decimal(candidate.replace(",", ""))

@@ -17,8 +17,14 @@ from liquid.exceptions import LiquidError
 
 _ENVIRONMENT = Environment(autoescape=False)
 
-#: Environment variables a template may never read, however ops staff spell them.
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|AUTH|CREDENTIAL|^TWILIO_", re.IGNORECASE)
+#: Words that mark an environment variable as secret ("STRIPE_API_KEY", "DB_PASSWORD"); templates
+#: never see such variables, nor any TWILIO_ setting. Matched as whole words of the name, so
+#: MONKEY_NAME stays readable.
+_SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "KEY", "APIKEY", "AUTH",
+                           "CREDENTIAL", "CREDENTIALS", "PRIVATE", "SIGNATURE", "SID", "DSN"})
+_SECRET_PARTS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY")  # also inside words
+_SECRET_NAMES = frozenset({"STORE_URL", "DATABASE_URL", "REDIS_URL"})  # URLs that carry passwords
+_NAME_WORDS = re.compile(r"[A-Za-z0-9]+")
 
 
 class TemplateSyntaxError(ValueError):
@@ -40,7 +46,15 @@ def variables(template: BoundTemplate) -> set[str]:
 
 def public_environment() -> dict[str, str]:
     """The environment variables templates may read as ``{{ env.NAME }}``: none that look secret."""
-    return {name: value for name, value in os.environ.items() if not _SECRET_NAME.search(name)}
+    return {name: value for name, value in os.environ.items() if not looks_secret(name)}
+
+
+def looks_secret(name: str) -> bool:
+    upper = name.upper()
+    if upper.startswith("TWILIO_") or upper in _SECRET_NAMES:
+        return True
+    return any(word in _SECRET_WORDS or any(part in word for part in _SECRET_PARTS)
+               for word in _NAME_WORDS.findall(upper))
 
 
 def render(template: BoundTemplate, context: Mapping[str, Any]) -> str:

@@ -69,7 +69,7 @@ async def test_slow_service_hits_the_deadline(fetcher: HttpFetcher) -> None:
 
 async def test_unreachable_service() -> None:
     async with httpx.AsyncClient() as client:
-        with pytest.raises(FetchFailed, match="request failed"):
+        with pytest.raises(FetchFailed, match=r"request to http://127.0.0.1:9/x failed: ConnectError"):
             await HttpFetcher(client, "http://127.0.0.1:9").get_json("/x", 1)
 
 
@@ -78,3 +78,15 @@ def test_relative_urls_mean_the_bot_itself() -> None:
                           "http://127.0.0.1:8000/")
     assert fetcher.resolve("/demo/orders/1") == "http://127.0.0.1:8000/demo/orders/1"
     assert fetcher.resolve("https://api.example/x") == "https://api.example/x"
+
+
+async def test_a_bad_url_setting_fails_the_lookup_not_the_reply() -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(FetchFailed, match="InvalidURL"):
+            await HttpFetcher(client, "http://x").get_json("https://host:abc/orders/1", 1)
+
+
+async def test_not_found_is_told_apart(fetcher: HttpFetcher) -> None:
+    with pytest.raises(FetchFailed) as failed:
+        await fetcher.get_json("/missing", 2)
+    assert failed.value.not_found and failed.value.status == 404

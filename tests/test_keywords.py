@@ -35,7 +35,8 @@ def test_words() -> None:
 
 @pytest.mark.parametrize(("typed", "expected"), [
     ("3", 3), ("-2.5", -2.5), ("1,000", 1000), ("４２", 42), ("three", None), ("", None), ("nan", None),
-    ("inf", None), (" 7! ", 7), ("+5", 5),
+    ("inf", None), (" 7! ", 7), ("+5", 5), ("\u22122", -2), ("1,5", None), ("1 2", None), ("1e3", None),
+    ("12,345.5", 12345.5), (".5", 0.5),
 ])
 def test_parse_number(typed: str, expected: float | None) -> None:
     result = parse_number(typed)

@@ -13,12 +13,19 @@ from dataclasses import dataclass
 from bot import segments, templates
 from bot.flows.problems import Finding, Path
 from bot.flows.schema import END, Flow, State
+from bot.keywords import normalise
 
 #: Names templates get from the bot itself; a flow may not ``save`` over them.
 RESERVED_NAMES = frozenset({"env", "sender", "message", "bot"})
 ALWAYS_SET = RESERVED_NAMES
 
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_DEFAULTED = re.compile(r"\{\{-?\s*([A-Za-z_]\w*)[^}]*?\|\s*default\s*:", re.DOTALL)
+
+
+def _defaulted(source: str) -> set[str]:
+    """Variables written with a fallback (``{{ name | default: "friend" }}``): unset is fine."""
+    return set(_DEFAULTED.findall(source))
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str,
     if state.fetch is not None:
         yield (*base, "fetch", "url"), state.fetch.url, set()
         yield (*base, "fetch", "fallback"), state.fetch.fallback, set()
+        if state.fetch.not_found is not None:
+            yield (*base, "fetch", "not_found"), state.fetch.not_found, set()
     for index, text in enumerate(state.say):
         yield (*base, "say", index), text, fetched
     for index, text in enumerate(state.otherwise):
@@ -93,11 +102,11 @@ def _template_findings(flow: Flow, options: CheckOptions) -> Iterator[Finding]:
                 yield Finding(path, str(error))
                 continue
             available = possibly_set.get(name, set()) | set_here | ALWAYS_SET
-            for variable in sorted(templates.variables(parsed) - available):
+            for variable in sorted(templates.variables(parsed) - available - _defaulted(source)):
                 yield Finding(path, f"{{{{ {variable} }}}} is never saved on any path to state {name!r}",
                               severity="warning", hint=f"save: {variable} in an earlier reply or fetch, "
                                                        "or give it a default")
-            if "fetch" not in path or path[-1] == "fallback":
+            if "fetch" not in path or path[-1] in ("fallback", "not_found"):
                 yield from _cost_findings(path, source, options)
 
 
@@ -131,8 +140,33 @@ def _looks_accidental(char: str) -> bool:
     return char in _LOOKALIKES
 
 
+def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:
+    """Checks that need every flow: a reply word that is also a trigger can never be matched,
+    because triggers are routed first."""
+    owners = {normalise(word): flow.flow for flow in flows for word in flow.triggers or ()}
+    findings: list[tuple[Flow, Finding]] = []
+    for flow in flows:
+        for name, state in flow.states.items():
+            for index, rule in enumerate(state.replies):
+                for field in ("keywords", "any_of"):
+                    for word_index, word in enumerate(getattr(rule, field) or ()):
+                        owner = owners.get(normalise(word))
+                        if owner is not None:
+                            path = ("states", name, "replies", index, field, word_index)
+                            findings.append((flow, Finding(
+                                path, f"{word!r} starts flow {owner!r} (triggers are checked first), so "
+                                      "this reply never sees it", severity="warning",
+                                hint="use another word here, or remove it from the triggers")))
+    return findings
+
+
 def _graph_warnings(flow: Flow) -> Iterator[Finding]:
     for name, state in flow.states.items():
+        for index, rule in enumerate(state.replies):
+            if not rule.say and rule.go is None:
+                yield Finding(("states", name, "replies", index), "this reply neither says anything nor goes "
+                              "anywhere: the person gets no answer", severity="warning",
+                              hint="add a say, or a go to the next state")
         if state.waits and not state.otherwise:
             yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but has no otherwise: "
                           "an unexpected reply gets the question again",

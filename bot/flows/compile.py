@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,7 +18,7 @@ from transitions import Machine
 
 from bot import templates
 from bot.flows.schema import END, Fetch, Flow, NumberRange, Reply, State
-from bot.keywords import NO_WORDS, YES_WORDS, normalise, parse_number, words
+from bot.keywords import NO_WORDS, YES_WORDS, normalise, parse_number, trim, words
 
 logging.getLogger("transitions").setLevel(logging.WARNING)  # INFO costs 5x per transition
 
@@ -46,6 +45,7 @@ class CompiledFetch:
     save: str
     timeout: float
     fallback: BoundTemplate
+    not_found: BoundTemplate | None
     on_error: str  # a state name, or END
 
 
@@ -136,6 +136,7 @@ def _compile_fetch(fetch: Fetch) -> CompiledFetch:
         save=fetch.save,
         timeout=fetch.timeout,
         fallback=templates.parse(fetch.fallback),
+        not_found=templates.parse(fetch.not_found) if fetch.not_found is not None else None,
         on_error=fetch.on_error or END,
     )
 
@@ -193,25 +194,31 @@ def _matcher(rule: Reply) -> Matcher:
 
 def _keywords_matcher(accepted: frozenset[str]) -> Matcher:
     def matches(normalised: str, original: str) -> Any:
-        return original.strip() if normalised in accepted else None
+        return trim(original) if normalised in accepted else None
     return matches
 
 
 def _any_of_matcher(accepted: list[str]) -> Matcher:
-    single = frozenset(word for word in accepted if " " not in word)
-    phrases = [f" {phrase} " for phrase in accepted if " " in phrase]
+    """Any entry's words appear in the message, together and in order ("e-mail" = "e mail")."""
+    single = frozenset(entry[0] for entry in (words(item) for item in accepted) if len(entry) == 1)
+    phrases = [entry for entry in (words(item) for item in accepted) if len(entry) > 1]
 
     def matches(normalised: str, original: str) -> Any:
-        if single.intersection(words(normalised)):
-            return original.strip()
-        padded = f" {normalised} "
-        return original.strip() if any(phrase in padded for phrase in phrases) else None
+        said = words(normalised)
+        if single.intersection(said) or any(_contains(said, phrase) for phrase in phrases):
+            return trim(original)
+        return None
     return matches
+
+
+def _contains(said: list[str], phrase: list[str]) -> bool:
+    width = len(phrase)
+    return any(said[start:start + width] == phrase for start in range(len(said) - width + 1))
 
 
 def _pattern_matcher(pattern: re.Pattern[str]) -> Matcher:
     def matches(normalised: str, original: str) -> Any:
-        found = pattern.search(unicodedata.normalize("NFKC", original).strip())
+        found = pattern.search(trim(original))
         if found is None:
             return None
         if pattern.groups and found.group(1) is not None:
@@ -235,7 +242,7 @@ def _number_matcher(bounds: NumberRange) -> Matcher:
 def _answer_matcher(accepted: frozenset[str]) -> Matcher:
     def matches(normalised: str, original: str) -> Any:
         if normalised in accepted:
-            return original.strip()
+            return trim(original)
         first = words(normalised)[:1]
-        return original.strip() if first and first[0] in accepted else None
+        return trim(original) if first and first[0] in accepted else None
     return matches

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bot.flows.checks import CheckOptions, check_flow
+from bot.flows.checks import CheckOptions, check_flow, check_flow_set
 from bot.flows.compile import CompiledFlow, compile_flow
 from bot.flows.problems import Finding, FlowLoadError, Path, Problem
 from bot.flows.schema import Flow, Program, ProgramTexts
@@ -94,6 +94,9 @@ def _inspect(files: list[FilePath], options: CheckOptions,
         assert isinstance(item.model, Flow)
         problems.extend(_locate(item, finding) for finding in check_flow(item.model, options))
     problems.extend(_cross_flow_problems(flow_models))
+    files_of = {id(item.model): item for item in flow_models}
+    for flow, finding in check_flow_set([item.model for item in flow_models if isinstance(item.model, Flow)]):
+        problems.append(_locate(files_of[id(flow)], finding))
     if program_folder is not None and not program_files:
         problems.append(Problem(str(program_folder / PROGRAM_FILE), 1, 1, "no program file",
                                 hint="create it with program: {name, help, opt_out, opt_in}; "

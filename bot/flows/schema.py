@@ -55,7 +55,12 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 def _as_list(value: object) -> object:
-    """Let ops staff write a single message or word without list brackets."""
+    """Let ops staff write a single message without list brackets; ``say: 42`` is the text "42"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, list):
+        return [str(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else item
+                for item in value]
     return [value] if isinstance(value, str) else value
 
 
@@ -154,6 +159,7 @@ class Fetch(_Strict):
     save: Name
     timeout: Duration = 5.0
     fallback: str = "Sorry, that service is not answering right now. Please try again later."
+    not_found: str | None = None  # said instead of fallback when the service answers 404 Not Found
     on_error: str | None = None  # where to go when the lookup fails; default: end
 
     @field_validator("timeout")

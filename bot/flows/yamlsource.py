@@ -2,7 +2,7 @@
 
 PyYAML follows YAML 1.1, where an unquoted ``YES``, ``NO``, ``on`` or ``off`` is a boolean: an ops
 person writing ``keywords: [YES, NO]`` would get ``[True, False]``. Here only ``true``/``false``
-are booleans, as in YAML 1.2, so those words stay words.
+are booleans, as in YAML 1.2, so those words stay words; likewise only plain decimals are numbers.
 """
 
 from __future__ import annotations
@@ -20,12 +20,23 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core booleans."""
 
 
+_REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# Plain decimal numbers only: YAML 1.1 reads 010 as 8, 1:30 as 90 and 0x1F as 31, which turns a
+# menu choice or a time into a different word. Those stay text here; leading zeros are kept.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
 )
 
 
