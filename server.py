@@ -13,7 +13,7 @@ import sys
 
 import uvicorn
 
-from bot.app import create_app
+from bot.app import configure_logging, create_app
 from bot.flows.loader import load_flows
 from bot.flows.problems import FlowLoadError
 from bot.settings import SettingsError, load_settings
@@ -27,14 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dev:
         os.environ["DEV_MODE"] = "1"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
         settings.validate()
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    logging.getLogger().setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level)
     try:
         flows = load_flows(settings.flows_dir)
     except FlowLoadError as error:
@@ -46,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("bot.flows").warning("%s", warning)
     logging.getLogger("bot").info("loaded flows %s from %s; store %s", ", ".join(sorted(flows.flows)),
                                   settings.flows_dir, settings.store_url)
-    app = create_app(settings, flows)
-    uvicorn.run(app, host=settings.host, port=settings.port, http="httptools", loop="uvloop",
-                access_log=False, log_level=settings.log_level, server_header=False, date_header=False)
+    options = {"host": settings.host, "port": settings.port, "http": "httptools", "loop": "uvloop",
+               "access_log": False, "log_level": settings.log_level, "server_header": False,
+               "date_header": False}
+    if settings.workers > 1:
+        # Each worker process builds its own app from the same (already checked) settings and flows.
+        uvicorn.run("bot.app:app_from_environment", factory=True, workers=settings.workers, **options)
+    else:
+        uvicorn.run(create_app(settings, flows), **options)
     return 0
 
 

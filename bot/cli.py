@@ -27,7 +27,9 @@ from bot.flows.problems import FlowLoadError
 from bot.flows.schema import json_schema
 from bot.flowtests import run_conversations
 from bot.settings import SettingsError, load_settings
+from bot.privacy import mask
 from bot.simulator import simulation
+from bot.store import open_store
 from bot.twilio_io import SignatureChecker
 
 
@@ -93,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
         "Print the JSON Schema of flow files (for editor autocompletion; see docs/flows.md)."))
     schema.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     schema.set_defaults(run=_schema)
+
+    purge = commands.add_parser("purge", help="forget one sender's data on request", description=(
+        "Delete one sender's conversation and transcript, and blank the replies recorded for their "
+        "messages (the MessageSids stay for 48 h so Twilio retries are still recognised). Their "
+        "opt-out is kept: forgetting it would text someone who said STOP."))
+    purge.add_argument("number", help="the sender's number, as Twilio sends it (+15551234567)")
+    purge.add_argument("--store", help="STORE_URL (default: from the settings)")
+    purge.set_defaults(run=_purge)
 
     webhook = commands.add_parser("webhook", help="text a running bot as Twilio would (signed webhook)",
                                   description=(
@@ -243,6 +253,26 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     except OSError as error:
         raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+def _purge(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    return asyncio.run(_purge_sender(args.store or settings.store_url, args.number))
+
+
+async def _purge_sender(store_url: str, number: str) -> int:
+    store = open_store(store_url)
+    try:
+        purged = await store.purge(number)
+        opted_out = await store.is_opted_out(number)
+    finally:
+        await store.close()
+    print(f"purged {mask(number)}: {purged.conversations} conversation(s), {purged.transcript_lines} "
+          f"transcript line(s), {purged.replies_blanked} recorded repl(ies) blanked"
+          + ("; opt-out kept" if opted_out else ""))
+    return 0
 
 
 # -- webhook ----------------------------------------------------------------------------------

@@ -12,15 +12,12 @@ from dataclasses import dataclass, field
 from bot.engine import Engine
 from bot.privacy import mask
 from bot.store import CommitResult, Store
+from bot.store.base import StoreBusy
 from bot.types import Inbound, TraceStep, Turn
 
 log = logging.getLogger("bot.route")
 
 MAX_ATTEMPTS = 10  # compare-and-set retries when another process changed the conversation first
-
-
-class StoreContention(RuntimeError):
-    """The conversation kept changing under us; the message was not processed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +64,7 @@ class Inbox:
                 if result is CommitResult.DUPLICATE:
                     return Received(await self.store.recorded_replies(inbound.message_sid) or (),
                                     duplicate=True)
-        raise StoreContention(f"conversation of {mask(inbound.sender)} kept changing; gave up")
+        raise StoreBusy(f"conversation of {mask(inbound.sender)} kept changing; gave up")
 
 
 def _log_route(inbound: Inbound, received: Received, seconds: float) -> None:

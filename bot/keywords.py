@@ -32,10 +32,23 @@ def _is_punctuation(char: str) -> bool:
     return unicodedata.category(char).startswith("P")
 
 
+_SENTENCE_END = ".!?,;:…。！？"
+_SENTENCE_START = "¡¿"
+
+
 def trim(text: str) -> str:
-    """The message as people meant it: NFKC, inner whitespace collapsed, surrounding whitespace
-    and punctuation stripped, case kept ("  Bob! " -> "Bob"). Patterns see this; saves store it."""
+    """The reply as people meant it: NFKC, inner whitespace collapsed, surrounding whitespace
+    and sentence punctuation ("Bob!", "123456.", "¿Sí?") removed, case and meaningful marks kept
+    ("-3", "(555) 123-4567", "#12"). Patterns see this; ``save`` stores it."""
     text = _SPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    while text and (text[-1] in _SENTENCE_END or text[-1].isspace()):  # "Bob! ." -> "Bob"
+        text = text[:-1]
+    while text and (text[0] in _SENTENCE_START or text[0].isspace()):
+        text = text[1:]
+    return text
+
+
+def _strip_punctuation(text: str) -> str:
     start, end = 0, len(text)
     while start < end and (_is_punctuation(text[start]) or text[start].isspace()):
         start += 1
@@ -45,8 +58,12 @@ def trim(text: str) -> str:
 
 
 def normalise(text: str) -> str:
-    """Fold a message to the form keywords are compared in: :func:`trim`, then case-folded."""
-    return trim(text).casefold()
+    """Fold a message to the form keywords are compared in.
+
+    NFKC (full-width and compatibility forms become plain letters), case-folded, inner whitespace
+    collapsed, all surrounding whitespace and punctuation stripped (" (Stop!) " -> "stop").
+    """
+    return _strip_punctuation(_SPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text)).strip()).casefold()
 
 
 def words(normalised: str) -> list[str]:
@@ -61,10 +78,10 @@ def parse_number(text: str) -> Decimal | None:
     """Read a reply such as "3", "-2.5", "1,000" or "４２!" as a number; None when it is not one.
 
     Strict on purpose: "1,5", "1 2" and "1e3" are not numbers (they are more likely typos than
-    fifteen, twelve or a thousand). Works on the text as typed, since :func:`normalise` would drop
-    a minus sign.
+    fifteen, twelve or a thousand). Reads :func:`trim`'s form, as patterns do, since
+    :func:`normalise` would drop a minus sign.
     """
-    candidate = unicodedata.normalize("NFKC", text).strip().rstrip("!?.").replace("\u2212", "-")
+    candidate = trim(text).replace("\u2212", "-")
     if not _NUMBER.fullmatch(candidate):
         return None
     return Decimal(candidate.replace(",", ""))

@@ -31,6 +31,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
     reload_flows: bool = True  # watch FLOWS_DIR and swap in changed flows that pass the checks
+    workers: int = 1  # server processes (uvicorn workers); >1 needs SQLite on one machine or Redis
+    retention_seconds: float = 30 * 24 * 3600.0  # transcripts and idle conversations; MessageSids >= 48 h
 
     @property
     def checks_signatures(self) -> bool:
@@ -55,6 +57,10 @@ class Settings:
                 f"DEV_MODE without TWILIO_AUTH_TOKEN accepts unsigned requests, so it only listens on "
                 f"loopback; HOST={self.host} is not. Use HOST=127.0.0.1 or set TWILIO_AUTH_TOKEN."
             )
+        if self.workers < 1:
+            raise SettingsError(f"WORKERS must be 1 or more (got {self.workers})")
+        if self.workers > 1 and self.store_url.startswith("memory://"):
+            raise SettingsError("WORKERS > 1 needs a shared store: STORE_URL=sqlite:///bot.db or redis://…")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError(f"PUBLIC_URL must start with https:// (got {self.public_url!r})")
 
@@ -89,6 +95,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         max_body_bytes=_integer(values, "MAX_BODY_BYTES", Settings.max_body_bytes),
         log_level=(values.get("LOG_LEVEL") or Settings.log_level).lower(),
         reload_flows=_flag(values, "RELOAD_FLOWS", default=True),
+        workers=_integer(values, "WORKERS", Settings.workers),
+        retention_seconds=_duration(values, "RETENTION", Settings.retention_seconds),
     )
 
 
@@ -111,3 +119,18 @@ def _integer(values: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number (got {raw!r})") from None
+
+
+def _duration(values: Mapping[str, str], name: str, default: float) -> float:
+    from bot.flows.schema import parse_duration
+
+    raw = values.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = parse_duration(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a duration such as 30d, 12h or 90m (got {raw!r})") from None
+    if seconds <= 0:
+        raise SettingsError(f"{name} must be longer than zero (got {raw!r})")
+    return seconds

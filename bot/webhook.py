@@ -8,7 +8,8 @@ from urllib.parse import parse_qsl
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
-from bot.inbox import Inbox, StoreContention
+from bot.inbox import Inbox
+from bot.store.base import StoreBusy
 from bot.settings import Settings
 from bot.twilio_io import BadRequest, SignatureChecker, parse_inbound, render_twiml
 
@@ -56,7 +57,7 @@ async def sms(request: Request) -> Response:
     inbox: Inbox = request.state.inbox
     try:
         received = await inbox.receive(inbound)
-    except StoreContention as error:
+    except StoreBusy as error:
         log.warning("%s", error)
         return PlainTextResponse("busy, try again\n", status_code=503, headers={"Retry-After": "1"})
     return Response(render_twiml(received.replies), media_type="text/xml")

@@ -15,15 +15,33 @@ The guide is read as data:
   printed exactly so, with the folder shown as ``flows/``), or a conversation of ``> text`` /
   ``< reply`` / ``(15m later)`` lines replayed through the real engine, from a fresh start.
   Above a conversation, ``<!-- env: NAME=value -->`` sets an environment variable,
-  ``<!-- fetch: JSON -->`` (or ``fails``) is what a ``fetch`` gets back, and
-  ``<!-- fetched-url: URL -->`` (one per lookup) the addresses it must have asked, and
-  ``<!-- flow: NAME -->`` runs it against that flow example instead of the one just above.
+  ``<!-- fetch: JSON -->`` (or ``fails``, or ``not found`` for a 404 answer) is what a ``fetch``
+  gets back, and ``<!-- fetched-url: URL -->`` (one per lookup) the addresses it must have asked,
+  and ``<!-- flow: NAME -->`` runs it against that flow example instead of the one just above.
+- A fenced ``log`` block right after a conversation is what the bot's log says about it: the
+  conversation is replayed through the real inbox and every ``bot`` log line must read so (the
+  timestamp, ``sid=`` and ``ms=`` values may differ).
+- A fenced ``console`` block is one ``$ .venv/bin/python -m bot ...`` command (maybe fed by a
+  pipe) and what it prints, stdout and stderr together. It runs for real, in a fresh folder holding
+  a copy of the shipped ``flows/``, plus each ``<!-- with-file: PATH -->``: the guide's example
+  for that path (a flow example for ``flows/NAME.yaml``, or the yaml block whose first line is the
+  comment ``# PATH``). ``<!-- exit-status: N -->`` is its exit status (default 0).
+- A fenced ``mermaid`` block marked ``<!-- graph: NAME -->`` is exactly what
+  ``python -m bot graph NAME`` prints for that shipped flow, and every shipped flow has one.
+- ``docs/flow.schema.json`` is exactly what ``python -m bot schema`` prints, and the editor
+  settings the guide shows point at it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +55,8 @@ from bot.engine import MAX_REPLIES_PER_TURN, MAX_STEPS_PER_TURN, Engine
 from bot.flows.loader import FlowSet, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.flows.schema import MAX_FETCH_TIMEOUT, Fetch, Flow, ProgramTexts, parse_duration
+from bot.simulator import simulation
+from bot.flows import graph
 from bot.flowtests import run_conversations
 from bot.keywords import HELP_WORDS, NO_WORDS, OPT_IN_WORDS, OPT_OUT_WORDS, YES_WORDS
 from bot.types import Conversation, Inbound
@@ -45,8 +65,18 @@ from tests.conftest import PROGRAM_YAML, ROOT, SHIPPED_FLOWS, write_flows
 DOC = ROOT / "docs" / "flows.md"
 SENDER = "+15551234567"  # the guide says the person texting has this number
 
+SCHEMA_FILE = ROOT / "docs" / "flow.schema.json"
+
 YAML_MARKERS = {"expect-error", "expect-warning", "file", "flow"}
 TEXT_MARKERS = {"env", "fetch", "fetched-url", "flow"}
+CONSOLE_MARKERS = {"with-file", "exit-status"}
+#: The fenced blocks the guide may hold, and the markers each may carry. A block without a
+#: language is a fragment (a line of a file, a format), shown and not run.
+BLOCK_MARKERS = {"yaml": YAML_MARKERS, "text": TEXT_MARKERS, "console": CONSOLE_MARKERS,
+                 "log": set(), "mermaid": {"graph"}, "json": set(), "": set()}
+#: Everything bot.settings (and the shipped flows, via ORDERS_API) read from the environment.
+SETTING_NAMES = ("TWILIO_AUTH_TOKEN", "PUBLIC_URL", "TRUST_PROXY", "STORE_URL", "FLOWS_DIR", "HOST", "PORT",
+                 "DEV_MODE", "MAX_BODY_BYTES", "LOG_LEVEL", "ORDERS_API", "RELOAD_FLOWS")
 
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _MARKER = re.compile(r"^<!--\s*([a-z-]+):\s*(.*?)\s*-->$")
@@ -151,6 +181,11 @@ def find_example(examples: list[Example], name: str | None) -> Example | None:
 
 
 EXAMPLES = read_examples()
+BLOCKS = read_blocks(DOC.read_text(encoding="utf-8")) if DOC.is_file() else []
+
+
+def blocks_of(lang: str) -> list[Block]:
+    return [block for block in BLOCKS if block.lang == lang]
 
 
 def doc_program() -> str:
@@ -326,6 +361,8 @@ class CannedService:
         assert self.answer is not None, "this conversation fetches, but the guide gives no <!-- fetch: -->"
         if self.answer == "fails":
             raise FetchFailed("the guide says this service is down")
+        if self.answer == "not found":
+            raise FetchFailed("HTTP 404", status=404)
         return json.loads(self.answer)
 
 
@@ -390,3 +427,162 @@ def _turns(block: Block) -> list[tuple[str | None, list[str], int]]:
         else:
             raise AssertionError(f"docs/flows.md:{offset}: not a conversation line: {line!r}")
     return turns
+
+
+# -- every fenced block -------------------------------------------------------------------------
+
+
+def test_every_block_is_a_kind_the_guide_knows() -> None:
+    for block in BLOCKS:
+        assert block.lang in BLOCK_MARKERS, f"docs/flows.md:{block.line}: unknown block language {block.lang!r}"
+        assert set(block.markers) <= BLOCK_MARKERS[block.lang], (
+            f"docs/flows.md:{block.line}: marker not allowed on a {block.lang or 'plain'} block")
+    assert blocks_of("console") and blocks_of("log") and blocks_of("mermaid")
+
+
+# -- commands (console blocks) --------------------------------------------------------------------
+
+
+@dataclass
+class Command:
+    block: Block
+    line: str  # as the guide writes it, without the "$ "
+    output: list[str]
+
+
+def read_command(block: Block) -> Command:
+    lines = block.text.splitlines()
+    where = f"docs/flows.md:{block.line}"
+    assert lines and lines[0].startswith("$ "), f"{where}: a console block starts with '$ ' and a command"
+    assert not any(line.startswith("$ ") for line in lines[1:]), f"{where}: one command per console block"
+    assert ".venv/bin/python -m bot " in lines[0], f"{where}: commands run the bot's own Python"
+    return Command(block, lines[0][2:], lines[1:])
+
+
+def doc_file(path: str) -> str:
+    """The guide's example for a path: a yaml block whose first line is ``# PATH``, or the flow
+    example named after the file."""
+    for example in EXAMPLES:
+        if example.block.text.splitlines()[0].strip() == f"# {path}":
+            return example.block.text
+    name = Path(path)
+    if name.parent == Path("flows"):
+        for example in EXAMPLES:
+            if example.kind == "flow" and not example.block.marker("file") and example.file_name == name.name:
+                return example.block.text
+    raise AssertionError(f"the guide has no example for {path}")
+
+
+def _command_env(texts: list[str]) -> dict[str, str]:
+    unset = set(SETTING_NAMES) | {name for text in texts for name in re.findall(r"env\.([A-Za-z_]\w*)", text)}
+    env = {name: value for name, value in os.environ.items() if name not in unset}
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")  # stdout and stderr in the order printed
+    return env
+
+
+@pytest.mark.parametrize("block", blocks_of("console"), ids=lambda b: f"line{b.line}")
+def test_command(block: Block, tmp_path: Path) -> None:
+    command = read_command(block)
+    shutil.copytree(SHIPPED_FLOWS, tmp_path / "flows")
+    texts = []
+    for path in block.markers.get("with-file", []):
+        text = doc_file(path)
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text, encoding="utf-8")
+        texts.append(text)
+    shell = command.line.replace(".venv/bin/python", shlex.quote(sys.executable))
+    result = subprocess.run(["bash", "-c", shell], cwd=tmp_path, env=_command_env(texts), text=True,
+                            encoding="utf-8", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=60)
+    printed = result.stdout.splitlines()
+    assert printed == command.output, (
+        f"docs/flows.md:{block.line}: $ {command.line}\nprinted:\n{result.stdout}")
+    expected_status = int(block.marker("exit-status") or 0)
+    assert result.returncode == expected_status, f"docs/flows.md:{block.line}: exit status {result.returncode}"
+
+
+# -- the log -----------------------------------------------------------------------------------
+
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (\S+ \S+: .*)$")
+
+
+def _comparable(line: str) -> str:
+    return re.sub(r"\bms=[\d.]+", "ms=…", re.sub(r"\bsid=\S+", "sid=…", line))
+
+
+@pytest.mark.parametrize("block", blocks_of("log"), ids=lambda b: f"line{b.line}")
+async def test_log(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   caplog: pytest.LogCaptureFixture) -> None:
+    where = f"docs/flows.md:{block.line}"
+    before = BLOCKS[BLOCKS.index(block) - 1]
+    owner = next((example for example in EXAMPLES if before in example.conversations), None)
+    assert owner is not None, f"{where}: a log block comes right after the conversation it logs"
+    assert not before.markers.get("fetch") and not before.markers.get("env"), (
+        f"{where}: the logged conversation runs as it is, with no made-up lookups or settings")
+    turns = _turns(before)
+    assert all(text is not None for text, _, _ in turns), f"{where}: no waiting in a logged conversation"
+    for name in re.findall(r"env\.([A-Za-z_]\w*)", owner.block.text):
+        monkeypatch.delenv(name, raising=False)
+    flowset = load_flows(_example_folder(owner, tmp_path))
+    caplog.set_level(logging.INFO, logger="bot")
+    caplog.clear()
+    async with simulation(flowset) as sim:
+        for text, expected, line in turns:
+            assert text is not None
+            received = await sim.text(text, SENDER)
+            assert list(received.replies) == expected, f"docs/flows.md:{line}: after > {text}"
+    logged = [_comparable(f"{record.levelname} {record.name}: {record.getMessage()}")
+              for record in caplog.records if record.name.startswith("bot")]
+    shown = []
+    for line in block.text.splitlines():
+        found = _LOG_LINE.match(line)
+        assert found, f"{where}: not a log line: {line!r}"
+        shown.append(_comparable(found.group(1)))
+    assert shown == logged, f"{where}: the log says:\n" + "\n".join(logged)
+
+
+# -- diagrams -------------------------------------------------------------------------------------
+
+
+def test_every_shipped_flow_has_its_diagram_in_the_guide() -> None:
+    drawn = [block.marker("graph") for block in blocks_of("mermaid")]
+    assert all(drawn), "every mermaid block is marked <!-- graph: NAME -->"
+    assert sorted(drawn) == sorted(load_flows(SHIPPED_FLOWS).flows), drawn  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("block", blocks_of("mermaid"), ids=lambda b: f"line{b.line}-{b.marker('graph')}")
+def test_diagram_is_current(block: Block) -> None:
+    name = block.marker("graph")
+    flows = load_flows(SHIPPED_FLOWS).flows
+    assert name in flows, f"docs/flows.md:{block.line}: no shipped flow {name!r}"
+    assert block.text == graph.mermaid(flows[name]), (
+        f"docs/flows.md:{block.line}: the diagram of {name} is stale; "
+        f"run python -m bot graph {name} and paste it")
+
+
+# -- the JSON Schema for editors ------------------------------------------------------------------
+
+
+def test_schema_file_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert cli.main(["schema"]) == 0
+    printed = capsys.readouterr().out
+    assert SCHEMA_FILE.is_file(), "docs/flow.schema.json is missing; run python -m bot schema -o docs/flow.schema.json"
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == printed, (
+        "docs/flow.schema.json is stale; run python -m bot schema -o docs/flow.schema.json")
+
+
+def test_editor_settings_in_the_guide_point_at_the_schema() -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    modelines = re.findall(r"# yaml-language-server: \$schema=(\S+)", doc)
+    assert modelines
+    for target in modelines:  # written in a file in flows/, so counted from there
+        assert (SHIPPED_FLOWS / target).resolve() == SCHEMA_FILE.resolve(), target
+    settings = [json.loads(block.text) for block in blocks_of("json") if "yaml.schemas" in block.text]
+    assert settings, "the guide shows the .vscode/settings.json for the schema"
+    shipped = sorted(path for path in SHIPPED_FLOWS.iterdir() if path.suffix == ".yaml")
+    for setting in settings:
+        for schema, patterns in setting["yaml.schemas"].items():
+            assert (ROOT / schema).resolve() == SCHEMA_FILE.resolve(), schema
+            matched = sorted({path for pattern in patterns for path in ROOT.glob(pattern)})
+            assert matched == shipped, f"{patterns} should match the flow files and not the tests: {matched}"

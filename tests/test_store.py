@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import CommitResult, Store, open_store
+from bot.store import CommitResult, Purged, Retention, Store, open_store
 from bot.store.base import KeyedLocks
+from bot.store.redis import RedisStore
 from bot.types import Conversation, Inbound, Turn
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'bot.db'}"
-    opened = open_store(url)
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    else:
+        url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'bot.db'}"
+    opened = open_store(url, Retention(seconds=3600))
     yield opened
     await opened.close()
 
@@ -91,6 +95,43 @@ class TestStoreContract:
         assert order.index("c in") < order.index("a out")  # other sender: concurrently
 
 
+    async def test_purge_forgets_a_sender_but_keeps_their_opt_out(self, store: Store) -> None:
+        sender = "+15550000001"
+        conversation = await store.load(sender)
+        conversation.flow, conversation.state, conversation.vars = "signup", "confirm", {"name": "Ada"}
+        await store.commit(turn(conversation, "SM1", replies=("Hi Ada",), body="Ada"))
+        await store.commit(turn(await store.load(sender), "SM2", replies=("bye",), opt_out=True, body="STOP"))
+        other = await store.load("+15550000002")
+        await store.commit(turn(other, "SM3", replies=("kept",)))
+
+        purged = await store.purge(sender)
+        assert (purged.conversations, purged.transcript_lines, purged.replies_blanked) == (1, 4, 2)
+        assert (await store.load(sender)).version == 0 and (await store.load(sender)).vars == {}
+        assert await store.is_opted_out(sender)  # an opt-out survives any purge
+        assert await store.recorded_replies("SM1") == ()  # still recognised as processed, text gone
+        assert await store.recorded_replies("SM3") == ("kept",)
+        assert (await store.load("+15550000002")).version == 1
+
+    async def test_sweep_keeps_message_ids_for_48_hours(self, store: Store) -> None:
+        conversation = await store.load("+15550000001")
+        conversation.updated_at = 1_000.0
+        old = Turn(Inbound("SMold", "+15550000001", body="hi"), conversation, 0, ("ok",), True, at=1_000.0)
+        await store.commit(old)
+        first = await store.sweep(1_000.0 + 2 * 3600)  # past the 1 h retention, within 48 h
+        assert await store.recorded_replies("SMold") == ("ok",)
+        if not isinstance(store, RedisStore):
+            assert (first.conversations, first.transcript_lines) == (1, 2)
+            assert (await store.load("+15550000001")).version == 0
+        assert await store.is_opted_out("+15550000001")
+        swept = await store.sweep(1_000.0 + 49 * 3600)
+        if isinstance(store, RedisStore):  # Redis expires by TTL (checked below), not by sweep
+            assert swept == Purged()
+        else:
+            assert await store.recorded_replies("SMold") is None
+            assert swept == Purged()
+        assert await store.is_opted_out("+15550000001")
+
+
 def test_sqlite_survives_reopening(tmp_path: Path) -> None:
     async def scenario() -> None:
         first = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
@@ -123,3 +164,90 @@ async def test_keyed_locks_forget_released_keys() -> None:
 
     await asyncio.gather(*(use(f"+1555{i % 50}") for i in range(500)))
     assert len(locks) == 0
+
+
+class TestRedisSpecifics:
+    async def test_keys_are_namespaced_and_personal_data_expires(self, redis_url: str) -> None:
+        import redis.asyncio as aioredis
+
+        store = open_store(redis_url, Retention(seconds=3600))
+        conversation = await store.load("+15550000001")
+        await store.commit(turn(conversation, "SM1", opt_out=True))
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            keys = sorted(await client.keys("*"))
+            assert keys == ["textflow:conv:+15550000001", "textflow:log:+15550000001",
+                            "textflow:optout:+15550000001", "textflow:sid:SM1", "textflow:sids:+15550000001"]
+            hour, two_days = 3600 * 1000, 48 * 3600 * 1000
+            assert hour - 5000 < await client.pttl("textflow:conv:+15550000001") <= hour
+            assert hour - 5000 < await client.pttl("textflow:log:+15550000001") <= hour
+            assert two_days - 5000 < await client.pttl("textflow:sid:SM1") <= two_days  # >= 48 h
+            assert await client.pttl("textflow:optout:+15550000001") == -1  # never expires
+        finally:
+            await client.aclose()
+            await store.close()
+
+    async def test_a_crashed_holders_lock_frees_itself(self, redis_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        import redis.asyncio as aioredis
+
+        from bot.store import redis as redis_store
+
+        monkeypatch.setattr(redis_store, "LOCK_SECONDS", 0.3)
+        client = aioredis.Redis.from_url(redis_url)
+        await client.set("textflow:lock:+1", "crashed-process-token", px=300)  # as a killed process leaves it
+        store = open_store(redis_url)
+        started = asyncio.get_running_loop().time()
+        async with store.lock("+1"):
+            waited = asyncio.get_running_loop().time() - started
+        assert 0.1 < waited < 2
+        await client.aclose()
+        await store.close()
+
+    async def test_lock_serialises_across_store_instances(self, redis_url: str) -> None:
+        first, second = open_store(redis_url), open_store(redis_url)  # as two processes would
+        order: list[str] = []
+
+        async def hold(store: Store, name: str) -> None:
+            async with store.lock("+1"):
+                order.append(f"{name} in")
+                await asyncio.sleep(0.05)
+                order.append(f"{name} out")
+
+        await asyncio.gather(hold(first, "a"), hold(second, "b"))
+        assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+        await first.close()
+        await second.close()
+
+
+async def test_redis_down_is_a_temporary_failure_not_a_crash() -> None:
+    from bot.store import StoreBusy
+    from tests.conftest import free_port
+
+    store = open_store(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    with pytest.raises(StoreBusy, match="Redis unavailable"):
+        await store.load("+1")
+    with pytest.raises(StoreBusy):
+        async with store.lock("+1"):
+            pass
+    await store.close()
+
+
+async def test_a_live_holder_keeps_its_redis_lock_past_the_ttl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.store import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "LOCK_SECONDS", 0.3)
+    monkeypatch.setattr(redis_store, "LOCK_WAIT_SECONDS", 0.2)
+    holder, other = open_store(redis_url), open_store(redis_url)
+    try:
+        async with holder.lock("+1"):
+            await asyncio.sleep(0.8)  # well past the TTL: renewal keeps it
+            from bot.store import StoreBusy
+            with pytest.raises(StoreBusy, match="still held"):
+                async with other.lock("+1"):
+                    pass
+        async with other.lock("+1"):  # released on exit: free at once
+            pass
+    finally:
+        await holder.close()
+        await other.close()

@@ -641,3 +641,17 @@ def test_long_reply_is_split_into_several_messages(tmp_path: Path) -> None:
         assert " ".join(messages) == LONG_TEXT  # cut at spaces, no word broken
         assert messages[-1].endswith("& <done>")
         assert bot.replies("SOLID") == ["x" * 1600, "x" * 1600, "x" * 300]  # no whitespace: hard cuts
+
+
+def test_store_unavailable_answers_503_not_500(tmp_path: Path) -> None:
+    """Redis down: Twilio (with #rc retries) and operators get a clear, temporary 503."""
+    from bot.store import open_store
+    from tests.conftest import free_port
+
+    settings = Settings(twilio_auth_token=AUTH_TOKEN, flows_dir=str(SHIPPED_FLOWS))
+    store = open_store(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    app = create_app(settings, load_flows(SHIPPED_FLOWS), store=store, fetcher=demo_fetcher())
+    with TestClient(app) as client:
+        response = SignedClient(client).text("HELP")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"

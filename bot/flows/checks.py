@@ -119,7 +119,8 @@ def _cost_findings(path: Path, source: str, options: CheckOptions) -> Iterator[F
                   if templated else "")
     if cost.segments > options.max_segments:
         yield Finding(path, f"this text costs {cost.segments} SMS segments ({cost.encoding}, "
-                            f"{cost.units} units){assumption}; the limit is {options.max_segments}",
+                            f"{cost.units} units){assumption}; the limit is {options.max_segments} "
+                            f"segment{'s' * (options.max_segments != 1)}",
                       severity="warning", hint="shorten it, or split it over several states")
     if cost.first_non_gsm is not None and cost.segments > segments.cost(
             measured.replace(cost.first_non_gsm, "'")).segments:
@@ -153,9 +154,11 @@ def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:
                         owner = owners.get(normalise(word))
                         if owner is not None:
                             path = ("states", name, "replies", index, field, word_index)
+                            effect = ("so this reply never sees it" if field == "keywords" else
+                                      "so a message of just that word starts it instead of reaching this reply")
                             findings.append((flow, Finding(
-                                path, f"{word!r} starts flow {owner!r} (triggers are checked first), so "
-                                      "this reply never sees it", severity="warning",
+                                path, f"{word!r} is a trigger of flow {owner!r} (triggers are checked first), "
+                                      f"{effect}", severity="warning",
                                 hint="use another word here, or remove it from the triggers")))
     return findings
 

@@ -45,6 +45,10 @@ def mermaid(flow: CompiledFlow) -> str:
                                 initial=_ID_PREFIX + flow.start, auto_transitions=False,
                                 graph_engine="mermaid", title=flow.name, show_state_attributes=False)
     source = machine.models[0].get_graph().draw(None)
+    # transitions writes the title as bare front matter; Mermaid reads a title only as `title: …`.
+    bare_title = f"---\n{flow.name}\n---\n"
+    if source.startswith(bare_title):
+        source = f"---\ntitle: {flow.name}\n---\n" + source[len(bare_title):]
     # transitions marks the model's current state (the start) as active; mark where flows finish too.
     ends = "".join(f"  {_ID_PREFIX}{name} --> [*]\n" for name in names if name in finals)
     return source.rstrip("\n") + "\n" + ends

@@ -6,22 +6,27 @@
 
 from __future__ import annotations
 
-from bot.store.base import CommitResult, Store
+from bot.store.base import CommitResult, Purged, Retention, Store, StoreBusy
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, retention: Retention = Retention()) -> Store:
     if url.startswith("sqlite://"):
         from bot.store.sqlite import SqliteStore
 
         # sqlite:///bot.db is relative to the working directory, sqlite:////srv/bot.db absolute
         path = url.removeprefix("sqlite://").removeprefix("/") or "bot.db"
-        return SqliteStore(path)
+        return SqliteStore(path, retention)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from bot.store.redis import RedisStore
+
+        return RedisStore(url, retention)
     if url.startswith("memory://"):
         from bot.store.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(retention)
     scheme = url.split("://", 1)[0] if "://" in url else url
-    raise ValueError(f"unsupported STORE_URL scheme {scheme!r}: use sqlite:///bot.db or memory://")
+    raise ValueError(f"unsupported STORE_URL scheme {scheme!r}: use sqlite:///bot.db, redis://host:6379/0 "
+                     "or memory://")
 
 
-__all__ = ["CommitResult", "Store", "open_store"]
+__all__ = ["CommitResult", "Purged", "Retention", "Store", "StoreBusy", "open_store"]

@@ -6,15 +6,49 @@ import asyncio
 import enum
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.types import Conversation, Turn
+
+
+class StoreBusy(RuntimeError):
+    """The message could not be processed now (lock or compare-and-set contention); retry later."""
 
 
 class CommitResult(enum.Enum):
     COMMITTED = "committed"
     CONFLICT = "conflict"  # the conversation changed since it was loaded: load again and redo the turn
     DUPLICATE = "duplicate"  # this MessageSid was already processed: answer the recorded replies
+
+
+MIN_DEDUP_SECONDS = 48 * 3600  # Twilio retries within hours; a MessageSid is remembered at least this long
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long personal data is kept (phone numbers, what people texted).
+
+    Transcripts and finished or idle conversations go after ``seconds``. Processed MessageSids
+    (needed to answer Twilio's retries) stay at least 48 h whatever ``seconds`` says. Opt-outs
+    are never dropped: forgetting one would text someone who said STOP.
+    """
+
+    seconds: float = 30 * DAY
+
+    @property
+    def dedup_seconds(self) -> float:
+        return max(MIN_DEDUP_SECONDS, self.seconds)
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What a purge or a retention sweep removed."""
+
+    conversations: int = 0
+    transcript_lines: int = 0
+    replies_blanked: int = 0
 
 
 class Store(Protocol):
@@ -32,6 +66,13 @@ class Store(Protocol):
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         """Hold while handling one message, so a sender's messages go one at a time."""
+
+    async def purge(self, sender: str) -> Purged:
+        """Forget one sender on request: conversation, transcript, recorded reply texts.
+        Their opt-out stays; their MessageSids stay (blank) so Twilio retries are still recognised."""
+
+    async def sweep(self, now: float) -> Purged:
+        """Drop what the retention period no longer allows (stores with TTLs may do nothing)."""
 
     async def close(self) -> None: ...
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import copy
 from contextlib import AbstractAsyncContextManager
 
-from bot.store.base import CommitResult, KeyedLocks
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention
 from bot.types import Conversation, Turn
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, retention: Retention = Retention()) -> None:
+        self.retention = retention
         self.conversations: dict[str, Conversation] = {}
         self.opted_out: set[str] = set()
         self.processed: dict[str, tuple[str, ...]] = {}
+        self.processed_meta: dict[str, tuple[str, float]] = {}  # sid -> (sender, at)
         self.transcript: list[tuple[str, str, str, float]] = []  # sender, direction, body, at
         self._locks = KeyedLocks()
 
@@ -42,12 +44,35 @@ class MemoryStore:
         elif turn.opt_out is False:
             self.opted_out.discard(sender)
         self.processed[turn.inbound.message_sid] = turn.replies
+        self.processed_meta[turn.inbound.message_sid] = (sender, turn.at)
         self.transcript.append((sender, "in", turn.inbound.body, turn.at))
         self.transcript.extend((sender, "out", reply, turn.at) for reply in turn.replies)
         return CommitResult.COMMITTED
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(sender)
+
+    async def purge(self, sender: str) -> Purged:
+        conversations = int(self.conversations.pop(sender, None) is not None)
+        kept = [line for line in self.transcript if line[0] != sender]
+        lines, self.transcript = len(self.transcript) - len(kept), kept
+        blanked = 0
+        for sid, (owner, _) in self.processed_meta.items():
+            if owner == sender:
+                self.processed[sid] = ()
+                blanked += 1
+        return Purged(conversations, lines, blanked)
+
+    async def sweep(self, now: float) -> Purged:
+        stale = [sender for sender, c in self.conversations.items() if c.updated_at < now - self.retention.seconds]
+        for sender in stale:
+            del self.conversations[sender]
+        kept = [line for line in self.transcript if line[3] >= now - self.retention.seconds]
+        lines, self.transcript = len(self.transcript) - len(kept), kept
+        for sid, (_, at) in list(self.processed_meta.items()):
+            if at < now - self.retention.dedup_seconds:
+                del self.processed[sid], self.processed_meta[sid]
+        return Purged(len(stale), lines)
 
     async def close(self) -> None:
         return None

@@ -7,12 +7,14 @@ message; only power loss can drop the last moments, which is out of scope.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from bot.store.base import CommitResult, KeyedLocks
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention
 from bot.types import Conversation, Turn
 
 SCHEMA = """
@@ -43,12 +45,17 @@ CREATE TABLE IF NOT EXISTS transcript (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transcript_by_sender ON transcript (sender, at);
+CREATE INDEX IF NOT EXISTS transcript_by_age ON transcript (at);
+CREATE INDEX IF NOT EXISTS processed_by_sender ON processed (sender);
+CREATE INDEX IF NOT EXISTS processed_by_age ON processed (at);
+CREATE INDEX IF NOT EXISTS conversations_by_age ON conversations (updated_at);
 """
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, retention: Retention = Retention()) -> None:
         self.path = str(path)
+        self.retention = retention
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -113,6 +120,36 @@ class SqliteStore:
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(sender)
+
+    async def purge(self, sender: str) -> Purged:
+        with self._transaction() as db:
+            conversations = db.execute("DELETE FROM conversations WHERE sender = ?", (sender,)).rowcount
+            lines = db.execute("DELETE FROM transcript WHERE sender = ?", (sender,)).rowcount
+            blanked = db.execute("UPDATE processed SET replies = '[]' WHERE sender = ?", (sender,)).rowcount
+        return Purged(conversations, lines, blanked)
+
+    async def sweep(self, now: float) -> Purged:
+        with self._transaction() as db:
+            conversations = db.execute("DELETE FROM conversations WHERE updated_at < ?",
+                                       (now - self.retention.seconds,)).rowcount
+            lines = db.execute("DELETE FROM transcript WHERE at < ?", (now - self.retention.seconds,)).rowcount
+            db.execute("DELETE FROM processed WHERE at < ?", (now - self.retention.dedup_seconds,))
+        return Purged(conversations, lines)
+
+    async def transcript(self, sender: str) -> list[dict[str, object]]:
+        rows = self._db.execute("SELECT at, direction, body, message_sid FROM transcript WHERE sender = ? "
+                                "ORDER BY id", (sender,)).fetchall()
+        return [{"at": at, "dir": direction, "body": body, "sid": sid} for at, direction, body, sid in rows]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     async def close(self) -> None:
         self._db.close()

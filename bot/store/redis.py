@@ -1,0 +1,204 @@
+"""The scale-out store: Redis, shared by several server processes or machines.
+
+Every key is namespaced (``textflow:conv:+1555…``); a turn is written by one Lua script, so
+the compare-and-set on the conversation version, the MessageSid record, the opt-out and the
+transcript land together or not at all. Personal data carries TTLs from the retention setting;
+opt-outs carry none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, StoreBusy
+from bot.types import Conversation, Turn
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+LOCK_SECONDS = 5.0  # a crashed process's lock frees itself this soon; a live holder keeps renewing it
+LOCK_WAIT_SECONDS = 12.0  # then answer 503: Twilio gives up on a webhook after 15 s anyway
+MAX_CONNECTIONS = 64  # per process
+POOL_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class KeyBuilder:
+    """Predictable, namespaced key names (one place, so tests and operators can find data)."""
+
+    prefix: str = "textflow"
+
+    def conversation(self, sender: str) -> str:
+        return f"{self.prefix}:conv:{sender}"
+
+    def message(self, message_sid: str) -> str:
+        return f"{self.prefix}:sid:{message_sid}"
+
+    def sender_messages(self, sender: str) -> str:
+        return f"{self.prefix}:sids:{sender}"
+
+    def opt_out(self, sender: str) -> str:
+        return f"{self.prefix}:optout:{sender}"
+
+    def transcript(self, sender: str) -> str:
+        return f"{self.prefix}:log:{sender}"
+
+    def lock(self, sender: str) -> str:
+        return f"{self.prefix}:lock:{sender}"
+
+
+# KEYS: conversation, message, opt-out, transcript, sender's message set
+# ARGV: expected version, conversation JSON, replies JSON, dedup ttl ms, opt-out (1/0/-),
+#       conversation+transcript ttl ms, now, message sid, transcript lines...
+_COMMIT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
+local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if version ~= tonumber(ARGV[1]) then return 'conflict' end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version + 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('SADD', KEYS[5], ARGV[8])
+redis.call('PEXPIRE', KEYS[5], ARGV[4])
+if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[7])
+elseif ARGV[5] == '0' then redis.call('DEL', KEYS[3]) end
+for i = 9, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
+return 'committed'
+"""
+
+# KEYS: conversation, transcript, sender's message set; ARGV: message key prefix
+_PURGE = """
+local conversations = redis.call('DEL', KEYS[1])
+local lines = redis.call('LLEN', KEYS[2])
+redis.call('DEL', KEYS[2])
+local blanked = 0
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local key = ARGV[1] .. sid
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then redis.call('SET', key, '[]', 'PX', ttl); blanked = blanked + 1 end
+end
+return {conversations, lines, blanked}
+"""
+
+
+def _unavailable_is_busy(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Redis down or saturated is a temporary condition: say so (503), not a crash (500)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            raise StoreBusy(f"Redis unavailable: {error}") from error
+    return wrapper
+
+
+async def _keep_renewing(lock: Lock) -> None:
+    """Keep a held lock alive while a turn runs (a fetch may take up to 14 s), so its TTL can be
+    short: a process that dies stops renewing, and its senders are free again within seconds."""
+    with contextlib.suppress(LockError, RedisConnectionError, RedisTimeoutError):
+        while True:
+            await asyncio.sleep(LOCK_SECONDS / 3)
+            await lock.reacquire()
+
+
+class RedisStore:
+    def __init__(self, url: str, retention: Retention = Retention(), prefix: str = "textflow") -> None:
+        self.url = url
+        self.retention = retention
+        self.keys = KeyBuilder(prefix)
+        # A blocking pool: under a burst, requests queue for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS,
+                                                        timeout=POOL_WAIT_SECONDS)
+        self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: close() disconnects it
+        self._commit = self._redis.register_script(_COMMIT)
+        self._purge = self._redis.register_script(_PURGE)
+        self._local = KeyedLocks()  # waiters in this process queue here instead of polling Redis
+
+    @_unavailable_is_busy
+    async def load(self, sender: str) -> Conversation:
+        stored = await self._redis.hmget(self.keys.conversation(sender), ["data", "version"])
+        if stored[0] is None:
+            return Conversation(sender)
+        data = json.loads(stored[0])
+        return Conversation(sender, data["flow"], data["state"], data["vars"], data["updated_at"], int(stored[1]))
+
+    @_unavailable_is_busy
+    async def is_opted_out(self, sender: str) -> bool:
+        return bool(await self._redis.exists(self.keys.opt_out(sender)))
+
+    @_unavailable_is_busy
+    async def recorded_replies(self, message_sid: str) -> tuple[str, ...] | None:
+        stored = await self._redis.get(self.keys.message(message_sid))
+        return tuple(json.loads(stored)) if stored is not None else None
+
+    @_unavailable_is_busy
+    async def commit(self, turn: Turn) -> CommitResult:
+        conversation, inbound = turn.conversation, turn.inbound
+        sender = inbound.sender
+        state = json.dumps({"flow": conversation.flow, "state": conversation.state, "vars": conversation.vars,
+                            "updated_at": conversation.updated_at})
+        lines = [json.dumps({"at": turn.at, "dir": "in", "body": inbound.body, "sid": inbound.message_sid})]
+        lines += [json.dumps({"at": turn.at, "dir": "out", "body": reply, "sid": inbound.message_sid})
+                  for reply in turn.replies]
+        opt_out = "-" if turn.opt_out is None else ("1" if turn.opt_out else "0")
+        result = await self._commit(
+            keys=[self.keys.conversation(sender), self.keys.message(inbound.message_sid), self.keys.opt_out(sender),
+                  self.keys.transcript(sender), self.keys.sender_messages(sender)],
+            args=[turn.expected_version, state, json.dumps(turn.replies), int(self.retention.dedup_seconds * 1000),
+                  opt_out, int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid, *lines])
+        return CommitResult(result)
+
+    def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
+        return self._hold(sender)
+
+    @asynccontextmanager
+    async def _hold(self, sender: str) -> AsyncIterator[None]:
+        async with self._local.hold(sender):
+            lock = Lock(self._redis, self.keys.lock(sender), timeout=LOCK_SECONDS, sleep=0.002,
+                        blocking_timeout=LOCK_WAIT_SECONDS, thread_local=False, raise_on_release_error=False)
+            if not await _unavailable_is_busy(lock.acquire)():
+                raise StoreBusy(f"lock {self.keys.lock(sender)} still held after {LOCK_WAIT_SECONDS:g}s")
+            renewal = asyncio.create_task(_keep_renewing(lock))
+            try:
+                yield
+            finally:
+                renewal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewal
+                try:
+                    await lock.release()
+                except (LockError, RedisConnectionError, RedisTimeoutError):
+                    pass  # it expired (or Redis went away) meanwhile; compare-and-set kept the data right
+
+    @_unavailable_is_busy
+    async def purge(self, sender: str) -> Purged:
+        conversations, lines, blanked = await self._purge(
+            keys=[self.keys.conversation(sender), self.keys.transcript(sender), self.keys.sender_messages(sender)],
+            args=[self.keys.message("")])
+        return Purged(int(conversations), int(lines), int(blanked))
+
+    async def sweep(self, now: float | None = None) -> Purged:
+        return Purged()  # every personal key carries its TTL; Redis sweeps by itself
+
+    async def transcript(self, sender: str) -> list[dict[str, object]]:
+        return [json.loads(line) for line in await self._redis.lrange(self.keys.transcript(sender), 0, -1)]
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()
