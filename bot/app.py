@@ -74,7 +74,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                              "reloads": request.state.reloader.reloads, "pid": os.getpid()})
 
     routes = [
-        Route("/sms", webhook.sms, methods=["POST"]),
+        Route("/sms", webhook.SmsWebhook()),  # raw ASGI: it answers 405 for other methods itself
         Route("/healthz", healthz, methods=["GET"]),
         *demo.routes,
     ]

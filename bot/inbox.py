@@ -41,17 +41,13 @@ class Inbox:
 
     async def _receive(self, inbound: Inbound) -> Received:
         engine = self.engine
-        recorded = await self.store.recorded_replies(inbound.message_sid)
-        if recorded is not None:
-            return Received(recorded, duplicate=True)
         async with self.store.lock(inbound.sender):
             for _ in range(MAX_ATTEMPTS):
-                # Checked again under the lock: a twin of this message may have just won the race.
-                recorded = await self.store.recorded_replies(inbound.message_sid)
-                if recorded is not None:
-                    return Received(recorded, duplicate=True)
-                conversation = await self.store.load(inbound.sender)
-                opted_out = await self.store.is_opted_out(inbound.sender)
+                # Read under the lock: a twin of this message (a Twilio retry) may have just won.
+                snapshot = await self.store.snapshot(inbound.sender, inbound.message_sid)
+                if snapshot.recorded_replies is not None:
+                    return Received(snapshot.recorded_replies, duplicate=True)
+                conversation, opted_out = snapshot.conversation, snapshot.opted_out
                 expected_version = conversation.version
                 outcome = await engine.handle(inbound, conversation, opted_out)
                 replies = tuple(outcome.replies)

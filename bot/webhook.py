@@ -1,93 +1,149 @@
-"""HTTP in, TwiML out: ``POST /sms``. Knows HTTP and Twilio's form, nothing about flows."""
+"""HTTP in, TwiML out: ``POST /sms``. Knows HTTP and Twilio's form, nothing about flows.
+
+A plain ASGI endpoint rather than a Starlette request handler: this is the path every message
+takes, and the Request/Response objects cost more than the whole conversation engine.
+"""
 
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl
-
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from bot.inbox import Inbox
-from bot.store.base import StoreBusy
 from bot.settings import Settings
-from bot.twilio_io import BadRequest, SignatureChecker, parse_inbound, render_twiml
+from bot.store.base import StoreBusy
+from bot.twilio_io import BadRequest, SignatureChecker, parse_form, parse_inbound, render_twiml
 
 log = logging.getLogger(__name__)
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 200  # Twilio sends about 20
+_TEXT_XML = [(b"content-type", b"text/xml; charset=utf-8")]
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """The request cannot be processed; ``status`` and ``reason`` go back to the caller."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
 
 
-async def sms(request: Request) -> Response:
-    settings: Settings = request.state.settings
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type != FORM_TYPE:
-        return _refuse(415, f"expected {FORM_TYPE}, as Twilio sends")
+class SmsWebhook:
+    """POST /sms: Twilio's "A message comes in" webhook, as an ASGI app (Starlette routes an
+    object like this to its ``__call__`` without wrapping it in Request/Response)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _sms(scope, receive, send)
+
+
+async def _sms(scope: Scope, receive: Receive, send: Send) -> None:
     try:
-        raw = await _read_body(request, settings.max_body_bytes)
-        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=bool(raw),
-                          errors="strict", max_num_fields=MAX_FIELDS)
-    except _TooLarge:
-        return _refuse(413, f"body larger than {settings.max_body_bytes} bytes")
-    except ClientDisconnect:
-        return _refuse(400, "client disconnected")
-    except (UnicodeDecodeError, ValueError):
-        return _refuse(400, "malformed form body")
+        twiml = await _handle(scope, receive)
+    except _Refused as refused:
+        await _respond(send, refused.status, refused.reason + "\n", extra=_allow_post(refused.status))
+        return
+    except StoreBusy as error:
+        log.warning("%s", error)
+        await _respond(send, 503, "busy, try again\n", extra=[(b"retry-after", b"1")])
+        return
+    body = twiml.encode("utf-8")
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*_TEXT_XML, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _handle(scope: Scope, receive: Receive) -> str:
+    if scope["method"] != "POST":
+        raise _Refused(405, "Method Not Allowed")
+    state = scope["state"]
+    settings: Settings = state["settings"]
+    headers = _headers(scope)
+    content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    if content_type != FORM_TYPE.encode():
+        raise _Refused(415, f"expected {FORM_TYPE}, as Twilio sends")
+    raw = await _read_body(receive, headers, settings.max_body_bytes)
+    try:
+        pairs = parse_form(raw, MAX_FIELDS)
+    except BadRequest as error:
+        raise _Refused(400, str(error)) from None
     form: dict[str, str] = {}
     every: dict[str, list[str]] = {}
     for key, value in pairs:
         form.setdefault(key, value)
         every.setdefault(key, []).append(value)
 
-    checker: SignatureChecker | None = request.state.signature_checker
+    checker: SignatureChecker | None = state["signature_checker"]
     if checker is not None:
+        signature = headers.get(b"x-twilio-signature")
         signed = every if len(every) != len(pairs) else form
-        if not checker.valid(_signed_url(request, settings), signed, request.headers.get("x-twilio-signature")):
-            return _refuse(403, "invalid or missing X-Twilio-Signature")
+        if signature is None or not checker.valid(_signed_url(scope, headers, settings), signed,
+                                                  signature.decode("latin-1")):
+            raise _Refused(403, "invalid or missing X-Twilio-Signature")
     try:
         inbound = parse_inbound(form)
     except BadRequest as error:
-        return _refuse(400, str(error))
-
-    inbox: Inbox = request.state.inbox
-    try:
-        received = await inbox.receive(inbound)
-    except StoreBusy as error:
-        log.warning("%s", error)
-        return PlainTextResponse("busy, try again\n", status_code=503, headers={"Retry-After": "1"})
-    return Response(render_twiml(received.replies), media_type="text/xml")
+        raise _Refused(400, str(error)) from None
+    inbox: Inbox = state["inbox"]
+    received = await inbox.receive(inbound)
+    return render_twiml(received.replies)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """Request headers by lower-case name (the first of repeated ones, as Twilio sends none twice)."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.lower(), value)
+    return headers
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+        raise _Refused(413, f"body larger than {limit} bytes")
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Refused(400, "client disconnected")
+        chunks += message.get("body", b"")
         if len(chunks) > limit:
-            raise _TooLarge
-    return bytes(chunks)
+            raise _Refused(413, f"body larger than {limit} bytes")
+        if not message.get("more_body", False):
+            return bytes(chunks)
 
 
-def _signed_url(request: Request, settings: Settings) -> str:
+def _signed_url(scope: Scope, headers: dict[bytes, bytes], settings: Settings) -> str:
     """The URL Twilio requested, as it signed it: PUBLIC_URL, proxy headers, or what we received."""
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    query = request.scope.get("query_string", b"")
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
     path = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
     if settings.public_url:
         return settings.public_url + path
+    host = headers.get(b"host", b"").decode("latin-1")
     if settings.trust_proxy:
-        proto = request.headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
-        host = request.headers.get("x-forwarded-host", request.headers.get("host", "")).split(",")[0].strip()
-        return f"{proto}://{host}{path}"
-    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}{path}"
+        proto = headers.get(b"x-forwarded-proto", scope["scheme"].encode()).decode("latin-1")
+        host = headers.get(b"x-forwarded-host", host.encode()).decode("latin-1")
+        return f"{proto.split(',')[0].strip()}://{host.split(',')[0].strip()}{path}"
+    if not host and scope.get("server"):
+        server_host, port = scope["server"]
+        host = f"{server_host}:{port}"
+    return f"{scope['scheme']}://{host}{path}"
 
 
-def _refuse(status: int, reason: str) -> Response:
-    return PlainTextResponse(reason + "\n", status_code=status)
+def _allow_post(status: int) -> list[tuple[bytes, bytes]]:
+    return [(b"allow", b"POST")] if status == 405 else []
+
+
+async def _respond(send: Send, status: int, text: str, extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    body = text.encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})

@@ -416,3 +416,56 @@ def test_non_ascii_signature_is_invalid_not_an_error(signature: str) -> None:
                                  "http://[::1/sms", "http://a]b/sms"])
 def test_unparsable_url_is_invalid_not_an_error(url: str) -> None:
     assert checker.valid(url, FORM, "c29tZXRoaW5nIHdyb25nIGhlcmUhIQ==") is False
+
+
+# -- our fast paths are Twilio's rules exactly --------------------------------------------------
+
+UNICODE = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(token=UNICODE.filter(bool), url=UNICODE,
+       form=st.dictionaries(UNICODE, UNICODE | st.lists(UNICODE, min_size=1, max_size=3), max_size=8))
+def test_signature_is_the_sdks_for_any_form(token: str, url: str, form: dict[str, str | list[str]]) -> None:
+    ours = SignatureChecker(token).sign(url, form)
+    sdk_form = ImmutableMultiDict([(name, item) for name, value in form.items()
+                                   for item in ([value] if isinstance(value, str) else value)])
+    assert ours == RequestValidator(token).compute_signature(url, sdk_form)
+
+
+@settings(max_examples=300, deadline=None)
+@given(url=st.sampled_from(["https://bot.example/sms", "https://bot.example:443/sms?x=1",
+                            "http://127.0.0.1:8000/sms", "http://bot.example/sms"]),
+       form=st.dictionaries(UNICODE, UNICODE, max_size=6), forged=st.booleans())
+def test_validity_is_the_sdks_for_any_request(url: str, form: dict[str, str], forged: bool) -> None:
+    signer = RequestValidator("other" if forged else AUTH_TOKEN)
+    for signed_url in {url, url.replace(":443", ""), url.replace("https://bot.example/", "https://bot.example:443/")}:
+        signature = signer.compute_signature(signed_url, form)
+        assert SignatureChecker(AUTH_TOKEN).valid(url, form, signature) == RequestValidator(AUTH_TOKEN).validate(
+            url, form, signature)
+
+
+FORM_TEXT = st.lists(st.sampled_from(list("ab=&%+2F0C3e9Z ") + ["%41", "%C3%A9", "%FF", "%E2%82%AC", "%2"]),
+                     max_size=25).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(body=FORM_TEXT | st.binary(max_size=40).map(lambda raw: raw.decode("latin-1")))
+def test_parse_form_is_parse_qsl_strict(body: str) -> None:
+    from urllib.parse import parse_qsl
+
+    from bot.twilio_io import BadRequest, parse_form
+
+    try:
+        expected: list[tuple[str, str]] | None = parse_qsl(
+            body.encode("latin-1").decode("ascii"), keep_blank_values=True, strict_parsing=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        expected = None
+    try:
+        ours: list[tuple[str, str]] | None = parse_form(body.encode("latin-1"))
+    except BadRequest:
+        ours = None
+    if body == "":
+        assert ours == [] and expected in ([], None)
+    else:
+        assert ours == expected

@@ -51,7 +51,19 @@ class Purged:
     replies_blanked: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a turn reads, in one trip to the store."""
+
+    conversation: Conversation
+    opted_out: bool
+    recorded_replies: tuple[str, ...] | None  # this MessageSid's answer, if it was processed
+
+
 class Store(Protocol):
+    async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
+        """The sender's conversation and opt-out, and the MessageSid's recorded answer."""
+
     async def load(self, sender: str) -> Conversation:
         """The sender's conversation; a fresh idle one (version 0) when there is none."""
 

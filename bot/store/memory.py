@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from contextlib import AbstractAsyncContextManager
 
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot
 from bot.types import Conversation, Turn
 
 
@@ -18,6 +18,9 @@ class MemoryStore:
         self.processed_meta: dict[str, tuple[str, float]] = {}  # sid -> (sender, at)
         self.transcript: list[tuple[str, str, str, float]] = []  # sender, direction, body, at
         self._locks = KeyedLocks()
+
+    async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
+        return Snapshot(await self.load(sender), sender in self.opted_out, self.processed.get(message_sid))
 
     async def load(self, sender: str) -> Conversation:
         stored = self.conversations.get(sender)
@@ -72,6 +75,8 @@ class MemoryStore:
         for sid, (_, at) in list(self.processed_meta.items()):
             if at < now - self.retention.dedup_seconds:
                 del self.processed[sid], self.processed_meta[sid]
+            elif at < now - self.retention.seconds:
+                self.processed[sid] = ()  # still recognised as processed; the text is gone
         return Purged(len(stale), lines)
 
     async def close(self) -> None:

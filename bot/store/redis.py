@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, StoreBusy
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy
 from bot.types import Conversation, Turn
 
 P = ParamSpec("P")
@@ -45,7 +45,12 @@ class KeyBuilder:
         return f"{self.prefix}:conv:{sender}"
 
     def message(self, message_sid: str) -> str:
+        """Marks a MessageSid as processed (kept >= 48 h for de-duplication)."""
         return f"{self.prefix}:sid:{message_sid}"
+
+    def reply(self, message_sid: str) -> str:
+        """What we answered to it (personal data: kept for the retention period)."""
+        return f"{self.prefix}:reply:{message_sid}"
 
     def sender_messages(self, sender: str) -> str:
         return f"{self.prefix}:sids:{sender}"
@@ -60,16 +65,17 @@ class KeyBuilder:
         return f"{self.prefix}:lock:{sender}"
 
 
-# KEYS: conversation, message, opt-out, transcript, sender's message set
+# KEYS: conversation, message, opt-out, transcript, sender's message set, reply
 # ARGV: expected version, conversation JSON, replies JSON, dedup ttl ms, opt-out (1/0/-),
-#       conversation+transcript ttl ms, now, message sid, transcript lines...
+#       retention ttl ms, now, message sid, transcript lines...
 _COMMIT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if version ~= tonumber(ARGV[1]) then return 'conflict' end
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version + 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[6])
 redis.call('SADD', KEYS[5], ARGV[8])
 redis.call('PEXPIRE', KEYS[5], ARGV[4])
 if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[7])
@@ -79,16 +85,14 @@ redis.call('PEXPIRE', KEYS[4], ARGV[6])
 return 'committed'
 """
 
-# KEYS: conversation, transcript, sender's message set; ARGV: message key prefix
+# KEYS: conversation, transcript, sender's message set; ARGV: reply key prefix
 _PURGE = """
 local conversations = redis.call('DEL', KEYS[1])
 local lines = redis.call('LLEN', KEYS[2])
 redis.call('DEL', KEYS[2])
 local blanked = 0
 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  local key = ARGV[1] .. sid
-  local ttl = redis.call('PTTL', key)
-  if ttl > 0 then redis.call('SET', key, '[]', 'PX', ttl); blanked = blanked + 1 end
+  blanked = blanked + redis.call('DEL', ARGV[1] .. sid)
 end
 return {conversations, lines, blanked}
 """
@@ -129,12 +133,18 @@ class RedisStore:
         self._local = KeyedLocks()  # waiters in this process queue here instead of polling Redis
 
     @_unavailable_is_busy
+    async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
+        async with self._redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.hmget(self.keys.conversation(sender), ["data", "version"])
+            pipe.exists(self.keys.opt_out(sender))
+            pipe.exists(self.keys.message(message_sid))
+            pipe.get(self.keys.reply(message_sid))
+            stored, opted_out, processed, replies = await pipe.execute()
+        return Snapshot(_conversation(sender, stored), bool(opted_out), _recorded(processed, replies))
+
+    @_unavailable_is_busy
     async def load(self, sender: str) -> Conversation:
-        stored = await self._redis.hmget(self.keys.conversation(sender), ["data", "version"])
-        if stored[0] is None:
-            return Conversation(sender)
-        data = json.loads(stored[0])
-        return Conversation(sender, data["flow"], data["state"], data["vars"], data["updated_at"], int(stored[1]))
+        return _conversation(sender, await self._redis.hmget(self.keys.conversation(sender), ["data", "version"]))
 
     @_unavailable_is_busy
     async def is_opted_out(self, sender: str) -> bool:
@@ -142,8 +152,11 @@ class RedisStore:
 
     @_unavailable_is_busy
     async def recorded_replies(self, message_sid: str) -> tuple[str, ...] | None:
-        stored = await self._redis.get(self.keys.message(message_sid))
-        return tuple(json.loads(stored)) if stored is not None else None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.message(message_sid))
+            pipe.get(self.keys.reply(message_sid))
+            processed, replies = await pipe.execute()
+        return _recorded(processed, replies)
 
     @_unavailable_is_busy
     async def commit(self, turn: Turn) -> CommitResult:
@@ -157,7 +170,7 @@ class RedisStore:
         opt_out = "-" if turn.opt_out is None else ("1" if turn.opt_out else "0")
         result = await self._commit(
             keys=[self.keys.conversation(sender), self.keys.message(inbound.message_sid), self.keys.opt_out(sender),
-                  self.keys.transcript(sender), self.keys.sender_messages(sender)],
+                  self.keys.transcript(sender), self.keys.sender_messages(sender), self.keys.reply(inbound.message_sid)],
             args=[turn.expected_version, state, json.dumps(turn.replies), int(self.retention.dedup_seconds * 1000),
                   opt_out, int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid, *lines])
         return CommitResult(result)
@@ -188,7 +201,7 @@ class RedisStore:
     async def purge(self, sender: str) -> Purged:
         conversations, lines, blanked = await self._purge(
             keys=[self.keys.conversation(sender), self.keys.transcript(sender), self.keys.sender_messages(sender)],
-            args=[self.keys.message("")])
+            args=[self.keys.reply("")])
         return Purged(int(conversations), int(lines), int(blanked))
 
     async def sweep(self, now: float | None = None) -> Purged:
@@ -202,3 +215,17 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _conversation(sender: str, stored: list[str | None]) -> Conversation:
+    if stored[0] is None:
+        return Conversation(sender)
+    data = json.loads(stored[0])
+    return Conversation(sender, data["flow"], data["state"], data["vars"], data["updated_at"], int(stored[1] or 0))
+
+
+def _recorded(processed: int, replies: str | None) -> tuple[str, ...] | None:
+    """None: never processed; () once retention (or a purge) removed the reply text."""
+    if not processed:
+        return None
+    return tuple(json.loads(replies)) if replies is not None else ()

@@ -3,10 +3,15 @@
 Calls are synchronous on purpose: each is tens of microseconds, less than a hop to a thread.
 ``synchronous=NORMAL`` in WAL survives a process crash (``kill -9``) without an fsync per
 message; only power loss can drop the last moments, which is out of scope.
+
+One row per processed message (``processed``: MessageSid, sender, what they texted, what we
+answered) is both the de-duplication record and the transcript, so a turn writes two rows, not
+four; the ``transcript`` view shows it line by line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -14,9 +19,12 @@ from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot
 from bot.types import Conversation, Turn
 
+# Lean on purpose: every index is written on every message. The turn log needs none beyond its
+# MessageSid: rows arrive in time order, so rowid order is age order for the retention sweep, and
+# the rare per-sender reads (purge, transcript) may scan.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     sender TEXT PRIMARY KEY,
@@ -25,52 +33,53 @@ CREATE TABLE IF NOT EXISTS conversations (
     vars TEXT NOT NULL,
     updated_at REAL NOT NULL,
     version INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS processed (
-    message_sid TEXT PRIMARY KEY,
+    message_sid TEXT NOT NULL UNIQUE,
     sender TEXT NOT NULL,
-    replies TEXT NOT NULL,
+    body TEXT NOT NULL,  -- what they texted ('' once retention or a purge removed it)
+    replies TEXT NOT NULL,  -- JSON list of what we answered
     at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS opt_outs (
     sender TEXT PRIMARY KEY,
     at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS transcript (
-    id INTEGER PRIMARY KEY,
-    sender TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    body TEXT NOT NULL,
-    message_sid TEXT,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS transcript_by_sender ON transcript (sender, at);
-CREATE INDEX IF NOT EXISTS transcript_by_age ON transcript (at);
-CREATE INDEX IF NOT EXISTS processed_by_sender ON processed (sender);
-CREATE INDEX IF NOT EXISTS processed_by_age ON processed (at);
-CREATE INDEX IF NOT EXISTS conversations_by_age ON conversations (updated_at);
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS transcript (id, sender, direction, body, message_sid, at) AS
+    SELECT rowid * 1000, sender, 'in', body, message_sid, at FROM processed
+    UNION ALL
+    SELECT p.rowid * 1000 + 1 + r.key, p.sender, 'out', r.value, p.message_sid, p.at
+    FROM processed AS p, json_each(p.replies) AS r;
 """
+
+_SNAPSHOT = """
+SELECT (SELECT replies FROM processed WHERE message_sid = ?),
+       (SELECT 1 FROM opt_outs WHERE sender = ?),
+       c.flow, c.state, c.vars, c.updated_at, c.version
+FROM (SELECT 1) LEFT JOIN conversations AS c ON c.sender = ?
+"""
+
+SWEEP_BATCH = 500  # rows per transaction, so a sweep never holds the write lock for long
 
 
 class SqliteStore:
     def __init__(self, path: str | Path, retention: Retention = Retention()) -> None:
         self.path = str(path)
         self.retention = retention
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = _connect(self.path)
         self._db.executescript(SCHEMA)
         self._locks = KeyedLocks()
 
+    async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
+        recorded, opted_out, flow, state, variables, updated_at, version = self._db.execute(
+            _SNAPSHOT, (message_sid, sender, sender)).fetchone()
+        conversation = Conversation(sender) if version is None else \
+            Conversation(sender, flow, state, json.loads(variables), updated_at, version)
+        return Snapshot(conversation, bool(opted_out),
+                        tuple(json.loads(recorded)) if recorded is not None else None)
+
     async def load(self, sender: str) -> Conversation:
-        row = self._db.execute(
-            "SELECT flow, state, vars, updated_at, version FROM conversations WHERE sender = ?", (sender,)
-        ).fetchone()
-        if row is None:
-            return Conversation(sender)
-        flow, state, variables, updated_at, version = row
-        return Conversation(sender, flow, state, json.loads(variables), updated_at, version)
+        return (await self.snapshot(sender, "")).conversation
 
     async def is_opted_out(self, sender: str) -> bool:
         return self._db.execute("SELECT 1 FROM opt_outs WHERE sender = ?", (sender,)).fetchone() is not None
@@ -85,8 +94,8 @@ class SqliteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             try:
-                db.execute("INSERT INTO processed (message_sid, sender, replies, at) VALUES (?, ?, ?, ?)",
-                           (inbound.message_sid, inbound.sender, json.dumps(turn.replies), turn.at))
+                db.execute("INSERT INTO processed (message_sid, sender, body, replies, at) VALUES (?, ?, ?, ?, ?)",
+                           (inbound.message_sid, inbound.sender, inbound.body, json.dumps(turn.replies), turn.at))
             except sqlite3.IntegrityError:
                 db.execute("ROLLBACK")
                 return CommitResult.DUPLICATE
@@ -107,10 +116,6 @@ class SqliteStore:
                 db.execute("INSERT OR REPLACE INTO opt_outs (sender, at) VALUES (?, ?)", (inbound.sender, turn.at))
             elif turn.opt_out is False:
                 db.execute("DELETE FROM opt_outs WHERE sender = ?", (inbound.sender,))
-            db.executemany(
-                "INSERT INTO transcript (sender, direction, body, message_sid, at) VALUES (?, ?, ?, ?, ?)",
-                [(inbound.sender, "in", inbound.body, inbound.message_sid, turn.at)]
-                + [(inbound.sender, "out", reply, inbound.message_sid, turn.at) for reply in turn.replies])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -122,18 +127,26 @@ class SqliteStore:
         return self._locks.hold(sender)
 
     async def purge(self, sender: str) -> Purged:
-        with self._transaction() as db:
+        with _transaction(self._db) as db:
             conversations = db.execute("DELETE FROM conversations WHERE sender = ?", (sender,)).rowcount
-            lines = db.execute("DELETE FROM transcript WHERE sender = ?", (sender,)).rowcount
-            blanked = db.execute("UPDATE processed SET replies = '[]' WHERE sender = ?", (sender,)).rowcount
+            lines = db.execute("SELECT COUNT(*) FROM transcript WHERE sender = ? AND body != ''",
+                               (sender,)).fetchone()[0]
+            blanked = db.execute("UPDATE processed SET body = '', replies = '[]' WHERE sender = ?",
+                                 (sender,)).rowcount
         return Purged(conversations, lines, blanked)
 
     async def sweep(self, now: float) -> Purged:
-        with self._transaction() as db:
-            conversations = db.execute("DELETE FROM conversations WHERE updated_at < ?",
-                                       (now - self.retention.seconds,)).rowcount
-            lines = db.execute("DELETE FROM transcript WHERE at < ?", (now - self.retention.seconds,)).rowcount
-            db.execute("DELETE FROM processed WHERE at < ?", (now - self.retention.dedup_seconds,))
+        """Runs in a thread on its own connection, in small batches: the webhook keeps answering."""
+        return await asyncio.to_thread(self._sweep, now)
+
+    def _sweep(self, now: float) -> Purged:
+        db = _connect(self.path)
+        try:
+            conversations = _drop_idle_conversations(db, now - self.retention.seconds)
+            lines = _blank_old_texts(db, now - self.retention.seconds)
+            _drop_old_turns(db, now - self.retention.dedup_seconds)
+        finally:
+            db.close()
         return Purged(conversations, lines)
 
     async def transcript(self, sender: str) -> list[dict[str, object]]:
@@ -141,15 +154,71 @@ class SqliteStore:
                                 "ORDER BY id", (sender,)).fetchall()
         return [{"at": at, "dir": direction, "body": body, "sid": sid} for at, direction, body, sid in rows]
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     async def close(self) -> None:
         self._db.close()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _drop_idle_conversations(db: sqlite3.Connection, cutoff: float) -> int:
+    idle = [(sender, cutoff) for (sender,) in
+            db.execute("SELECT sender FROM conversations WHERE updated_at < ?", (cutoff,)).fetchall()]
+    for start in range(0, len(idle), SWEEP_BATCH):
+        with _transaction(db):  # checked again: the conversation may have moved on meanwhile
+            db.executemany("DELETE FROM conversations WHERE sender = ? AND updated_at < ?",
+                           idle[start:start + SWEEP_BATCH])
+    return len(idle)
+
+
+def _oldest_turns(db: sqlite3.Connection, cutoff: float, after: int) -> list[tuple[int, str, str]]:
+    """The next batch of turns older than ``cutoff`` in rowid (= arrival) order, read outside any
+    write transaction; stops at the first turn that is young enough."""
+    rows = db.execute("SELECT rowid, at, body, replies FROM processed WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                      (after, SWEEP_BATCH)).fetchall()
+    old = []
+    for rowid, at, body, replies in rows:
+        if at >= cutoff:
+            break
+        old.append((rowid, body, replies))
+    return old
+
+
+def _blank_old_texts(db: sqlite3.Connection, cutoff: float) -> int:
+    """Blank what people texted and what we answered once the retention period is over."""
+    lines, after = 0, 0
+    while batch := _oldest_turns(db, cutoff, after):
+        texts = [(rowid, replies) for rowid, body, replies in batch if body or replies != "[]"]
+        with _transaction(db):
+            db.executemany("UPDATE processed SET body = '', replies = '[]' WHERE rowid = ?",
+                           [(rowid,) for rowid, _ in texts])
+        lines += sum(1 + len(json.loads(replies)) for _, replies in texts)
+        after = batch[-1][0]
+        if len(batch) < SWEEP_BATCH:
+            break
+    return lines
+
+
+def _drop_old_turns(db: sqlite3.Connection, cutoff: float) -> None:
+    """Forget MessageSids past the de-duplication period (48 h or more)."""
+    while batch := _oldest_turns(db, cutoff, 0):
+        with _transaction(db):
+            db.executemany("DELETE FROM processed WHERE rowid = ?", [(rowid,) for rowid, _, _ in batch])
+        if len(batch) < SWEEP_BATCH:
+            break
