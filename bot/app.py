@@ -74,11 +74,42 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                              "reloads": request.state.reloader.reloads, "pid": os.getpid()})
 
     routes = [
-        Route("/sms", webhook.SmsWebhook()),  # raw ASGI: it answers 405 for other methods itself
+        Route("/sms", webhook.SmsWebhook()),  # reached through BotApp's fast path, listed for completeness
         Route("/healthz", healthz, methods=["GET"]),
         *demo.routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return BotApp(routes=routes, lifespan=lifespan)
+
+
+class BotApp(Starlette):
+    """Starlette, with the webhook taken straight to its endpoint.
+
+    Every message comes through ``/sms``; skipping the middleware stack and the router for it saves
+    about a tenth of the request's cost. Errors there are still logged and answered with a bare 500,
+    as Starlette's error middleware would.
+    """
+
+    _sms = webhook.SmsWebhook()
+
+    async def __call__(self, scope: webhook.Scope, receive: webhook.Receive, send: webhook.Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/sms":
+            await super().__call__(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: webhook.Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._sms(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error answering a webhook")
+            if not started:
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+                await send({"type": "http.response.body", "body": b"Internal Server Error\n"})
 
 
 SWEEP_EVERY_SECONDS = 3600.0

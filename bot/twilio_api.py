@@ -6,8 +6,11 @@ custom ``HttpClient``, so tests and demos can aim the unmodified SDK at a fake A
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import aiohttp
 
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.http_client import TwilioHttpClient
@@ -21,9 +24,14 @@ class OutboundNotConfigured(RuntimeError):
     """An outbound feature was used without the settings it needs; the message names them."""
 
 
+# api.twilio.com, and the regional/edge hosts the SDK builds from TWILIO_REGION / TWILIO_EDGE
+_TWILIO_API_HOST = re.compile(r"^https://api(?:\.[a-z0-9-]+)*\.twilio\.com(?=/|$)")
+DEFAULT_TIMEOUT = 15.0
+
+
 def _rebase(url: str, base_url: str) -> str:
-    if base_url and base_url != TWILIO_API and url.startswith(TWILIO_API):
-        return base_url.rstrip("/") + url[len(TWILIO_API):]
+    if base_url and base_url != TWILIO_API:
+        return _TWILIO_API_HOST.sub(base_url.rstrip("/"), url, count=1)
     return url
 
 
@@ -45,8 +53,15 @@ class AsyncRebasingHttpClient(AsyncTwilioHttpClient):
         super().__init__(**kwargs)
         self.base_url = base_url
 
-    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-        return await super().request(method, _rebase(url, self.base_url), *args, **kwargs)
+    async def request(self, method: str, url: str, params: dict[str, object] | None = None,
+                      data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
+                      auth: tuple[str, str] | None = None, timeout: float | None = None,
+                      allow_redirects: bool = False) -> Response:
+        # aiohttp deprecates the BasicAuth object the SDK passes; send the same header ourselves.
+        if auth is not None:
+            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
+        return await super().request(method, _rebase(url, self.base_url), params, data, headers, None,
+                                     timeout or DEFAULT_TIMEOUT, allow_redirects)
 
 
 @dataclass(frozen=True)
@@ -76,5 +91,5 @@ def rest_client(settings: OutboundSettings, *, asynchronous: bool = False) -> Cl
     if asynchronous:
         http_client = AsyncRebasingHttpClient(settings.api_base_url)
     else:
-        http_client = RebasingHttpClient(settings.api_base_url, timeout=15)
+        http_client = RebasingHttpClient(settings.api_base_url, timeout=DEFAULT_TIMEOUT)
     return Client(settings.account_sid, settings.auth_token, settings.account_sid, http_client=http_client)

@@ -217,3 +217,4 @@ def redis_url(redis_server: RedisServer) -> str:
     """A Redis URL with an empty database."""
     redis_server.flush()
     return redis_server.url
+from tests.fake_twilio import fake_twilio, fake_twilio_server  # noqa: E402,F401  (fixtures: the fake Twilio API)
