@@ -21,6 +21,9 @@ from bot.actions import Fetcher, HttpFetcher
 from bot.engine import Engine
 from bot.flows.loader import FlowSet, load_flows
 from bot.inbox import Inbox
+from bot.outbound import Outbox, retrying
+from bot.privacy import mask
+from bot.types import Inbound, OutboundMessage
 from bot.reload import FlowReloader
 from bot.settings import Settings, load_settings
 from bot.store import Retention, Store, open_store
@@ -49,7 +52,17 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             def make_engine(loaded: FlowSet) -> Engine:
                 return Engine(loaded, active_fetcher)
 
-            inbox = Inbox(active_store, make_engine(flows))
+            outbox = Outbox(active_store, settings.outbound, status_callback=settings.status_callback_url) \
+                if not settings.outbound.missing() else None
+            background: set[asyncio.Task[None]] = set()
+
+            def notifier(inbound: Inbound, notifications: list[tuple[str, str]]) -> None:
+                assert outbox is not None
+                task = asyncio.create_task(_send_notifications(outbox, inbound, notifications))
+                background.add(task)
+                task.add_done_callback(background.discard)
+
+            inbox = Inbox(active_store, make_engine(flows), notifier if outbox is not None else None)
             checker = SignatureChecker(settings.twilio_auth_token) if settings.checks_signatures else None
             if checker is None:
                 log.warning("DEV MODE: TWILIO_AUTH_TOKEN is not set, so webhook signatures are NOT "
@@ -60,9 +73,13 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             sweeper = asyncio.create_task(_sweep_periodically(active_store, stop))
             try:
                 yield {"settings": settings, "inbox": inbox, "signature_checker": checker,
-                       "reloader": reloader}
+                       "reloader": reloader, "outbox": outbox}
             finally:
                 stop.set()
+                if background:
+                    await asyncio.wait(background, timeout=10)
+                if outbox is not None:
+                    await outbox.close()
                 await sweeper
                 if watcher is not None:
                     await watcher
@@ -75,6 +92,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
     routes = [
         Route("/sms", webhook.SmsWebhook()),  # reached through BotApp's fast path, listed for completeness
+        Route("/sms/status", webhook.StatusWebhook()),
         Route("/healthz", healthz, methods=["GET"]),
         *demo.routes,
     ]
@@ -110,6 +128,16 @@ class BotApp(Starlette):
                 await send({"type": "http.response.start", "status": 500,
                             "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
                 await send({"type": "http.response.body", "body": b"Internal Server Error\n"})
+
+
+async def _send_notifications(outbox: Outbox, inbound: Inbound, notifications: list[tuple[str, str]]) -> None:
+    """A flow's ``notify`` messages, sent after the turn was saved, from the number that was texted."""
+    for index, (to, text) in enumerate(notifications):
+        message = OutboundMessage(f"notify|{inbound.message_sid}|{index}", to, text, from_number=inbound.to)
+        try:
+            await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
+        except Exception:
+            log.exception("could not send a notification to %s", mask(to))
 
 
 SWEEP_EVERY_SECONDS = 3600.0

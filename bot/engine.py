@@ -17,7 +17,7 @@ from liquid.exceptions import LiquidError
 
 from bot import templates
 from bot.actions import Fetcher, FetchFailed
-from bot.flows.compile import FETCH_FAILED_EVENT, NEXT_EVENT, OTHERWISE_EVENT, CompiledFlow
+from bot.flows.compile import FETCH_FAILED_EVENT, NEXT_EVENT, OTHERWISE_EVENT, CompiledFlow, CompiledNotify
 from bot.flows.loader import FlowSet
 from bot.flows.schema import END
 from bot.privacy import mask
@@ -173,6 +173,8 @@ class Engine:
                     self._fire(flow, FETCH_FAILED_EVENT, outcome, before)
                     continue
             outcome.replies.extend(self._render_all(state.say, conversation, text))
+            if state.notify is not None:
+                self._notify(state.notify, conversation, text, outcome)
             if state.waits:
                 return
             if state.go is None:
@@ -182,6 +184,28 @@ class Engine:
         log.error("flow %s moved through %d states in one turn without waiting; ending it",
                   flow.name, MAX_STEPS_PER_TURN)
         conversation.end()
+
+    def _notify(self, notify: CompiledNotify, conversation: Conversation, text: str, outcome: Outcome) -> None:
+        to = "".join(self._render_all((notify.to,), conversation, text)).replace(" ", "")
+        body = "\n".join(self._render_all(notify.say, conversation, text))
+        if to and body:
+            outcome.notifications.append((to, body))
+        else:
+            log.error("notify in %s has no number or no text; skipped", where(conversation))
+
+    async def start(self, conversation: Conversation, flow_name: str, variables: dict[str, Any]) -> Outcome:
+        """Start a flow for someone who did not text first (a broadcast): its opening messages
+        are the outcome's replies, to be sent through the REST API."""
+        flow = self.flows.flows[flow_name]
+        outcome = Outcome(conversation)
+        before = where(conversation)
+        conversation.end()
+        conversation.flow, conversation.state = flow.name, flow.machine.initial
+        conversation.vars.update(variables)
+        self._step(outcome, f"started by broadcast of {flow.name}", before)
+        await self._run_states(flow, "", outcome)
+        conversation.updated_at = self.clock()
+        return outcome
 
     def _fire(self, flow: CompiledFlow, event: str, outcome: Outcome, before: str) -> None:
         flow.machine.events[event].trigger(outcome.conversation)

@@ -49,10 +49,25 @@ Texts = Annotated[list[str], BeforeValidator(_as_list)]
 class TurnSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    send: Annotated[str, BeforeValidator(_as_text)]
+    send: Annotated[str, BeforeValidator(_as_text)] | None = None  # what the person texts, or…
+    start: str | None = None  # …start this flow as a broadcast would (its opening message is the reply)
+    vars: dict[str, Annotated[str, BeforeValidator(_as_text)]] = {}  # the broadcast CSV's columns
     expect: Texts | None = None  # exactly these replies, in order ([] means no reply at all)
     expect_contains: Texts | None = None  # each of these appears somewhere in the replies
     expect_regex: str | None = None  # found in the replies (^ and $ also match at each reply)
+    expect_notify: Texts | None = None  # exactly these texts went to staff through notify steps
+
+    @model_validator(mode="after")
+    def _send_or_start(self) -> TurnSpec:
+        if (self.send is None) == (self.start is None):
+            raise ValueError("each turn either sends a text (send:) or starts a flow (start:)")
+        if self.vars and self.start is None:
+            raise ValueError("vars go with start:")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"> {self.send}" if self.send is not None else f"(broadcast starts {self.start})"
 
     @field_validator("expect_regex")
     @classmethod
@@ -76,6 +91,7 @@ class CaseSpec(BaseModel):
     name: str
     sender: str = Field(DEFAULT_SENDER, alias="from")
     fetch: dict[str, Any] = {}  # URL -> JSON answer, or the word "fail"
+    env: dict[str, str] = {}  # what templates see as {{ env.NAME }} in this test
     turns: list[TurnSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -147,18 +163,24 @@ async def run_conversations(flows: FlowSet, paths: list[Path]) -> RunResult:
 
 
 async def run_case(flows: FlowSet, file: str, case: CaseSpec) -> CaseResult:
-    async with simulation(flows) as sim:
+    async with simulation(flows, env=case.env) as sim:
         stubs = {url: FetchFailed("stubbed to fail") if answer == "fail" else answer
                  for url, answer in case.fetch.items()}
         sim.stub(stubs)
         transcript: list[str] = []
         for number, turn in enumerate(case.turns, start=1):
-            received = await sim.text(turn.send, case.sender)
+            notified_before = len(sim.notified)
+            if turn.start is not None:
+                if turn.start not in flows.flows:
+                    return CaseResult(file, case.name, False, number, f"turn {number}: no flow {turn.start!r}")
+                received = await sim.start(turn.start, case.sender, dict(turn.vars))
+            else:
+                received = await sim.text(turn.send or "", case.sender)
             replies = list(received.replies)
-            mismatch = check_turn(turn, replies)
-            transcript.append(f"> {turn.send}")
+            mismatch = check_turn(turn, replies) or check_notified(turn, [text for _, text in sim.notified[notified_before:]])
+            transcript.append(turn.label)
             if mismatch:
-                report = "\n".join([*transcript[:-1][-6:], f"turn {number}: > {turn.send}", mismatch])
+                report = "\n".join([*transcript[:-1][-6:], f"turn {number}: {turn.label}", mismatch])
                 return CaseResult(file, case.name, False, number, report)
             transcript.extend(f"< {reply}" for reply in replies)
         return CaseResult(file, case.name, True, len(case.turns))
@@ -177,6 +199,14 @@ def check_turn(turn: TurnSpec, replies: list[str]) -> str:
     if turn.expect_regex is not None and re.search(turn.expect_regex, joined, re.MULTILINE) is None:
         return f"expected the replies to match /{turn.expect_regex}/; they were:\n" + _quoted(replies)
     return ""
+
+
+def check_notified(turn: TurnSpec, notified: list[str]) -> str:
+    if turn.expect_notify is None or notified == turn.expect_notify:
+        return ""
+    diff = difflib.unified_diff([f"notify: {text}" for text in turn.expect_notify],
+                                [f"notify: {text}" for text in notified], "expected", "actual", lineterm="")
+    return "\n".join(diff)
 
 
 def _quoted(replies: list[str]) -> str:

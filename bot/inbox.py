@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.engine import Engine
@@ -27,11 +28,16 @@ class Received:
     trace: tuple[TraceStep, ...] = field(default=())
 
 
+Notifier = Callable[[Inbound, list[tuple[str, str]]], None]
+
+
 class Inbox:
-    def __init__(self, store: Store, engine: Engine) -> None:
-        """``engine`` may be replaced at any time (hot reload): each message uses one engine throughout."""
+    def __init__(self, store: Store, engine: Engine, notifier: Notifier | None = None) -> None:
+        """``engine`` may be replaced at any time (hot reload): each message uses one engine throughout.
+        ``notifier`` gets a turn's ``notify`` messages once the turn is saved (never for a duplicate)."""
         self.store = store
         self.engine = engine
+        self.notifier = notifier
 
     async def receive(self, inbound: Inbound) -> Received:
         started = time.perf_counter()
@@ -56,11 +62,21 @@ class Inbox:
                 turn = Turn(inbound, outcome.conversation, expected_version, replies, outcome.opt_out)
                 result = await self.store.commit(turn)
                 if result is CommitResult.COMMITTED:
+                    if outcome.notifications:
+                        self._notify(inbound, outcome.notifications)
                     return Received(replies, trace=tuple(outcome.trace))
                 if result is CommitResult.DUPLICATE:
                     return Received(await self.store.recorded_replies(inbound.message_sid) or (),
                                     duplicate=True)
         raise StoreBusy(f"conversation of {mask(inbound.sender)} kept changing; gave up")
+
+
+    def _notify(self, inbound: Inbound, notifications: list[tuple[str, str]]) -> None:
+        if self.notifier is None:
+            log.error("a flow asked to notify %s, but outbound messages are not configured (%s)",
+                      ", ".join(mask(to) for to, _ in notifications), "see README: TWILIO_ACCOUNT_SID, TWILIO_FROM")
+            return
+        self.notifier(inbound, notifications)
 
 
 def _log_route(inbound: Inbound, received: Received, seconds: float) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from bot.twilio_api import TWILIO_API, OutboundSettings
+
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -33,6 +35,23 @@ class Settings:
     reload_flows: bool = True  # watch FLOWS_DIR and swap in changed flows that pass the checks
     workers: int = 1  # server processes (uvicorn workers); >1 needs SQLite on one machine or Redis
     retention_seconds: float = 30 * 24 * 3600.0  # transcripts and idle conversations; MessageSids >= 48 h
+    # outbound messages (all optional: without them only outbound features are unavailable)
+    twilio_account_sid: str = ""
+    twilio_from: str = ""
+    twilio_messaging_service_sid: str = ""
+    twilio_api_base_url: str = TWILIO_API
+    broadcast_window: str = ""  # "09:00-20:00": broadcasts wait outside it (empty: any time)
+    broadcast_timezone: str = "UTC"
+
+    @property
+    def outbound(self) -> OutboundSettings:
+        return OutboundSettings(self.twilio_account_sid, self.twilio_auth_token, self.twilio_from,
+                                self.twilio_messaging_service_sid, self.twilio_api_base_url)
+
+    @property
+    def status_callback_url(self) -> str | None:
+        """Where Twilio reports delivery: only known when PUBLIC_URL says where we are."""
+        return f"{self.public_url}/sms/status" if self.public_url else None
 
     @property
     def checks_signatures(self) -> bool:
@@ -97,6 +116,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         reload_flows=_flag(values, "RELOAD_FLOWS", default=True),
         workers=_integer(values, "WORKERS", Settings.workers),
         retention_seconds=_duration(values, "RETENTION", Settings.retention_seconds),
+        twilio_account_sid=values.get("TWILIO_ACCOUNT_SID", ""),
+        twilio_from=values.get("TWILIO_FROM", ""),
+        twilio_messaging_service_sid=values.get("TWILIO_MESSAGING_SERVICE_SID", ""),
+        twilio_api_base_url=(values.get("TWILIO_API_BASE_URL") or TWILIO_API).rstrip("/"),
+        broadcast_window=values.get("BROADCAST_WINDOW", "").strip(),
+        broadcast_timezone=values.get("BROADCAST_TIMEZONE", "").strip() or "UTC",
     )
 
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 
-from bot import demo
+from bot import demo, templates
 from bot.actions import Fetcher, FetchFailed, HttpFetcher
 from bot.engine import Engine
 from bot.flows.loader import FlowSet
 from bot.inbox import Inbox, Received
 from bot.store import Store, open_store
-from bot.types import Inbound
+from bot.types import Inbound, Turn
 
 LOCAL_BASE_URL = "http://bot.local"
 
@@ -46,11 +46,22 @@ class StubbedFetcher:
 class Simulation:
     inbox: Inbox
     fetcher: HttpFetcher
+    notified: list[tuple[str, str]] = field(default_factory=list)  # (to, text) a flow's notify sent
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def text(self, body: str, sender: str, to: str = "+15550001111") -> Received:
         inbound = Inbound(message_sid=f"SMsim{next(self._sids):030d}", sender=sender, to=to, body=body)
         return await self.inbox.receive(inbound)
+
+    async def start(self, flow: str, sender: str, variables: dict[str, str]) -> Received:
+        """Start a flow for ``sender`` as a broadcast would; its opening messages are the replies."""
+        async with self.inbox.store.lock(sender):
+            snapshot = await self.inbox.store.snapshot(sender, "")
+            outcome = await self.inbox.engine.start(snapshot.conversation, flow, variables)
+            inbound = Inbound(f"SMstart{next(self._sids):028d}", sender)
+            await self.inbox.store.commit(Turn(inbound, outcome.conversation, snapshot.conversation.version,
+                                               tuple(outcome.replies), None))
+        return Received(tuple(outcome.replies), trace=tuple(outcome.trace))
 
     def stub(self, stubs: Mapping[str, Any]) -> None:
         """Answer these fetch URLs from the table from now on (others still really run)."""
@@ -66,6 +77,10 @@ async def simulation(flows: FlowSet, store_url: str = "memory://",
     async with httpx.AsyncClient(mounts=mounts) as client:
         fetcher = HttpFetcher(client, LOCAL_BASE_URL)
         try:
-            yield Simulation(Inbox(store, Engine(flows, fetcher, env=env)), fetcher)
+            environment = {**templates.public_environment(), **(env or {})}
+            notified: list[tuple[str, str]] = []
+            inbox = Inbox(store, Engine(flows, fetcher, env=environment),
+                          lambda inbound, notifications: notified.extend(notifications))
+            yield Simulation(inbox, fetcher, notified)
         finally:
             await store.close()

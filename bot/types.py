@@ -62,6 +62,7 @@ class Outcome:
     replies: list[str] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
     opt_out: bool | None = None  # True: opt the sender out; False: opt back in; None: unchanged
+    notifications: list[tuple[str, str]] = field(default_factory=list)  # (to, text): sent after saving
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +75,26 @@ class Turn:
     replies: tuple[str, ...]
     opt_out: bool | None
     at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class OutboundMessage:
+    """One message we send (a broadcast's, a notify, a ``send``), and what became of it.
+
+    ``state`` follows the send: ``prepared`` (decided, not yet handed to Twilio) → ``sending``
+    (the API call began: if we crash now, the outcome is unknown, *in doubt*) → ``accepted``
+    (Twilio took it; ``sid`` set) or ``failed`` / ``skipped`` (``reason`` says why).
+    ``status``/``error_code`` are what Twilio's status callbacks later reported.
+    """
+
+    id: str
+    to: str
+    body: str
+    broadcast: str | None = None
+    state: str = "prepared"
+    sid: str | None = None
+    reason: str = ""
+    status: str | None = None
+    error_code: str | None = None
+    from_number: str = ""
+    updated_at: float = field(default_factory=time.time)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from bot.inbox import Inbox
+from bot.outbound import record_delivery
 from bot.settings import Settings
 from bot.store.base import StoreBusy
 from bot.twilio_io import BadRequest, SignatureChecker, parse_form, parse_inbound, render_twiml
@@ -59,7 +60,41 @@ async def _sms(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class StatusWebhook:
+    """POST /sms/status: Twilio's delivery reports for messages we sent (signed like /sms)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            form = await _signed_form(scope, receive)
+            message_sid, status = form.get("MessageSid", ""), form.get("MessageStatus") or form.get("SmsStatus", "")
+            if not message_sid or not status:
+                raise _Refused(400, "missing MessageSid or MessageStatus")
+            inbox: Inbox = scope["state"]["inbox"]
+            await record_delivery(inbox.store, message_sid, status, form.get("ErrorCode") or None, form.get("To", ""))
+        except _Refused as refused:
+            await _respond(send, refused.status, refused.reason + "\n", extra=_allow_post(refused.status))
+            return
+        except StoreBusy as error:
+            log.warning("%s", error)
+            await _respond(send, 503, "busy, try again\n", extra=[(b"retry-after", b"1")])
+            return
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
 async def _handle(scope: Scope, receive: Receive) -> str:
+    form = await _signed_form(scope, receive)
+    try:
+        inbound = parse_inbound(form)
+    except BadRequest as error:
+        raise _Refused(400, str(error)) from None
+    inbox: Inbox = scope["state"]["inbox"]
+    received = await inbox.receive(inbound)
+    return render_twiml(received.replies)
+
+
+async def _signed_form(scope: Scope, receive: Receive) -> dict[str, str]:
+    """The form of a POST from Twilio, its signature checked; raises _Refused otherwise."""
     if scope["method"] != "POST":
         raise _Refused(405, "Method Not Allowed")
     state = scope["state"]
@@ -86,13 +121,7 @@ async def _handle(scope: Scope, receive: Receive) -> str:
         if signature is None or not checker.valid(_signed_url(scope, headers, settings), signed,
                                                   signature.decode("latin-1")):
             raise _Refused(403, "invalid or missing X-Twilio-Signature")
-    try:
-        inbound = parse_inbound(form)
-    except BadRequest as error:
-        raise _Refused(400, str(error)) from None
-    inbox: Inbox = state["inbox"]
-    received = await inbox.receive(inbound)
-    return render_twiml(received.replies)
+    return form
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -309,7 +309,7 @@ def test_output_into_a_missing_folder_is_handled(tmp_path: Path, args: tuple[str
 def test_graph_of_an_unknown_flow_lists_the_flows() -> None:
     result = bot("graph", "nosuchflow")
     assert result.returncode == 2, output_of(result)
-    assert result.stderr == "error: no flow 'nosuchflow'; flows: order_status, signup\n"
+    assert result.stderr == "error: no flow 'nosuchflow'; flows: agent, order_status, reminder, signup\n"
     assert result.stdout == ""
 
 
@@ -342,7 +342,7 @@ def test_schema_is_json_describing_the_shipped_flows(tmp_path: Path) -> None:
     except ImportError:
         jsonschema = None
     documents = list(_shipped_documents())
-    assert len(documents) == 3
+    assert len(documents) == 5
     for name, data in documents:
         if jsonschema is not None:
             jsonschema.validate(data, schema)

@@ -148,7 +148,7 @@ def test_healthz(bot: SignedClient) -> None:
     response = bot.client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
-    assert response.json()["flows"] == ["order_status", "signup"]
+    assert response.json()["flows"] == ["agent", "order_status", "reminder", "signup"]
 
 
 def test_repeated_form_fields_are_signed_like_the_sdk_does(bot: SignedClient) -> None:

@@ -45,6 +45,10 @@ def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str,
             yield (*base, "fetch", "not_found"), state.fetch.not_found, set()
     for index, text in enumerate(state.say):
         yield (*base, "say", index), text, fetched
+    if state.notify is not None:
+        yield (*base, "notify", "to"), state.notify.to, fetched
+        for index, text in enumerate(state.notify.say):
+            yield (*base, "notify", "say", index), text, fetched
     for index, text in enumerate(state.otherwise):
         yield (*base, "otherwise", index), text, fetched
     for rule_index, rule in enumerate(state.replies):

@@ -50,10 +50,17 @@ class CompiledFetch:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledNotify:
+    to: BoundTemplate
+    say: tuple[BoundTemplate, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledState:
     name: str
     say: tuple[BoundTemplate, ...]
     fetch: CompiledFetch | None
+    notify: CompiledNotify | None
     replies: tuple[CompiledReply, ...]
     otherwise: tuple[BoundTemplate, ...]
     go: str | None
@@ -113,6 +120,8 @@ def _compile_state(name: str, state: State) -> CompiledState:
         name=name,
         say=_parse_all(state.say),
         fetch=_compile_fetch(state.fetch) if state.fetch else None,
+        notify=CompiledNotify(templates.parse(state.notify.to), _parse_all(state.notify.say))
+        if state.notify else None,
         replies=replies,
         otherwise=_parse_all(state.otherwise),
         go=state.go,

@@ -173,6 +173,13 @@ class Fetch(_Strict):
         return seconds
 
 
+class Notify(_Strict):
+    """Text someone else (e.g. staff on call) when the conversation enters this state."""
+
+    to: str  # a number in E.164 (+15551234567) or a template such as "{{ env.ONCALL_NUMBER }}"
+    say: Texts = Field(min_length=1)
+
+
 class State(_Strict):
     """One step of a conversation.
 
@@ -182,6 +189,7 @@ class State(_Strict):
 
     say: Texts = []
     fetch: Fetch | None = None
+    notify: Notify | None = None  # sent once each time the conversation enters the state
     replies: list[Reply] = []
     otherwise: Texts = []  # said when a reply matches none of ``replies``; the state waits again
     go: str | None = None

@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.types import Conversation, Turn
+from bot.types import Conversation, OutboundMessage, Turn
 
 
 class StoreBusy(RuntimeError):
@@ -85,6 +85,20 @@ class Store(Protocol):
 
     async def sweep(self, now: float) -> Purged:
         """Drop what the retention period no longer allows (stores with TTLs may do nothing)."""
+
+    # -- outbound messages (broadcasts, notifications) and what Twilio reported about them ------
+
+    async def save_outbound(self, message: OutboundMessage) -> None:
+        """Insert or replace by ``id`` (and index it by ``sid`` and ``broadcast``)."""
+
+    async def outbound(self, message_id: str) -> OutboundMessage | None: ...
+
+    async def outbound_by_sid(self, sid: str) -> OutboundMessage | None: ...
+
+    async def broadcast_messages(self, broadcast: str) -> list[OutboundMessage]: ...
+
+    async def set_opt_out(self, number: str, opted_out: bool) -> None:
+        """Record an opt-out learnt outside a conversation (Twilio error 21610)."""
 
     async def close(self) -> None: ...
 

@@ -6,7 +6,7 @@ import copy
 from contextlib import AbstractAsyncContextManager
 
 from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot
-from bot.types import Conversation, Turn
+from bot.types import Conversation, OutboundMessage, Turn
 
 
 class MemoryStore:
@@ -18,6 +18,7 @@ class MemoryStore:
         self.processed_meta: dict[str, tuple[str, float]] = {}  # sid -> (sender, at)
         self.transcript: list[tuple[str, str, str, float]] = []  # sender, direction, body, at
         self._locks = KeyedLocks()
+        self.outbox: dict[str, OutboundMessage] = {}
 
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
         return Snapshot(await self.load(sender), sender in self.opted_out, self.processed.get(message_sid))
@@ -78,6 +79,22 @@ class MemoryStore:
             elif at < now - self.retention.seconds:
                 self.processed[sid] = ()  # still recognised as processed; the text is gone
         return Purged(len(stale), lines)
+
+    async def save_outbound(self, message: OutboundMessage) -> None:
+        self.outbox[message.id] = copy.copy(message)
+
+    async def outbound(self, message_id: str) -> OutboundMessage | None:
+        found = self.outbox.get(message_id)
+        return copy.copy(found) if found else None
+
+    async def outbound_by_sid(self, sid: str) -> OutboundMessage | None:
+        return next((copy.copy(m) for m in self.outbox.values() if m.sid == sid), None)
+
+    async def broadcast_messages(self, broadcast: str) -> list[OutboundMessage]:
+        return [copy.copy(m) for m in self.outbox.values() if m.broadcast == broadcast]
+
+    async def set_opt_out(self, number: str, opted_out: bool) -> None:
+        (self.opted_out.add if opted_out else self.opted_out.discard)(number)
 
     async def close(self) -> None:
         return None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from redis.exceptions import LockError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy
-from bot.types import Conversation, Turn
+from bot.types import Conversation, OutboundMessage, Turn
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,6 +65,15 @@ class KeyBuilder:
 
     def lock(self, sender: str) -> str:
         return f"{self.prefix}:lock:{sender}"
+
+    def outbound(self, message_id: str) -> str:
+        return f"{self.prefix}:out:{message_id}"
+
+    def outbound_sid(self, sid: str) -> str:
+        return f"{self.prefix}:outsid:{sid}"
+
+    def broadcast(self, name: str) -> str:
+        return f"{self.prefix}:broadcast:{name}"
 
 
 # KEYS: conversation, message, opt-out, transcript, sender's message set, reply
@@ -206,6 +217,41 @@ class RedisStore:
 
     async def sweep(self, now: float | None = None) -> Purged:
         return Purged()  # every personal key carries its TTL; Redis sweeps by itself
+
+    @_unavailable_is_busy
+    async def save_outbound(self, message: OutboundMessage) -> None:
+        ttl = int(self.retention.dedup_seconds)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.outbound(message.id), json.dumps(dataclasses.asdict(message)), ex=ttl)
+            if message.sid:
+                pipe.set(self.keys.outbound_sid(message.sid), message.id, ex=ttl)
+            if message.broadcast:
+                pipe.sadd(self.keys.broadcast(message.broadcast), message.id)
+                pipe.expire(self.keys.broadcast(message.broadcast), ttl)
+            await pipe.execute()
+
+    @_unavailable_is_busy
+    async def outbound(self, message_id: str) -> OutboundMessage | None:
+        stored = await self._redis.get(self.keys.outbound(message_id))
+        return OutboundMessage(**json.loads(stored)) if stored else None
+
+    @_unavailable_is_busy
+    async def outbound_by_sid(self, sid: str) -> OutboundMessage | None:
+        message_id = await self._redis.get(self.keys.outbound_sid(sid))
+        return await self.outbound(message_id) if message_id else None
+
+    @_unavailable_is_busy
+    async def broadcast_messages(self, broadcast: str) -> list[OutboundMessage]:
+        ids = sorted(await self._redis.smembers(self.keys.broadcast(broadcast)))
+        stored = await self._redis.mget([self.keys.outbound(i) for i in ids]) if ids else []
+        return [OutboundMessage(**json.loads(item)) for item in stored if item]
+
+    @_unavailable_is_busy
+    async def set_opt_out(self, number: str, opted_out: bool) -> None:
+        if opted_out:
+            await self._redis.set(self.keys.opt_out(number), repr(time.time()))
+        else:
+            await self._redis.delete(self.keys.opt_out(number))
 
     async def transcript(self, sender: str) -> list[dict[str, object]]:
         return [json.loads(line) for line in await self._redis.lrange(self.keys.transcript(sender), 0, -1)]

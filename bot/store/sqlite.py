@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot
-from bot.types import Conversation, Turn
+from bot.types import Conversation, OutboundMessage, Turn
 
 # Lean on purpose: every index is written on every message. The turn log needs none beyond its
 # MessageSid: rows arrive in time order, so rowid order is age order for the retention sweep, and
@@ -45,6 +47,14 @@ CREATE TABLE IF NOT EXISTS opt_outs (
     sender TEXT PRIMARY KEY,
     at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbound (
+    id TEXT PRIMARY KEY,
+    sid TEXT,
+    broadcast TEXT,
+    record TEXT NOT NULL  -- the OutboundMessage as JSON
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbound_by_sid ON outbound (sid);
+CREATE INDEX IF NOT EXISTS outbound_by_broadcast ON outbound (broadcast);
 CREATE VIEW IF NOT EXISTS transcript (id, sender, direction, body, message_sid, at) AS
     SELECT rowid * 1000, sender, 'in', body, message_sid, at FROM processed
     UNION ALL
@@ -149,6 +159,28 @@ class SqliteStore:
             db.close()
         return Purged(conversations, lines)
 
+    async def save_outbound(self, message: OutboundMessage) -> None:
+        with _transaction(self._db) as db:
+            db.execute("INSERT OR REPLACE INTO outbound (id, sid, broadcast, record) VALUES (?, ?, ?, ?)",
+                       (message.id, message.sid, message.broadcast, json.dumps(dataclasses.asdict(message))))
+
+    async def outbound(self, message_id: str) -> OutboundMessage | None:
+        return _outbound(self._db.execute("SELECT record FROM outbound WHERE id = ?", (message_id,)).fetchone())
+
+    async def outbound_by_sid(self, sid: str) -> OutboundMessage | None:
+        return _outbound(self._db.execute("SELECT record FROM outbound WHERE sid = ?", (sid,)).fetchone())
+
+    async def broadcast_messages(self, broadcast: str) -> list[OutboundMessage]:
+        rows = self._db.execute("SELECT record FROM outbound WHERE broadcast = ? ORDER BY id", (broadcast,))
+        return [OutboundMessage(**json.loads(record)) for (record,) in rows.fetchall()]
+
+    async def set_opt_out(self, number: str, opted_out: bool) -> None:
+        with _transaction(self._db) as db:
+            if opted_out:
+                db.execute("INSERT OR REPLACE INTO opt_outs (sender, at) VALUES (?, ?)", (number, time.time()))
+            else:
+                db.execute("DELETE FROM opt_outs WHERE sender = ?", (number,))
+
     async def transcript(self, sender: str) -> list[dict[str, object]]:
         rows = self._db.execute("SELECT at, direction, body, message_sid FROM transcript WHERE sender = ? "
                                 "ORDER BY id", (sender,)).fetchall()
@@ -156,6 +188,10 @@ class SqliteStore:
 
     async def close(self) -> None:
         self._db.close()
+
+
+def _outbound(row: tuple[str] | None) -> OutboundMessage | None:
+    return OutboundMessage(**json.loads(row[0])) if row is not None else None
 
 
 def _connect(path: str) -> sqlite3.Connection:

@@ -1,0 +1,241 @@
+"""Broadcasts: start a flow for every number in a CSV file, politely and exactly once.
+
+Resumable by design: each recipient's message has a stable id (``broadcast|number``) recorded in
+the store before and after the API call, so running the same broadcast again skips what Twilio
+accepted, reports what is *in doubt* (a crash between the API's answer and our record) instead of
+re-sending it, and sends the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.engine import Engine
+from bot.outbound import Outbox, retrying, valid_number
+from bot.store import CommitResult, Store
+from bot.types import Conversation, Inbound, OutboundMessage, Turn
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class BroadcastError(ValueError):
+    """A broadcast that cannot start (bad CSV, unknown flow, bad window); the text says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    line: int
+    phone: str
+    variables: dict[str, str]
+
+
+def read_recipients(path: Path) -> list[Recipient]:
+    """The CSV's rows: a header row, the number in column ``phone``, other columns as flow variables."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "phone" not in [name.strip() for name in reader.fieldnames]:
+                raise BroadcastError(f"{path}: the first row must be a header with a 'phone' column "
+                                     f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})")
+            return [Recipient(reader.line_num, (row.get("phone") or "").strip().replace(" ", ""),
+                              {key.strip(): (value or "").strip() for key, value in row.items()
+                               if key and key.strip() != "phone"})
+                    for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise BroadcastError(f"{path}: cannot read it: {error}") from None
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """Hours in which a broadcast may send (quiet hours outside), in a time zone."""
+
+    start: dt.time
+    end: dt.time
+    zone: ZoneInfo
+
+    @classmethod
+    def parse(cls, window: str, timezone: str) -> SendWindow:
+        try:
+            start_text, end_text = window.split("-")
+            start, end = dt.time.fromisoformat(start_text.strip()), dt.time.fromisoformat(end_text.strip())
+        except ValueError:
+            raise BroadcastError(f"BROADCAST_WINDOW must look like 09:00-20:00 (got {window!r})") from None
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise BroadcastError(f"BROADCAST_TIMEZONE {timezone!r} is not a time zone (e.g. America/New_York)") from None
+        return cls(start, end, zone)
+
+    def seconds_until_open(self, now: float) -> float:
+        local = dt.datetime.fromtimestamp(now, self.zone)
+        inside = (self.start <= local.time() < self.end) if self.start <= self.end else \
+            (local.time() >= self.start or local.time() < self.end)
+        if inside:
+            return 0.0
+        opening = local.replace(hour=self.start.hour, minute=self.start.minute, second=0, microsecond=0)
+        if opening <= local:
+            opening += dt.timedelta(days=1)
+        return (opening - local).total_seconds()
+
+
+@dataclass
+class Report:
+    requested: int = 0
+    sent: int = 0
+    sent_before: int = 0  # accepted by Twilio in an earlier run: not sent again
+    skipped: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    in_doubt: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"requested {self.requested}: sent {self.sent}"
+                 + (f" (+{self.sent_before} sent by an earlier run)" if self.sent_before else "")
+                 + f", skipped {sum(self.skipped.values())}, failed {sum(self.failed.values())}, "
+                   f"in doubt {len(self.in_doubt)}"]
+        lines += [f"  skipped, {reason}: {count}" for reason, count in sorted(self.skipped.items())]
+        lines += [f"  failed, {reason}: {count}" for reason, count in sorted(self.failed.items())]
+        if self.in_doubt:
+            lines.append("  in doubt (the run stopped after Twilio was asked and before its answer was "
+                         "recorded; not re-sent, check the Twilio console): " + ", ".join(self.in_doubt))
+        return "\n".join(lines)
+
+
+@dataclass
+class Broadcast:
+    name: str
+    flow: str
+    store: Store
+    engine: Engine
+    outbox: Outbox | None  # None for a dry run
+    rate: float = 1.0  # messages per second
+    window: SendWindow | None = None
+    clock: Callable[[], float] = time.time
+    sleep: Sleep = asyncio.sleep
+    show: Callable[[str], None] = lambda line: None  # progress lines
+
+    async def run(self, recipients: list[Recipient]) -> Report:
+        if self.flow not in self.engine.flows.flows:
+            raise BroadcastError(f"no flow {self.flow!r}; flows: {', '.join(sorted(self.engine.flows.flows))}")
+        report = Report(requested=len(recipients))
+        seen: set[str] = set()
+        next_send = 0.0
+        for done, recipient in enumerate(recipients, start=1):
+            message_id = f"{self.name}|{recipient.phone}"
+            if recipient.phone in seen:
+                report.skipped["duplicate row"] += 1
+            elif not valid_number(recipient.phone):
+                report.skipped["invalid number (not E.164, e.g. +15551234567)"] += 1
+                await self._record(OutboundMessage(message_id, recipient.phone, "", self.name, "skipped",
+                                                   reason="invalid number"))
+            else:
+                seen.add(recipient.phone)
+                next_send = await self._pace(next_send)
+                await self._one(recipient, message_id, report)
+            self.show(f"{done}/{len(recipients)}  sent {report.sent + report.sent_before}  "
+                      f"skipped {sum(report.skipped.values())}  failed {sum(report.failed.values())}  "
+                      f"in doubt {len(report.in_doubt)}")
+        return report
+
+    async def _pace(self, next_send: float) -> float:
+        if self.window is not None:
+            wait = self.window.seconds_until_open(self.clock())
+            if wait > 0:
+                self.show(f"outside the sending window ({self.window.start:%H:%M}-{self.window.end:%H:%M} "
+                          f"{self.window.zone.key}); waiting {dt.timedelta(seconds=round(wait))}")
+                await self.sleep(wait)
+        now = self.clock()
+        if now < next_send:
+            await self.sleep(next_send - now)
+            now = next_send
+        return now + 1.0 / self.rate
+
+    async def _one(self, recipient: Recipient, message_id: str, report: Report) -> None:
+        earlier = await self.store.outbound(message_id)
+        if earlier is not None and earlier.state != "prepared":
+            if earlier.state == "accepted":
+                report.sent_before += 1
+            elif earlier.state == "sending":
+                report.in_doubt.append(recipient.phone)
+            elif earlier.state == "skipped":
+                report.skipped[earlier.reason] += 1
+            else:
+                report.failed[earlier.reason] += 1
+            return
+        message = earlier or await self._start_flow(recipient, message_id, report)
+        if message is None:
+            return
+        if self.outbox is None:  # dry run
+            report.sent += 1
+            self.show(f"would send to {recipient.phone}: {message.body}")
+            return
+        result = await retrying(lambda: self.outbox.send(message), self.sleep)  # type: ignore[union-attr]
+        if result.state == "accepted":
+            report.sent += 1
+        elif result.state == "skipped":
+            report.skipped[result.reason] += 1
+        else:
+            report.failed[result.reason] += 1
+
+    async def _start_flow(self, recipient: Recipient, message_id: str, report: Report) -> OutboundMessage | None:
+        """Put the recipient into the flow (saved once: the turn's id is the message id) and
+        record the opening message as prepared."""
+        phone = recipient.phone
+        if self.outbox is None:
+            if await self.store.is_opted_out(phone):
+                report.skipped["opted out"] += 1
+                return None
+            outcome = await self.engine.start(Conversation(phone), self.flow, recipient.variables)
+            return OutboundMessage(message_id, phone, "\n".join(outcome.replies), self.name)
+        async with self.store.lock(phone):
+            snapshot = await self.store.snapshot(phone, f"broadcast:{message_id}")
+            if snapshot.opted_out:
+                report.skipped["opted out"] += 1
+                await self._record(OutboundMessage(message_id, phone, "", self.name, "skipped", reason="opted out"))
+                return None
+            if snapshot.recorded_replies is not None:  # started by a run that stopped right after
+                message = OutboundMessage(message_id, phone, "\n".join(snapshot.recorded_replies), self.name)
+                await self._record(message)
+                return message
+            outcome = await self.engine.start(snapshot.conversation, self.flow, recipient.variables)
+            body = "\n".join(outcome.replies)
+            if not body:
+                raise BroadcastError(f"flow {self.flow!r} says nothing when it starts; a broadcast needs an "
+                                     "opening message in its start state")
+            turn = Turn(Inbound(f"broadcast:{message_id}", phone), outcome.conversation,
+                        snapshot.conversation.version, tuple(outcome.replies), None)
+            result = await self.store.commit(turn)
+            if result is CommitResult.CONFLICT:
+                report.failed["conversation changed while starting; run again"] += 1
+                return None
+        message = OutboundMessage(message_id, phone, body, self.name)
+        await self._record(message)
+        return message
+
+    async def _record(self, message: OutboundMessage) -> None:
+        if self.outbox is not None:
+            await self.store.save_outbound(message)
+
+
+def default_name(flow: str, csv_path: Path) -> str:
+    """A broadcast is identified by its flow and CSV file, so running it again resumes it."""
+    return f"{flow}:{csv_path.resolve()}"
+
+
+def progress_printer(stream: object = sys.stderr) -> Callable[[str], None]:
+    interactive = getattr(stream, "isatty", lambda: False)()
+
+    def show(line: str) -> None:
+        if interactive and not line.startswith(("would send", "outside")):
+            print(f"\r\033[K{line}", end="", file=stream, flush=True)  # type: ignore[call-overload]
+        else:
+            print(line, file=stream)  # type: ignore[call-overload]
+    return show

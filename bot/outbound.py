@@ -1,0 +1,128 @@
+"""Sending messages ourselves (not as a webhook answer): notifications, broadcasts, ``send``.
+
+Every send goes through :meth:`Outbox.send`, which checks the opt-out at the moment of sending,
+records the attempt before and after the API call (so a crash in between is known to be *in
+doubt*, never silently re-sent), and learns opt-outs from Twilio's error 21610.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twilio.base.exceptions import TwilioRestException
+
+from bot.privacy import mask
+from bot.store import Store
+from bot.twilio_api import OutboundSettings, rest_client
+from bot.types import OutboundMessage
+
+log = logging.getLogger(__name__)
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+OPTED_OUT_AT_TWILIO = 21610
+TOO_MANY_REQUESTS = 20429
+
+
+class Throttled(Exception):
+    """Twilio answered 20429 (too many requests): slow down and try again."""
+
+
+def valid_number(number: str) -> bool:
+    return bool(E164.match(number))
+
+
+class Outbox:
+    def __init__(self, store: Store, settings: OutboundSettings, *, status_callback: str | None = None,
+                 client_factory: Callable[[], Any] | None = None) -> None:
+        """``status_callback``: the URL Twilio should report delivery to (PUBLIC_URL/sms/status)."""
+        self.store = store
+        self.settings = settings
+        self.status_callback = status_callback
+        self._client_factory = client_factory or (lambda: rest_client(settings, asynchronous=True))
+        self._client: Any = None
+
+    async def send(self, message: OutboundMessage) -> OutboundMessage:
+        """Send one message now (opt-out checked now), recording every step; raises Throttled."""
+        self.settings.require("sending messages")
+        if not valid_number(message.to):
+            return await self._finish(message, "skipped", reason="invalid number")
+        if await self.store.is_opted_out(message.to):
+            return await self._finish(message, "skipped", reason="opted out")
+        message.state, message.updated_at = "sending", time.time()
+        await self.store.save_outbound(message)  # from here until the answer, the outcome is unknown
+        try:
+            created = await self._create(message)
+        except TwilioRestException as error:
+            if error.code == TOO_MANY_REQUESTS or error.status == 429:
+                message.state = "prepared"  # Twilio refused it outright: safe to try again
+                await self.store.save_outbound(message)
+                raise Throttled(str(error.msg)) from None
+            if error.code == OPTED_OUT_AT_TWILIO:
+                await self.store.set_opt_out(message.to, True)
+                log.info("%s is opted out at Twilio (21610): recorded", mask(message.to))
+            return await self._finish(message, "failed", reason=f"{error.code}: {error.msg}",
+                                      error_code=str(error.code) if error.code else None)
+        message.sid = created.sid
+        message.from_number = created.from_ or message.from_number
+        return await self._finish(message, "accepted")
+
+    async def _create(self, message: OutboundMessage) -> Any:
+        if self._client is None:
+            self._client = self._client_factory()
+        options: dict[str, Any] = {"to": message.to, "body": message.body}
+        if message.from_number:
+            options["from_"] = message.from_number
+        elif self.settings.messaging_service_sid:
+            options["messaging_service_sid"] = self.settings.messaging_service_sid
+        else:
+            options["from_"] = self.settings.from_number
+        if self.status_callback:
+            options["status_callback"] = self.status_callback
+        return await self._client.messages.create_async(**options)
+
+    async def _finish(self, message: OutboundMessage, state: str, *, reason: str = "",
+                      error_code: str | None = None) -> OutboundMessage:
+        message.state, message.reason, message.updated_at = state, reason, time.time()
+        if error_code:
+            message.error_code = error_code
+        await self.store.save_outbound(message)
+        return message
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.http_client.close()
+            self._client = None
+
+
+async def record_delivery(store: Store, sid: str, status: str, error_code: str | None, to: str) -> None:
+    """A delivery report (status callback): remember it, and learn an opt-out (21610), even for a
+    message we never sent ourselves."""
+    if error_code == str(OPTED_OUT_AT_TWILIO) and valid_number(to):
+        await store.set_opt_out(to, True)
+        log.info("%s is opted out at Twilio (21610 in a status callback): recorded", mask(to))
+    message = await store.outbound_by_sid(sid)
+    if message is not None:
+        message.status, message.updated_at = status, time.time()
+        if error_code:
+            message.error_code = error_code
+        await store.save_outbound(message)
+
+
+async def retrying(send: Callable[[], Awaitable[OutboundMessage]], sleep: Callable[[float], Awaitable[None]],
+                   attempts: int = 6, first_wait: float = 1.0) -> OutboundMessage:
+    """Call ``send`` again after 20429 (too many requests), waiting longer each time."""
+    wait = first_wait
+    for attempt in range(attempts):
+        try:
+            return await send()
+        except Throttled:
+            if attempt == attempts - 1:
+                raise
+            log.warning("Twilio says too many requests (20429); waiting %.1fs", wait)
+            await sleep(wait)
+            wait *= 2
+    raise AssertionError("unreachable")
