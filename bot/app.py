@@ -20,7 +20,7 @@ from bot import demo, webhook
 from bot.actions import Fetcher, HttpFetcher
 from bot.engine import Engine
 from bot.flows.loader import FlowSet, load_flows
-from bot.inbox import Inbox
+from bot.inbox import Inbox, Patience
 from bot.outbound import Outbox, retrying
 from bot.privacy import mask
 from bot.types import Inbound, OutboundMessage
@@ -63,6 +63,19 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 task.add_done_callback(background.discard)
 
             inbox = Inbox(active_store, make_engine(flows), notifier if outbox is not None else None)
+
+            async def deliver_later(inbound: Inbound, replies: tuple[str, ...]) -> None:
+                assert outbox is not None
+                for index, text in enumerate(replies):
+                    message = OutboundMessage(f"later|{inbound.message_sid}|{index}", inbound.sender, text,
+                                              from_number=inbound.to)
+                    await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
+
+            def patience() -> Patience | None:
+                """Slow lookups are answered later only when we can send (outbound configured)."""
+                if outbox is None:
+                    return None
+                return Patience(settings.slow_reply_seconds, inbox.engine.flows.program.wait, deliver_later)
             checker = SignatureChecker(settings.twilio_auth_token) if settings.checks_signatures else None
             if checker is None:
                 log.warning("DEV MODE: TWILIO_AUTH_TOKEN is not set, so webhook signatures are NOT "
@@ -73,11 +86,12 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             sweeper = asyncio.create_task(_sweep_periodically(active_store, stop))
             try:
                 yield {"settings": settings, "inbox": inbox, "signature_checker": checker,
-                       "reloader": reloader, "outbox": outbox}
+                       "reloader": reloader, "outbox": outbox, "patience": patience}
             finally:
                 stop.set()
-                if background:
-                    await asyncio.wait(background, timeout=10)
+                pending = background | inbox.pending()
+                if pending:
+                    await asyncio.wait(pending, timeout=15)
                 if outbox is not None:
                     await outbox.close()
                 await sweeper

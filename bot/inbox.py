@@ -5,9 +5,10 @@ Shared by the webhook, the simulator and the tests, so they cannot disagree abou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.engine import Engine
@@ -18,17 +19,43 @@ from bot.types import Inbound, TraceStep, Turn
 
 log = logging.getLogger("bot.route")
 
-MAX_ATTEMPTS = 10  # compare-and-set retries when another process changed the conversation first
+MAX_ATTEMPTS = 10
+MAX_WEBHOOK_WAIT = 12.0  # seconds a webhook may wait in all before answering "one moment" (Twilio: 15)  # compare-and-set retries when another process changed the conversation first
 
 
 @dataclass(frozen=True, slots=True)
 class Received:
     replies: tuple[str, ...]
     duplicate: bool = False  # a MessageSid seen before: the replies are the recorded ones
+    deferred: bool = False  # answered "one moment"; the real replies follow through the REST API
     trace: tuple[TraceStep, ...] = field(default=())
 
 
 Notifier = Callable[[Inbound, list[tuple[str, str]]], None]
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a webhook waits for a turn before answering "one moment" (Twilio gives up at 15 s)."""
+
+    seconds: float
+    interim: str
+    deliver: Callable[[Inbound, tuple[str, ...]], Awaitable[None]]  # sends the real replies later
+
+
+@dataclass
+class _Ticket:
+    """Who answers a turn: the webhook (inline) or, after the patience ran out, the REST API.
+    Decided once, by whichever side gets there first (single-threaded: no race between them)."""
+
+    patience: Patience
+    mode: str | None = None
+    locked: asyncio.Event = field(default_factory=asyncio.Event)  # set once the sender's lock is held
+
+    def decide(self) -> str:
+        if self.mode is None:
+            self.mode = "inline"
+        return self.mode
 
 
 class Inbox:
@@ -38,16 +65,53 @@ class Inbox:
         self.store = store
         self.engine = engine
         self.notifier = notifier
+        self._background: set[asyncio.Task[Received]] = set()
 
-    async def receive(self, inbound: Inbound) -> Received:
+    async def receive(self, inbound: Inbound, patience: Patience | None = None) -> Received:
+        """Handle one message. With ``patience``, a turn still busy after ``patience.seconds`` (a
+        slow lookup) is answered at once with ``patience.interim``; its real replies are sent later
+        through ``patience.deliver`` — exactly once, before the sender's next message is handled."""
         started = time.perf_counter()
-        received = await self._receive(inbound)
+        if patience is None:
+            received = await self._receive(inbound, None)
+        else:
+            received = await self._receive_patiently(inbound, patience)
         _log_route(inbound, received, time.perf_counter() - started)
         return received
 
-    async def _receive(self, inbound: Inbound) -> Received:
+    async def _receive_patiently(self, inbound: Inbound, patience: Patience) -> Received:
+        ticket = _Ticket(patience)
+        task = asyncio.create_task(self._receive(inbound, ticket))
+        # The patience counts from when this turn gets the sender's lock: an earlier turn still
+        # finishing (a deferred lookup) is not this turn's slowness. The whole wait stays bounded.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MAX_WEBHOOK_WAIT
+        locked = asyncio.create_task(ticket.locked.wait())
+        await asyncio.wait({task, locked}, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+        locked.cancel()
+        if not task.done():
+            await asyncio.wait({task}, timeout=max(0.0, min(patience.seconds, deadline - loop.time())))
+        if task.done() or ticket.mode == "inline":  # finished, or already committing its answer inline
+            return await task
+        ticket.mode = "deferred"
+        self._background.add(task)
+        task.add_done_callback(self._finished_later)
+        return Received((patience.interim,), deferred=True)
+
+    def pending(self) -> set[asyncio.Task[Received]]:
+        """Turns still working on an answer that will be sent later (awaited at shutdown)."""
+        return set(self._background)
+
+    def _finished_later(self, task: asyncio.Task[Received]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a deferred answer failed", exc_info=task.exception())
+
+    async def _receive(self, inbound: Inbound, ticket: _Ticket | None) -> Received:
         engine = self.engine
         async with self.store.lock(inbound.sender):
+            if ticket is not None:
+                ticket.locked.set()
             for _ in range(MAX_ATTEMPTS):
                 # Read under the lock: a twin of this message (a Twilio retry) may have just won.
                 snapshot = await self.store.snapshot(inbound.sender, inbound.message_sid)
@@ -59,11 +123,15 @@ class Inbox:
                 replies = tuple(outcome.replies)
                 if opted_out and outcome.opt_out is not False:
                     replies = ()  # never text an opted-out number, whatever a flow says
-                turn = Turn(inbound, outcome.conversation, expected_version, replies, outcome.opt_out)
+                deferred = ticket is not None and ticket.decide() == "deferred"
+                recorded = (ticket.patience.interim,) if deferred and ticket else replies
+                turn = Turn(inbound, outcome.conversation, expected_version, recorded, outcome.opt_out)
                 result = await self.store.commit(turn)
                 if result is CommitResult.COMMITTED:
                     if outcome.notifications:
                         self._notify(inbound, outcome.notifications)
+                    if deferred and ticket and replies:
+                        await ticket.patience.deliver(inbound, replies)  # still under the lock: in order
                     return Received(replies, trace=tuple(outcome.trace))
                 if result is CommitResult.DUPLICATE:
                     return Received(await self.store.recorded_replies(inbound.message_sid) or (),

@@ -40,6 +40,7 @@ class Settings:
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_base_url: str = TWILIO_API
+    slow_reply_seconds: float = 5.0  # answer "one moment" after this, send the real answer later
     broadcast_window: str = ""  # "09:00-20:00": broadcasts wait outside it (empty: any time)
     broadcast_timezone: str = "UTC"
 
@@ -76,6 +77,8 @@ class Settings:
                 f"DEV_MODE without TWILIO_AUTH_TOKEN accepts unsigned requests, so it only listens on "
                 f"loopback; HOST={self.host} is not. Use HOST=127.0.0.1 or set TWILIO_AUTH_TOKEN."
             )
+        if not 0 < self.slow_reply_seconds < 14:
+            raise SettingsError("SLOW_REPLY_SECONDS must be below 14 s: Twilio gives up on a webhook after 15 s")
         if self.workers < 1:
             raise SettingsError(f"WORKERS must be 1 or more (got {self.workers})")
         if self.workers > 1 and self.store_url.startswith("memory://"):
@@ -120,6 +123,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         twilio_from=values.get("TWILIO_FROM", ""),
         twilio_messaging_service_sid=values.get("TWILIO_MESSAGING_SERVICE_SID", ""),
         twilio_api_base_url=(values.get("TWILIO_API_BASE_URL") or TWILIO_API).rstrip("/"),
+        slow_reply_seconds=_duration(values, "SLOW_REPLY_SECONDS", Settings.slow_reply_seconds),
         broadcast_window=values.get("BROADCAST_WINDOW", "").strip(),
         broadcast_timezone=values.get("BROADCAST_TIMEZONE", "").strip() or "UTC",
     )

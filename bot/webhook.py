@@ -88,8 +88,10 @@ async def _handle(scope: Scope, receive: Receive) -> str:
         inbound = parse_inbound(form)
     except BadRequest as error:
         raise _Refused(400, str(error)) from None
-    inbox: Inbox = scope["state"]["inbox"]
-    received = await inbox.receive(inbound)
+    state = scope["state"]
+    inbox: Inbox = state["inbox"]
+    patience = state.get("patience")
+    received = await inbox.receive(inbound, patience() if patience is not None else None)
     return render_twiml(received.replies)
 
 

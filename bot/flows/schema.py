@@ -236,6 +236,9 @@ class ProgramTexts(_Strict):
     opt_out: str  # confirmation of STOP (sent once)
     opt_in: str  # confirmation of START / UNSTOP
     fallback: str = "Sorry, I didn't understand that. Text HELP for what you can do."
+    #: the webhook's answer when a lookup is still running after SLOW_REPLY_SECONDS; the real
+    #: answer follows as its own message
+    wait: str = "One moment, I'm looking that up…"
     #: sent when a conversation's flow or state was removed by an update and it had to start over
     reset: str = "Sorry, this service was just updated and our conversation had to start over. " \
                  "Text HELP for what you can do."
