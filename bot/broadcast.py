@@ -20,7 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.engine import Engine
-from bot.outbound import Outbox, retrying, valid_number
+from bot.outbound import Outbox, TwilioUnreachable, retrying, valid_number
 from bot.store import CommitResult, Store
 from bot.types import Conversation, Inbound, OutboundMessage, Turn
 
@@ -90,6 +90,7 @@ class SendWindow:
 @dataclass
 class Report:
     requested: int = 0
+    stopped: str = ""  # why the run stopped early (the Twilio API unreachable); run again to resume
     sent: int = 0
     sent_before: int = 0  # accepted by Twilio in an earlier run: not sent again
     skipped: Counter[str] = field(default_factory=Counter)
@@ -103,6 +104,8 @@ class Report:
                    f"in doubt {len(self.in_doubt)}"]
         lines += [f"  skipped, {reason}: {count}" for reason, count in sorted(self.skipped.items())]
         lines += [f"  failed, {reason}: {count}" for reason, count in sorted(self.failed.items())]
+        if self.stopped:
+            lines.append(f"  STOPPED EARLY: {self.stopped}. Run the same command again to resume.")
         if self.in_doubt:
             lines.append("  in doubt (the run stopped after Twilio was asked and before its answer was "
                          "recorded; not re-sent, check the Twilio console): " + ", ".join(self.in_doubt))
@@ -139,7 +142,13 @@ class Broadcast:
             else:
                 seen.add(recipient.phone)
                 next_send = await self._pace(next_send)
-                await self._one(recipient, message_id, report)
+                try:
+                    await self._one(recipient, message_id, report)
+                except TwilioUnreachable as error:
+                    if (await self.store.outbound(message_id) or OutboundMessage("", "", "")).state == "sending":
+                        report.in_doubt.append(recipient.phone)
+                    report.stopped = str(error)
+                    return report
             self.show(f"{done}/{len(recipients)}  sent {report.sent + report.sent_before}  "
                       f"skipped {sum(report.skipped.values())}  failed {sum(report.failed.values())}  "
                       f"in doubt {len(report.in_doubt)}")

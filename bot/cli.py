@@ -30,7 +30,7 @@ from bot.actions import HttpFetcher
 from bot.broadcast import Broadcast, BroadcastError, Recipient, SendWindow, default_name, progress_printer, read_recipients
 from bot.engine import Engine
 from bot.flowtests import run_conversations
-from bot.outbound import Outbox, retrying
+from bot.outbound import Outbox, TwilioUnreachable, retrying
 from bot.types import OutboundMessage
 from bot.settings import Settings, SettingsError, load_settings
 from bot.privacy import mask
@@ -303,6 +303,8 @@ async def _send_one(settings: Settings, args: argparse.Namespace) -> int:
     try:
         message = OutboundMessage(f"send|{uuid.uuid4().hex}", args.to, args.text, from_number=args.from_number)
         result = await retrying(lambda: outbox.send(message), asyncio.sleep)
+    except TwilioUnreachable as error:
+        raise CommandError(str(error)) from None
     finally:
         await outbox.close()
         await store.close()
@@ -349,6 +351,8 @@ async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: ar
             await store.close()
     print(file=sys.stderr)
     print(report.summary())
+    if report.stopped:
+        return 2
     return 0 if not report.failed and not report.in_doubt else 1
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+
+import aiohttp
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +31,11 @@ TOO_MANY_REQUESTS = 20429
 
 class Throttled(Exception):
     """Twilio answered 20429 (too many requests): slow down and try again."""
+
+
+class TwilioUnreachable(Exception):
+    """The API could not be reached, or its answer was lost; the message says which number is
+    affected and whether the send is in doubt."""
 
 
 def valid_number(number: str) -> bool:
@@ -56,6 +63,13 @@ class Outbox:
         await self.store.save_outbound(message)  # from here until the answer, the outcome is unknown
         try:
             created = await self._create(message)
+        except aiohttp.ClientConnectorError as error:  # never reached Twilio: safe to send later
+            message.state = "prepared"
+            await self.store.save_outbound(message)
+            raise TwilioUnreachable(f"cannot reach the Twilio API at {self.settings.api_base_url}: {error}") from None
+        except (aiohttp.ClientError, TimeoutError) as error:  # it may have arrived: outcome unknown
+            raise TwilioUnreachable(f"the Twilio API's answer was lost ({type(error).__name__}); the message "
+                                    f"to {mask(message.to)} is in doubt and will not be re-sent") from None
         except TwilioRestException as error:
             if error.code == TOO_MANY_REQUESTS or error.status == 429:
                 message.state = "prepared"  # Twilio refused it outright: safe to try again

@@ -153,10 +153,10 @@ class _Job:
 class LoopbackServer:
     """An ASGI app served by uvicorn in a background thread on 127.0.0.1 (a free port)."""
 
-    def __init__(self, app: ASGIApp, name: str = "loopback-server") -> None:
+    def __init__(self, app: ASGIApp, name: str = "loopback-server", port: int = 0) -> None:
         self.app = app
         self.name = name
-        self.port = 0
+        self.port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -168,7 +168,7 @@ class LoopbackServer:
     def start(self, timeout: float = 10.0) -> LoopbackServer:
         # Bound here, handed to uvicorn: the port is ours before the thread starts (no race).
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket.bind(("127.0.0.1", self.port))
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
                                 ws="none", http="h11", loop="asyncio")
@@ -631,3 +631,37 @@ def fake_twilio(fake_twilio_server: FakeTwilio, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.delenv(name, raising=False)
     fake_twilio_server.reset()
     return fake_twilio_server
+
+
+def main() -> None:
+    """Serve the fake on a fixed port for demos: ``python -m tests.fake_twilio [PORT]``.
+
+    It accepts TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN from the environment (or the test defaults),
+    and prints each message it "sends", so a broadcast can be tried without a Twilio account.
+    """
+    import os
+    import sys
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8900
+    fake = FakeTwilio(os.environ.get("TWILIO_ACCOUNT_SID") or ACCOUNT_SID,
+                      os.environ.get("TWILIO_AUTH_TOKEN") or AUTH_TOKEN)
+    fake._server.port = port
+    fake.start()
+    print(f"fake Twilio API on {fake.url} (account {fake.account_sid}); Ctrl-C to stop", flush=True)
+    print(f"use: TWILIO_API_BASE_URL={fake.url} TWILIO_ACCOUNT_SID={fake.account_sid} "
+          f"TWILIO_AUTH_TOKEN=<the same token> TWILIO_FROM=+15550001111", flush=True)
+    shown = 0
+    try:
+        while True:
+            time.sleep(0.5)
+            attempts = fake.attempts
+            for attempt in attempts[shown:]:
+                outcome = f"accepted {attempt.sid}" if attempt.accepted else f"refused {attempt.error_code}"
+                print(f"{attempt.to}: {attempt.body!r} -> {outcome}", flush=True)
+            shown = len(attempts)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
