@@ -28,6 +28,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from bot.actions import FetchFailed
 from bot.flows.loader import FlowSet, validation_problems
 from bot.flows.problems import Problem
+from bot.flows.schema import valid_regex
 from bot.flows.yamlsource import YamlError, read_yaml
 from bot.simulator import simulation
 
@@ -69,14 +70,7 @@ class TurnSpec(BaseModel):
     def label(self) -> str:
         return f"> {self.send}" if self.send is not None else f"(broadcast starts {self.start})"
 
-    @field_validator("expect_regex")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
-        return pattern
+    _compiles = field_validator("expect_regex")(lambda pattern: valid_regex(pattern))
 
     @field_validator("expect", "expect_contains", mode="before")
     @classmethod

@@ -82,6 +82,9 @@ class Outbox:
                                       error_code=str(error.code) if error.code else None)
         message.sid = created.sid
         message.from_number = created.from_ or message.from_number
+        early = await self.store.outbound(_early_report_id(created.sid))
+        if early is not None:  # a status callback overtook Twilio's answer to us
+            message.status, message.error_code = early.status, early.error_code or message.error_code
         return await self._finish(message, "accepted")
 
     async def _create(self, message: OutboundMessage) -> Any:
@@ -119,11 +122,18 @@ async def record_delivery(store: Store, sid: str, status: str, error_code: str |
         await store.set_opt_out(to, True)
         log.info("%s is opted out at Twilio (21610 in a status callback): recorded", mask(to))
     message = await store.outbound_by_sid(sid)
-    if message is not None:
-        message.status, message.updated_at = status, time.time()
-        if error_code:
-            message.error_code = error_code
-        await store.save_outbound(message)
+    if message is None:
+        # Not (yet) ours: Twilio may report before its answer to our create call has reached us.
+        # Keep the report where Outbox.send looks once it knows the sid.
+        message = OutboundMessage(_early_report_id(sid), to, "", state="report")
+    message.status, message.updated_at = status, time.time()
+    if error_code:
+        message.error_code = error_code
+    await store.save_outbound(message)
+
+
+def _early_report_id(sid: str) -> str:
+    return f"report|{sid}"
 
 
 async def retrying(send: Callable[[], Awaitable[OutboundMessage]], sleep: Callable[[float], Awaitable[None]],

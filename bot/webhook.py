@@ -45,8 +45,30 @@ class SmsWebhook:
 
 
 async def _sms(scope: Scope, receive: Receive, send: Send) -> None:
+    await _answer(send, _handle(scope, receive), 200, _TEXT_XML)
+
+
+class StatusWebhook:
+    """POST /sms/status: Twilio's delivery reports for messages we sent (signed like /sms)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _answer(send, _record_status(scope, receive), 204, [])
+
+
+async def _record_status(scope: Scope, receive: Receive) -> str:
+    form = await _signed_form(scope, receive)
+    message_sid, status = form.get("MessageSid", ""), form.get("MessageStatus") or form.get("SmsStatus", "")
+    if not message_sid or not status:
+        raise _Refused(400, "missing MessageSid or MessageStatus")
+    inbox: Inbox = scope["state"]["inbox"]
+    await record_delivery(inbox.store, message_sid, status, form.get("ErrorCode") or None, form.get("To", ""))
+    return ""
+
+
+async def _answer(send: Send, work: Awaitable[str], status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    """Run a request's work and answer with its text, or with the refusal or 503 it ended in."""
     try:
-        twiml = await _handle(scope, receive)
+        text = await work
     except _Refused as refused:
         await _respond(send, refused.status, refused.reason + "\n", extra=_allow_post(refused.status))
         return
@@ -54,32 +76,10 @@ async def _sms(scope: Scope, receive: Receive, send: Send) -> None:
         log.warning("%s", error)
         await _respond(send, 503, "busy, try again\n", extra=[(b"retry-after", b"1")])
         return
-    body = twiml.encode("utf-8")
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [*_TEXT_XML, (b"content-length", str(len(body)).encode())]})
+    body = text.encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())] if body else headers})
     await send({"type": "http.response.body", "body": body})
-
-
-class StatusWebhook:
-    """POST /sms/status: Twilio's delivery reports for messages we sent (signed like /sms)."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            form = await _signed_form(scope, receive)
-            message_sid, status = form.get("MessageSid", ""), form.get("MessageStatus") or form.get("SmsStatus", "")
-            if not message_sid or not status:
-                raise _Refused(400, "missing MessageSid or MessageStatus")
-            inbox: Inbox = scope["state"]["inbox"]
-            await record_delivery(inbox.store, message_sid, status, form.get("ErrorCode") or None, form.get("To", ""))
-        except _Refused as refused:
-            await _respond(send, refused.status, refused.reason + "\n", extra=_allow_post(refused.status))
-            return
-        except StoreBusy as error:
-            log.warning("%s", error)
-            await _respond(send, 503, "busy, try again\n", extra=[(b"retry-after", b"1")])
-            return
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
 
 
 async def _handle(scope: Scope, receive: Receive) -> str:

@@ -54,6 +54,15 @@ Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DUR
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
+def valid_regex(pattern: str) -> str:
+    """A regular expression that compiles, or a ValueError saying why not."""
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
+    return pattern
+
+
 def _as_list(value: object) -> object:
     """Let ops staff write a single message without list brackets; ``say: 42`` is the text "42"."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -127,14 +136,7 @@ class Reply(_Strict):
     say: Texts = []  # said before moving on
     go: str | None = None  # the next state; without it the conversation stays where it is
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
-        return pattern
+    _compiles = field_validator("pattern")(lambda pattern: valid_regex(pattern))
 
     @model_validator(mode="after")
     def _one_matcher(self) -> Reply:
