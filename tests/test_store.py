@@ -253,3 +253,26 @@ async def test_a_live_holder_keeps_its_redis_lock_past_the_ttl(redis_url: str, m
     finally:
         await holder.close()
         await other.close()
+
+
+class TestOutboundContract:
+    async def test_outbound_messages_round_trip(self, store: Store) -> None:
+        from bot.types import OutboundMessage
+
+        message = OutboundMessage("reminders|+15550000001", "+15550000001", "Hi Ada", broadcast="reminders")
+        await store.save_outbound(message)
+        assert await store.outbound(message.id) == message
+        message.state, message.sid = "accepted", "SM" + "a" * 32
+        await store.save_outbound(message)
+        assert await store.outbound_by_sid("SM" + "a" * 32) == message
+        other = OutboundMessage("reminders|+15550000002", "+15550000002", "Hi Bo", broadcast="reminders")
+        await store.save_outbound(other)
+        await store.save_outbound(OutboundMessage("x", "+15550000003", "elsewhere"))
+        assert [m.id for m in await store.broadcast_messages("reminders")] == [message.id, other.id]
+        assert await store.outbound("nope") is None and await store.outbound_by_sid("SMnope") is None
+
+    async def test_opt_out_learnt_from_twilio(self, store: Store) -> None:
+        await store.set_opt_out("+15550000009", True)
+        assert await store.is_opted_out("+15550000009")
+        await store.set_opt_out("+15550000009", False)
+        assert not await store.is_opted_out("+15550000009")
