@@ -43,7 +43,9 @@ def read_recipients(path: Path) -> list[Recipient]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            if reader.fieldnames is None or "phone" not in [name.strip() for name in reader.fieldnames]:
+            if reader.fieldnames is not None:
+                reader.fieldnames = [name.strip() for name in reader.fieldnames]  # "name, phone, date"
+            if reader.fieldnames is None or "phone" not in reader.fieldnames:
                 raise BroadcastError(f"{path}: the first row must be a header with a 'phone' column "
                                      f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})")
             return [Recipient(reader.line_num, (row.get("phone") or "").strip().replace(" ", ""),
@@ -81,10 +83,9 @@ class SendWindow:
             (local.time() >= self.start or local.time() < self.end)
         if inside:
             return 0.0
-        opening = local.replace(hour=self.start.hour, minute=self.start.minute, second=0, microsecond=0)
-        if opening <= local:
-            opening += dt.timedelta(days=1)
-        return (opening - local).total_seconds()
+        day = local.date() if local.time() < self.start else local.date() + dt.timedelta(days=1)
+        opening = dt.datetime.combine(day, self.start, tzinfo=self.zone)
+        return opening.timestamp() - now  # real seconds, right across a daylight-saving change
 
 
 @dataclass
@@ -155,12 +156,10 @@ class Broadcast:
         return report
 
     async def _pace(self, next_send: float) -> float:
-        if self.window is not None:
-            wait = self.window.seconds_until_open(self.clock())
-            if wait > 0:
-                self.show(f"outside the sending window ({self.window.start:%H:%M}-{self.window.end:%H:%M} "
-                          f"{self.window.zone.key}); waiting {dt.timedelta(seconds=round(wait))}")
-                await self.sleep(wait)
+        while self.window is not None and (wait := self.window.seconds_until_open(self.clock())) > 0:
+            self.show(f"outside the sending window ({self.window.start:%H:%M}-{self.window.end:%H:%M} "
+                      f"{self.window.zone.key}); waiting {dt.timedelta(seconds=round(wait))}")
+            await self.sleep(wait)
         now = self.clock()
         if now < next_send:
             await self.sleep(next_send - now)

@@ -82,10 +82,14 @@ class Outbox:
                                       error_code=str(error.code) if error.code else None)
         message.sid = created.sid
         message.from_number = created.from_ or message.from_number
+        await self._finish(message, "accepted")
+        # A delivery report may have overtaken Twilio's answer to us. Checked after our record is
+        # written (as record_delivery checks after writing its report), so neither side misses it.
         early = await self.store.outbound(_early_report_id(created.sid))
-        if early is not None:  # a status callback overtook Twilio's answer to us
+        if early is not None and early.status:
             message.status, message.error_code = early.status, early.error_code or message.error_code
-        return await self._finish(message, "accepted")
+            await self.store.save_outbound(message)
+        return message
 
     async def _create(self, message: OutboundMessage) -> Any:
         if self._client is None:
@@ -124,8 +128,12 @@ async def record_delivery(store: Store, sid: str, status: str, error_code: str |
     message = await store.outbound_by_sid(sid)
     if message is None:
         # Not (yet) ours: Twilio may report before its answer to our create call has reached us.
-        # Keep the report where Outbox.send looks once it knows the sid.
-        message = OutboundMessage(_early_report_id(sid), to, "", state="report")
+        # Keep the report where Outbox.send looks once it has recorded the sid, then look again.
+        await store.save_outbound(OutboundMessage(_early_report_id(sid), to, "", state="report",
+                                                  status=status, error_code=error_code))
+        message = await store.outbound_by_sid(sid)
+        if message is None:
+            return
     message.status, message.updated_at = status, time.time()
     if error_code:
         message.error_code = error_code

@@ -78,6 +78,9 @@ class MemoryStore:
                 del self.processed[sid], self.processed_meta[sid]
             elif at < now - self.retention.seconds:
                 self.processed[sid] = ()  # still recognised as processed; the text is gone
+        for message_id, message in list(self.outbox.items()):
+            if message.updated_at < now - self.retention.dedup_seconds:
+                del self.outbox[message_id]
         return Purged(len(stale), lines)
 
     async def save_outbound(self, message: OutboundMessage) -> None:

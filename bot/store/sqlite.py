@@ -155,6 +155,9 @@ class SqliteStore:
             conversations = _drop_idle_conversations(db, now - self.retention.seconds)
             lines = _blank_old_texts(db, now - self.retention.seconds)
             _drop_old_turns(db, now - self.retention.dedup_seconds)
+            with _transaction(db):  # outbound records hold numbers and texts too
+                db.execute("DELETE FROM outbound WHERE json_extract(record, '$.updated_at') < ?",
+                           (now - self.retention.dedup_seconds,))
         finally:
             db.close()
         return Purged(conversations, lines)
