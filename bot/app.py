@@ -155,10 +155,14 @@ async def _send_notifications(outbox: Outbox, inbound: Inbound, notifications: l
 
 
 SWEEP_EVERY_SECONDS = 3600.0
+FIRST_SWEEP_AFTER_SECONDS = 60.0
 
 
 async def _sweep_periodically(store: Store, stop: asyncio.Event) -> None:
-    """Apply the retention period now and then (at start, then hourly) until the app stops."""
+    """Apply the retention period now and then (a minute after start, then hourly) until the app
+    stops; not at once, so a restart under load does not add a full scan to its first seconds."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), FIRST_SWEEP_AFTER_SECONDS)
     while not stop.is_set():
         try:
             purged = await store.sweep(time.time())

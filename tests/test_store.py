@@ -276,3 +276,19 @@ class TestOutboundContract:
         assert await store.is_opted_out("+15550000009")
         await store.set_opt_out("+15550000009", False)
         assert not await store.is_opted_out("+15550000009")
+
+
+async def test_turns_committed_together_each_stand_alone(store: Store) -> None:
+    """SQLite commits a moment's turns in one transaction: a duplicate or a conflict among them
+    undoes only itself (the same holds, trivially, for the other stores)."""
+    fresh = [await store.load(f"+1555000{n:04d}") for n in range(5)]
+    stale = await store.load("+15550000000")
+    results = await asyncio.gather(
+        *(store.commit(turn(conversation, f"SMg{n}")) for n, conversation in enumerate(fresh)),
+        store.commit(turn(stale, "SMg-stale")),  # same sender as SMg0, same version: loses the race
+        store.commit(turn(await store.load("+15550009999"), "SMg1")))  # a duplicate MessageSid
+    assert results[:5] == [CommitResult.COMMITTED] * 5
+    assert results[5:] == [CommitResult.CONFLICT, CommitResult.DUPLICATE]
+    assert await store.recorded_replies("SMg-stale") is None
+    assert (await store.load("+15550009999")).version == 0
+    assert all((await store.load(f"+1555000{n:04d}")).version == 1 for n in range(5))

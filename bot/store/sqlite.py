@@ -17,7 +17,7 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -69,15 +69,20 @@ SELECT (SELECT replies FROM processed WHERE message_sid = ?),
 FROM (SELECT 1) LEFT JOIN conversations AS c ON c.sender = ?
 """
 
-SWEEP_BATCH = 500  # rows per transaction, so a sweep never holds the write lock for long
+SWEEP_BATCH = 500
+LOCK_RETRY_SECONDS = 0.0005  # another process holds the write lock: look again this soon  # rows per transaction, so a sweep never holds the write lock for long
 
 
 class SqliteStore:
     def __init__(self, path: str | Path, retention: Retention = Retention()) -> None:
         self.path = str(path)
         self.retention = retention
-        self._db = _connect(self.path)
-        self._db.executescript(SCHEMA)
+        # busy_timeout 0: never wait inside SQLite for another process's lock (that would stall
+        # the event loop); writes retry from the loop instead, and WAL readers are not blocked.
+        self._db = _connect(self.path, busy_timeout_ms=0)
+        _with_retries(lambda: self._db.executescript(SCHEMA))
+        self._writer = self._db
+        self._queue: list[tuple[Turn, asyncio.Future[CommitResult]]] = []
         self._locks = KeyedLocks()
 
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
@@ -99,39 +104,50 @@ class SqliteStore:
         return tuple(json.loads(row[0])) if row is not None else None
 
     async def commit(self, turn: Turn) -> CommitResult:
-        conversation, inbound = turn.conversation, turn.inbound
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        """Queue the turn for the next group commit and wait until it is durable.
+
+        Turns committed in the same moment (one event-loop pass) share one transaction and one
+        COMMIT, each inside its own savepoint so a duplicate or a conflict undoes only itself.
+        Nobody is answered before the COMMIT that holds their turn returned.
+        """
+        future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((turn, future))
+        if len(self._queue) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        db = self._writer
         try:
-            try:
-                db.execute("INSERT INTO processed (message_sid, sender, body, replies, at) VALUES (?, ?, ?, ?, ?)",
-                           (inbound.message_sid, inbound.sender, inbound.body, json.dumps(turn.replies), turn.at))
-            except sqlite3.IntegrityError:
-                db.execute("ROLLBACK")
-                return CommitResult.DUPLICATE
-            row = (conversation.flow, conversation.state, json.dumps(conversation.vars),
-                   conversation.updated_at, turn.expected_version + 1, inbound.sender)
-            if turn.expected_version == 0:
-                cursor = db.execute(
-                    "INSERT INTO conversations (flow, state, vars, updated_at, version, sender) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender) DO NOTHING", row)
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                _fail(batch, error)
+                return
+            # Another process is writing: try again shortly without blocking this process's loop
+            # (messages arriving meanwhile join the batch).
+            self._queue = batch + self._queue
+            asyncio.get_running_loop().call_later(LOCK_RETRY_SECONDS, self._flush_if_queued)
+            return
+        try:
+            if len(batch) == 1:
+                results = [_apply(db, batch[0][0])]
             else:
-                cursor = db.execute(
-                    "UPDATE conversations SET flow = ?, state = ?, vars = ?, updated_at = ?, version = ? "
-                    "WHERE sender = ? AND version = ?", (*row, turn.expected_version))
-            if cursor.rowcount != 1:
-                db.execute("ROLLBACK")
-                return CommitResult.CONFLICT
-            if turn.opt_out is True:
-                db.execute("INSERT OR REPLACE INTO opt_outs (sender, at) VALUES (?, ?)", (inbound.sender, turn.at))
-            elif turn.opt_out is False:
-                db.execute("DELETE FROM opt_outs WHERE sender = ?", (inbound.sender,))
+                results = [_apply_in_savepoint(db, turn) for turn, _ in batch]
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise
-        return CommitResult.COMMITTED
+            _fail(batch, error)
+            return
+        for (_, future), result in zip(batch, results):
+            if not future.done():
+                future.set_result(result)
+
+    def _flush_if_queued(self) -> None:
+        if self._queue:
+            self._flush()
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(sender)
@@ -197,12 +213,71 @@ def _outbound(row: tuple[str] | None) -> OutboundMessage | None:
     return OutboundMessage(**json.loads(row[0])) if row is not None else None
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=5000")
+    db.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     return db
+
+
+def _with_retries(action: Callable[[], object], seconds: float = 5.0) -> None:
+    """Run a start-up statement, waiting (blocking: nothing is served yet) for a busy database."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
+    """Write one turn inside the open transaction; on a duplicate or a conflict, write nothing."""
+    conversation, inbound = turn.conversation, turn.inbound
+    try:
+        db.execute("INSERT INTO processed (message_sid, sender, body, replies, at) VALUES (?, ?, ?, ?, ?)",
+                   (inbound.message_sid, inbound.sender, inbound.body, json.dumps(turn.replies), turn.at))
+    except sqlite3.IntegrityError:
+        return CommitResult.DUPLICATE
+    row = (conversation.flow, conversation.state, json.dumps(conversation.vars),
+           conversation.updated_at, turn.expected_version + 1, inbound.sender)
+    if turn.expected_version == 0:
+        cursor = db.execute("INSERT INTO conversations (flow, state, vars, updated_at, version, sender) "
+                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender) DO NOTHING", row)
+    else:
+        cursor = db.execute("UPDATE conversations SET flow = ?, state = ?, vars = ?, updated_at = ?, version = ? "
+                            "WHERE sender = ? AND version = ?", (*row, turn.expected_version))
+    if cursor.rowcount != 1:
+        db.execute("DELETE FROM processed WHERE message_sid = ?", (inbound.message_sid,))
+        return CommitResult.CONFLICT
+    if turn.opt_out is True:
+        db.execute("INSERT OR REPLACE INTO opt_outs (sender, at) VALUES (?, ?)", (inbound.sender, turn.at))
+    elif turn.opt_out is False:
+        db.execute("DELETE FROM opt_outs WHERE sender = ?", (inbound.sender,))
+    return CommitResult.COMMITTED
+
+
+def _apply_in_savepoint(db: sqlite3.Connection, turn: Turn) -> CommitResult:
+    db.execute("SAVEPOINT turn")
+    try:
+        result = _apply(db, turn)
+    except BaseException:
+        db.execute("ROLLBACK TO turn")
+        db.execute("RELEASE turn")
+        raise
+    if result is not CommitResult.COMMITTED:
+        db.execute("ROLLBACK TO turn")
+    db.execute("RELEASE turn")
+    return result
+
+
+def _fail(batch: list[tuple[Turn, asyncio.Future[CommitResult]]], error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 @contextlib.contextmanager
