@@ -291,4 +291,4 @@ async def test_turns_committed_together_each_stand_alone(store: Store) -> None:
     assert results[5:] == [CommitResult.CONFLICT, CommitResult.DUPLICATE]
     assert await store.recorded_replies("SMg-stale") is None
     assert (await store.load("+15550009999")).version == 0
-    assert all((await store.load(f"+1555000{n:04d}")).version == 1 for n in range(5))
+    assert [(await store.load(f"+1555000{n:04d}")).version for n in range(5)] == [1] * 5

@@ -70,7 +70,8 @@ FROM (SELECT 1) LEFT JOIN conversations AS c ON c.sender = ?
 """
 
 SWEEP_BATCH = 500
-LOCK_RETRY_SECONDS = 0.0005  # another process holds the write lock: look again this soon  # rows per transaction, so a sweep never holds the write lock for long
+LOCK_RETRY_SECONDS = 0.0005  # another process holds the write lock: look again this soon
+CHECKPOINT_EVERY_SECONDS = 0.25  # rows per transaction, so a sweep never holds the write lock for long
 
 
 class SqliteStore:
@@ -81,7 +82,11 @@ class SqliteStore:
         # the event loop); writes retry from the loop instead, and WAL readers are not blocked.
         self._db = _connect(self.path, busy_timeout_ms=0)
         _with_retries(lambda: self._db.executescript(SCHEMA))
+        # Checkpoints (copying the WAL into the database file, with an fsync) happen in a
+        # background thread, not in whichever request's COMMIT crosses the WAL threshold.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._writer = self._db
+        self._checkpointer: asyncio.Task[None] | None = None
         self._queue: list[tuple[Turn, asyncio.Future[CommitResult]]] = []
         self._locks = KeyedLocks()
 
@@ -111,6 +116,8 @@ class SqliteStore:
         Nobody is answered before the COMMIT that holds their turn returned.
         """
         future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        if self._checkpointer is None:
+            self._checkpointer = asyncio.create_task(self._checkpoint_periodically())
         self._queue.append((turn, future))
         if len(self._queue) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
@@ -144,6 +151,16 @@ class SqliteStore:
         for (_, future), result in zip(batch, results):
             if not future.done():
                 future.set_result(result)
+
+    async def _checkpoint_periodically(self) -> None:
+        checkpointer = _connect(self.path, busy_timeout_ms=0)
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_EVERY_SECONDS)
+                with contextlib.suppress(sqlite3.OperationalError):  # busy: the next round will do
+                    await asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            checkpointer.close()
 
     def _flush_if_queued(self) -> None:
         if self._queue:
@@ -206,6 +223,12 @@ class SqliteStore:
         return [{"at": at, "dir": direction, "body": body, "sid": sid} for at, direction, body, sid in rows]
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._db.close()
 
 

@@ -1,0 +1,54 @@
+"""The benchmark runs: ``python -m bench --quick`` as a user would, as a subprocess.
+
+Benchmarks are not unit tests: this asserts only that the run completes, prints its table and
+exits 0 (every request answered 2xx, the conversations walked), never a timing. Throughput uses
+wrk when it is installed and the Python generator otherwise; where wrk is installed the Python
+generator gets its own quick run, so both paths stay working.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+TABLE_HEADER = "| measure | bot | naive reference | bot ÷ reference | target | |"
+
+
+def run_bench(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", "--quick", "--results-dir", str(tmp_path), *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def assert_reported(done: subprocess.CompletedProcess[str], tmp_path: Path) -> dict:
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+    assert TABLE_HEADER in done.stdout
+    for measure in ("throughput, 1 worker on 1 core", "latency p99 @ 500 req/s", "scaling, 2 workers",
+                    "stored conversations: p99", "engine alone"):
+        assert measure in done.stdout
+    results = list(tmp_path.glob("bench-*-quick.json"))
+    assert len(results) == 1
+    data = json.loads(results[0].read_text())
+    assert data["failures"] == []
+    assert data["summary"] and data["table_markdown"].startswith(TABLE_HEADER)
+    return data
+
+
+def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    done = run_bench(tmp_path)
+    data = assert_reported(done, tmp_path)
+    if shutil.which("wrk") is None:
+        assert "wrk is not installed" in done.stdout  # and says so in the output
+        assert data["meta"]["throughput_generator"] == "python"
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="without wrk the test above already used the Python generator")
+def test_quick_benchmark_with_the_python_generator(tmp_path: Path) -> None:
+    data = assert_reported(run_bench(tmp_path, "--generator", "python"), tmp_path)
+    assert data["meta"]["throughput_generator"] == "python"
