@@ -292,3 +292,35 @@ async def test_turns_committed_together_each_stand_alone(store: Store) -> None:
     assert await store.recorded_replies("SMg-stale") is None
     assert (await store.load("+15550009999")).version == 0
     assert [(await store.load(f"+1555000{n:04d}")).version for n in range(5)] == [1] * 5
+
+
+async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holding SQLite's write lock: commits wait from the event loop (other work
+    goes on), succeed once it is released, and end in StoreBusy (503) if it never is."""
+    import sqlite3
+
+    from bot.store import StoreBusy
+    from bot.store import sqlite as sqlite_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
+    other = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # as another server process mid-commit
+    pending = asyncio.ensure_future(store.commit(turn(await store.load("+1"), "SM1")))
+    ticks = 0
+    while ticks < 20:  # the loop keeps running while the commit waits
+        await asyncio.sleep(0.005)
+        ticks += 1
+    assert not pending.done()
+    other.execute("COMMIT")
+    assert await pending is CommitResult.COMMITTED
+
+    monkeypatch.setattr(sqlite_store, "LOCK_WAIT_SECONDS", 0.1)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreBusy, match="write lock held elsewhere"):
+        await store.commit(turn(await store.load("+2"), "SM2"))
+    with pytest.raises(StoreBusy, match="busy"):
+        await store.set_opt_out("+3", True)
+    other.execute("ROLLBACK")
+    other.close()
+    await store.close()

@@ -17,11 +17,11 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy
 from bot.types import Conversation, OutboundMessage, Turn
 
 # Lean on purpose: every index is written on every message. The turn log needs none beyond its
@@ -71,6 +71,7 @@ FROM (SELECT 1) LEFT JOIN conversations AS c ON c.sender = ?
 
 SWEEP_BATCH = 500
 LOCK_RETRY_SECONDS = 0.0005  # another process holds the write lock: look again this soon
+LOCK_WAIT_SECONDS = 5.0
 CHECKPOINT_EVERY_SECONDS = 0.25  # rows per transaction, so a sweep never holds the write lock for long
 
 
@@ -85,8 +86,8 @@ class SqliteStore:
         # Checkpoints (copying the WAL into the database file, with an fsync) happen in a
         # background thread, not in whichever request's COMMIT crosses the WAL threshold.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self._writer = self._db
         self._checkpointer: asyncio.Task[None] | None = None
+        self._locked_since: float | None = None  # when the queued batch first found the lock taken
         self._queue: list[tuple[Turn, asyncio.Future[CommitResult]]] = []
         self._locks = KeyedLocks()
 
@@ -125,7 +126,7 @@ class SqliteStore:
 
     def _flush(self) -> None:
         batch, self._queue = self._queue, []
-        db = self._writer
+        db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
@@ -133,10 +134,17 @@ class SqliteStore:
                 _fail(batch, error)
                 return
             # Another process is writing: try again shortly without blocking this process's loop
-            # (messages arriving meanwhile join the batch).
+            # (messages arriving meanwhile join the batch), for a bounded time.
+            now = time.monotonic()
+            self._locked_since = self._locked_since or now
+            if now - self._locked_since > LOCK_WAIT_SECONDS:
+                self._locked_since = None
+                _fail(batch, StoreBusy(f"SQLite write lock held elsewhere for over {LOCK_WAIT_SECONDS:g}s"))
+                return
             self._queue = batch + self._queue
             asyncio.get_running_loop().call_later(LOCK_RETRY_SECONDS, self._flush_if_queued)
             return
+        self._locked_since = None
         try:
             if len(batch) == 1:
                 results = [_apply(db, batch[0][0])]
@@ -169,8 +177,28 @@ class SqliteStore:
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(sender)
 
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[sqlite3.Connection]:
+        """A write transaction outside the group commit (rare writes: purge, outbound records),
+        waiting for another process's write lock without blocking the event loop."""
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise StoreBusy(f"SQLite database busy: {error}") from None
+                await asyncio.sleep(LOCK_RETRY_SECONDS * 4)
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     async def purge(self, sender: str) -> Purged:
-        with _transaction(self._db) as db:
+        async with self._writing() as db:
             conversations = db.execute("DELETE FROM conversations WHERE sender = ?", (sender,)).rowcount
             lines = db.execute("SELECT COUNT(*) FROM transcript WHERE sender = ? AND body != ''",
                                (sender,)).fetchone()[0]
@@ -196,7 +224,7 @@ class SqliteStore:
         return Purged(conversations, lines)
 
     async def save_outbound(self, message: OutboundMessage) -> None:
-        with _transaction(self._db) as db:
+        async with self._writing() as db:
             db.execute("INSERT OR REPLACE INTO outbound (id, sid, broadcast, record) VALUES (?, ?, ?, ?)",
                        (message.id, message.sid, message.broadcast, json.dumps(dataclasses.asdict(message))))
 
@@ -211,7 +239,7 @@ class SqliteStore:
         return [OutboundMessage(**json.loads(record)) for (record,) in rows.fetchall()]
 
     async def set_opt_out(self, number: str, opted_out: bool) -> None:
-        with _transaction(self._db) as db:
+        async with self._writing() as db:
             if opted_out:
                 db.execute("INSERT OR REPLACE INTO opt_outs (sender, at) VALUES (?, ?)", (number, time.time()))
             else:
