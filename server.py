@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("bot.flows").warning("%s", warning)
     logging.getLogger("bot").info("loaded flows %s from %s; store %s", ", ".join(sorted(flows.flows)),
                                   settings.flows_dir, settings.store_url)
-    options = {"host": settings.host, "port": settings.port, "http": "httptools", "loop": "uvloop",
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "http": "httptools", "loop": "uvloop",
                "access_log": False, "log_level": settings.log_level, "server_header": False,
                "date_header": False}
     if settings.workers > 1:

@@ -23,11 +23,11 @@ from bot.flows.loader import FlowSet, load_flows
 from bot.inbox import Inbox, Patience
 from bot.outbound import Outbox, retrying
 from bot.privacy import mask
-from bot.types import Inbound, OutboundMessage
 from bot.reload import FlowReloader
 from bot.settings import Settings, load_settings
 from bot.store import Retention, Store, open_store
 from bot.twilio_io import SignatureChecker
+from bot.types import Inbound, OutboundMessage
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines would log every fetch URL

@@ -74,7 +74,8 @@ class SendWindow:
         try:
             zone = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise BroadcastError(f"BROADCAST_TIMEZONE {timezone!r} is not a time zone (e.g. America/New_York)") from None
+            raise BroadcastError(f"BROADCAST_TIMEZONE {timezone!r} is not a time zone "
+                                 "(e.g. America/New_York)") from None
         return cls(start, end, zone)
 
     def seconds_until_open(self, now: float) -> float:

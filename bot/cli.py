@@ -21,23 +21,31 @@ from xml.etree import ElementTree
 import httpx
 
 from bot import segments
+from bot.actions import HttpFetcher
+from bot.broadcast import (
+    Broadcast,
+    BroadcastError,
+    Recipient,
+    SendWindow,
+    default_name,
+    progress_printer,
+    read_recipients,
+)
+from bot.engine import Engine
 from bot.flows import graph
 from bot.flows.checks import CheckOptions
 from bot.flows.loader import FlowSet, lint_paths, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.flows.schema import json_schema
-from bot.actions import HttpFetcher
-from bot.broadcast import Broadcast, BroadcastError, Recipient, SendWindow, default_name, progress_printer, read_recipients
-from bot.engine import Engine
 from bot.flowtests import run_conversations
 from bot.outbound import Outbox, TwilioUnreachable, retrying
-from bot.types import OutboundMessage
-from bot.settings import Settings, SettingsError, load_settings
 from bot.privacy import mask
+from bot.settings import Settings, SettingsError, load_settings
 from bot.simulator import simulation
 from bot.store import open_store
 from bot.twilio_api import OutboundNotConfigured
 from bot.twilio_io import SignatureChecker
+from bot.types import OutboundMessage
 
 
 class CommandError(Exception):

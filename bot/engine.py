@@ -20,8 +20,8 @@ from bot.actions import Fetcher, FetchFailed
 from bot.flows.compile import FETCH_FAILED_EVENT, NEXT_EVENT, OTHERWISE_EVENT, CompiledFlow, CompiledNotify
 from bot.flows.loader import FlowSet
 from bot.flows.schema import END
-from bot.privacy import mask
 from bot.keywords import HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS, normalise
+from bot.privacy import mask
 from bot.types import Conversation, Inbound, Outcome, TraceStep
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
-    model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bot.actions import FetchFailed
 from bot.flows.loader import FlowSet, validation_problems
@@ -171,7 +178,8 @@ async def run_case(flows: FlowSet, file: str, case: CaseSpec) -> CaseResult:
             else:
                 received = await sim.text(turn.send or "", case.sender)
             replies = list(received.replies)
-            mismatch = check_turn(turn, replies) or check_notified(turn, [text for _, text in sim.notified[notified_before:]])
+            notified = [text for _, text in sim.notified[notified_before:]]
+            mismatch = check_turn(turn, replies) or check_notified(turn, notified)
             transcript.append(turn.label)
             if mismatch:
                 report = "\n".join([*transcript[:-1][-6:], f"turn {number}: {turn.label}", mismatch])

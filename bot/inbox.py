@@ -19,8 +19,8 @@ from bot.types import Inbound, TraceStep, Turn
 
 log = logging.getLogger("bot.route")
 
-MAX_ATTEMPTS = 10
-MAX_WEBHOOK_WAIT = 12.0  # seconds a webhook may wait in all before answering "one moment" (Twilio: 15)  # compare-and-set retries when another process changed the conversation first
+MAX_ATTEMPTS = 10  # compare-and-set retries when another process changed the conversation first
+MAX_WEBHOOK_WAIT = 12.0  # seconds a webhook may wait in all before answering "one moment" (Twilio: 15)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-
-import aiohttp
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from twilio.base.exceptions import TwilioRestException
 
 from bot.privacy import mask

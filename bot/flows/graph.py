@@ -17,7 +17,7 @@ from bot.flows.schema import END
 _ID_PREFIX = "n_"  # not "s_": transitions names its classDefs s_default, s_active…
 
 
-class _LabeledState(GraphMachine.state_cls):  # type: ignore[misc, name-defined]
+class _LabeledState(GraphMachine.state_cls):  # type: ignore[misc, name-defined, valid-type]
     """A state with a display label, which the diagram backends already know how to draw."""
 
     def __init__(self, *args: Any, label: str | None = None, **kwargs: Any) -> None:
@@ -45,6 +45,7 @@ def mermaid(flow: CompiledFlow) -> str:
                                 initial=_ID_PREFIX + flow.start, auto_transitions=False,
                                 graph_engine="mermaid", title=flow.name, show_state_attributes=False)
     source = machine.models[0].get_graph().draw(None)
+    assert isinstance(source, str)  # the mermaid backend returns its text when given no file
     # transitions writes the title as bare front matter; Mermaid reads a title only as `title: …`.
     bare_title = f"---\n{flow.name}\n---\n"
     if source.startswith(bare_title):

@@ -14,10 +14,10 @@ import dataclasses
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
@@ -109,7 +109,7 @@ return {conversations, lines, blanked}
 """
 
 
-def _unavailable_is_busy(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _unavailable_is_busy(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Redis down or saturated is a temporary condition: say so (503), not a crash (500)."""
 
     @functools.wraps(method)
@@ -151,11 +151,13 @@ class RedisStore:
             pipe.exists(self.keys.message(message_sid))
             pipe.get(self.keys.reply(message_sid))
             stored, opted_out, processed, replies = await pipe.execute()
-        return Snapshot(_conversation(sender, stored), bool(opted_out), _recorded(processed, replies))
+        return Snapshot(_conversation(sender, cast(list[str | None], stored)), bool(opted_out),
+                        _recorded(processed, replies))
 
     @_unavailable_is_busy
     async def load(self, sender: str) -> Conversation:
-        return _conversation(sender, await self._redis.hmget(self.keys.conversation(sender), ["data", "version"]))
+        stored = await self._redis.hmget(self.keys.conversation(sender), ["data", "version"])
+        return _conversation(sender, cast(list[str | None], stored))
 
     @_unavailable_is_busy
     async def is_opted_out(self, sender: str) -> bool:
@@ -181,7 +183,8 @@ class RedisStore:
         opt_out = "-" if turn.opt_out is None else ("1" if turn.opt_out else "0")
         result = await self._commit(
             keys=[self.keys.conversation(sender), self.keys.message(inbound.message_sid), self.keys.opt_out(sender),
-                  self.keys.transcript(sender), self.keys.sender_messages(sender), self.keys.reply(inbound.message_sid)],
+                  self.keys.transcript(sender), self.keys.sender_messages(sender),
+                  self.keys.reply(inbound.message_sid)],
             args=[turn.expected_version, state, json.dumps(turn.replies), int(self.retention.dedup_seconds * 1000),
                   opt_out, int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid, *lines])
         return CommitResult(result)
@@ -238,11 +241,11 @@ class RedisStore:
     @_unavailable_is_busy
     async def outbound_by_sid(self, sid: str) -> OutboundMessage | None:
         message_id = await self._redis.get(self.keys.outbound_sid(sid))
-        return await self.outbound(message_id) if message_id else None
+        return await self.outbound(str(message_id)) if message_id else None
 
     @_unavailable_is_busy
     async def broadcast_messages(self, broadcast: str) -> list[OutboundMessage]:
-        ids = sorted(await self._redis.smembers(self.keys.broadcast(broadcast)))
+        ids = sorted(str(member) for member in await self._redis.smembers(self.keys.broadcast(broadcast)))
         stored = await self._redis.mget([self.keys.outbound(i) for i in ids]) if ids else []
         return [OutboundMessage(**json.loads(item)) for item in stored if item]
 

@@ -151,12 +151,12 @@ class SqliteStore:
             else:
                 results = [_apply_in_savepoint(db, turn) for turn, _ in batch]
             db.execute("COMMIT")
-        except BaseException as error:
+        except Exception as error:  # noqa: BLE001 (every waiting turn gets the error: answered 500)
             if db.in_transaction:
                 db.execute("ROLLBACK")
             _fail(batch, error)
             return
-        for (_, future), result in zip(batch, results):
+        for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
 
