@@ -17,7 +17,14 @@ from liquid.exceptions import LiquidError
 
 from bot import templates
 from bot.actions import Fetcher, FetchFailed
-from bot.flows.compile import FETCH_FAILED_EVENT, NEXT_EVENT, OTHERWISE_EVENT, CompiledFlow, CompiledNotify
+from bot.flows.compile import (
+    FETCH_FAILED_EVENT,
+    NEXT_EVENT,
+    OTHERWISE_EVENT,
+    CompiledBranch,
+    CompiledFlow,
+    CompiledNotify,
+)
 from bot.flows.loader import FlowSet
 from bot.flows.schema import END
 from bot.keywords import HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS, normalise
@@ -160,6 +167,8 @@ class Engine:
                 return
             state = flow.states[name]
             before = where(conversation)
+            for variable, template in state.set:
+                conversation.vars[variable] = "".join(self._render_all((template,), conversation, text))
             if state.fetch is not None:
                 try:
                     url = templates.render_url(state.fetch.url, self._user_values(conversation, text),
@@ -177,6 +186,9 @@ class Engine:
                 self._notify(state.notify, conversation, text, outcome)
             if state.waits:
                 return
+            if state.branch is not None:
+                self._fire(flow, self._choose(state.branch, conversation, text), outcome, before)
+                continue
             if state.go is None:
                 conversation.end()
                 return
@@ -184,6 +196,16 @@ class Engine:
         log.error("flow %s moved through %d states in one turn without waiting; ending it",
                   flow.name, MAX_STEPS_PER_TURN)
         conversation.end()
+
+    def _choose(self, branch: CompiledBranch, conversation: Conversation, text: str) -> str:
+        """The event of the first case that holds for the branch's value, else ``otherwise``."""
+        context = {**self._user_values(conversation, text), "env": self.env}
+        value = templates.render(branch.value, context)
+        for case in branch.cases:
+            argument = templates.render(case.argument, context) if case.argument is not None else ""
+            if case.holds(value, argument):
+                return case.event
+        return OTHERWISE_EVENT
 
     def _notify(self, notify: CompiledNotify, conversation: Conversation, text: str, outcome: Outcome) -> None:
         to = "".join(self._render_all((notify.to,), conversation, text)).replace(" ", "")

@@ -278,3 +278,106 @@ states:
     chat = Chat(Engine(load_flows(write_flows(tmp_path, {"n.yaml": flow})), CannedFetcher(), env={}))
     await chat.send("name")
     assert await chat.send("x {{ 7 | plus: 1 }} {% raw %} y") == ["Hi x {{ 7 | plus: 1 }} {% raw %} y"]
+
+
+BRANCHING = """\
+flow: triage
+triggers: [TRIAGE]
+start: ask
+states:
+  ask:
+    say: "How are you feeling, 1 to 10?"
+    replies:
+      - pattern: '.+'
+        save: answer
+        go: decide
+    otherwise: "A number please."
+  decide:
+    set: {label: "score {{ answer }}"}
+    branch:
+      value: "{{ answer }}"
+      cases:
+        - is_blank: true
+          go: ask
+        - matches_any_of: "great, fine , OK"
+          go: good
+        - greater_than: "7"
+          go: good
+        - less_than: "4"
+          go: bad
+        - regex: '^\\d+$'
+          go: middling
+        - contains: "sick"
+          go: bad
+      otherwise: unsure
+  good: {say: "Glad to hear it ({{ label }})."}
+  bad: {say: "Sorry to hear that ({{ label }})."}
+  middling: {say: "Thanks ({{ label }})."}
+  unsure: {say: "I did not understand {{ answer }}."}
+"""
+
+
+@pytest.mark.parametrize(("answer", "reply"), [
+    ("Fine", "Glad to hear it (score Fine)."),
+    ("ok", "Glad to hear it (score ok)."),
+    ("9", "Glad to hear it (score 9)."),
+    ("2", "Sorry to hear that (score 2)."),
+    ("5", "Thanks (score 5)."),
+    ("a bit SICK today", "Sorry to hear that (score a bit SICK today)."),
+    ("meh", "I did not understand meh."),
+])
+async def test_branch_on_a_saved_value(tmp_path: Path, answer: str, reply: str) -> None:
+    chat = Chat(Engine(load_flows(write_flows(tmp_path, {"t.yaml": BRANCHING})), CannedFetcher(), env={}))
+    await chat.send("triage")
+    assert await chat.send(answer) == [reply]
+    assert not chat.conversation.active
+
+
+async def test_branch_on_a_lookup_result_with_templated_arguments(tmp_path: Path) -> None:
+    flow = """\
+flow: parcel
+triggers: [PARCEL]
+start: lookup
+states:
+  lookup:
+    fetch: {url: "/parcel", save: result}
+    set: {expected: "delivered"}
+    branch:
+      value: "{{ result.status }}"
+      cases:
+        - equal_to: "{{ expected }}"
+          go: done
+        - not_equal_to: "lost"
+          go: moving
+      otherwise: lost
+  done: {say: "Delivered."}
+  moving: {say: "On its way ({{ result.status }})."}
+  lost: {say: "Lost, sorry."}
+"""
+    flows = load_flows(write_flows(tmp_path, {"p.yaml": flow}))
+    for status, reply in [("DELIVERED", "Delivered."), ("in transit", "On its way (in transit)."),
+                          ("lost", "Lost, sorry.")]:
+        chat = Chat(Engine(flows, CannedFetcher({"/parcel": {"status": status}}), env={}))
+        assert await chat.send("parcel") == [reply]
+
+
+def test_branch_targets_and_conditions_are_checked(tmp_path: Path) -> None:
+    from bot.flows.problems import FlowLoadError
+
+    broken = BRANCHING.replace("go: middling", "go: nowhere").replace("- contains: \"sick\"",
+                                                                      "- contains: \"sick\"\n          regex: 'x'")
+    with pytest.raises(FlowLoadError) as raised:
+        load_flows(write_flows(tmp_path, {"t.yaml": broken}))
+    text = str(raised.value)
+    assert "exactly one condition" in text
+
+
+def test_branch_to_an_unknown_state_is_an_error_and_the_diagram_shows_cases(tmp_path: Path) -> None:
+    from bot.flows import graph
+    from bot.flows.problems import FlowLoadError
+
+    with pytest.raises(FlowLoadError, match="unknown state 'nowhere'"):
+        load_flows(write_flows(tmp_path / "a", {"t.yaml": BRANCHING.replace("go: middling", "go: nowhere")}))
+    drawn = graph.mermaid(load_flows(write_flows(tmp_path / "b", {"t.yaml": BRANCHING})).flows["triage"])
+    assert "n_decide --> n_good: matches any of great, fine , OK" in drawn
+    assert "n_decide --> n_unsure: otherwise" in drawn

@@ -37,9 +37,18 @@ class CheckOptions:
 def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
     """Every template a state holds, its path in the file, and the variables set by then."""
     base: Path = ("states", state_name)
-    fetched = {state.fetch.save} if state.fetch is not None else set()
+    given = set(state.set)
+    for name, text in state.set.items():
+        yield (*base, "set", name), text, set()
+    fetched = ({state.fetch.save} if state.fetch is not None else set()) | given
+    if state.branch is not None:
+        yield (*base, "branch", "value"), state.branch.value, fetched
+        for index, case in enumerate(state.branch.cases):
+            argument = getattr(case, case.condition)
+            if isinstance(argument, str) and case.condition != "regex":
+                yield (*base, "branch", "cases", index, case.condition), argument, fetched
     if state.fetch is not None:
-        yield (*base, "fetch", "url"), state.fetch.url, set()
+        yield (*base, "fetch", "url"), state.fetch.url, given
         yield (*base, "fetch", "fallback"), state.fetch.fallback, set()
         if state.fetch.not_found is not None:
             yield (*base, "fetch", "not_found"), state.fetch.not_found, set()
@@ -60,8 +69,13 @@ def targets(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]
     """Every state a state can move to: path in the file, target, and variables set on the way."""
     base: Path = ("states", state_name)
     fetched = {state.fetch.save} if state.fetch is not None else set()
+    fetched |= set(state.set)
     if state.go is not None:
         yield (*base, "go"), state.go, fetched
+    if state.branch is not None:
+        for index, case in enumerate(state.branch.cases):
+            yield (*base, "branch", "cases", index, "go"), case.go, fetched
+        yield (*base, "branch", "otherwise"), state.branch.otherwise, fetched
     if state.fetch is not None and state.fetch.on_error is not None:
         yield (*base, "fetch", "on_error"), state.fetch.on_error, set()
     for index, rule in enumerate(state.replies):
@@ -79,7 +93,7 @@ def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Findi
     if flow.start not in flow.states:
         findings.append(_unknown_state(("start",), flow.start, flow))
     for name, state in flow.states.items():
-        if name == END and (state.waits or state.go is not None):
+        if name == END and (state.waits or state.moves_on):
             findings.append(Finding(("states", END), f"the state {END!r} ends the conversation, so it "
                                     "cannot wait for replies or go on", hint="rename the state"))
         for path, target, _ in targets(name, state):
@@ -110,7 +124,8 @@ def _template_findings(flow: Flow, options: CheckOptions) -> Iterator[Finding]:
                 yield Finding(path, f"{{{{ {variable} }}}} is never saved on any path to state {name!r}",
                               severity="warning", hint=f"save: {variable} in an earlier reply or fetch, "
                                                        "or give it a default")
-            if "fetch" not in path or path[-1] in ("fallback", "not_found"):
+            if ("fetch" not in path and "set" not in path and "branch" not in path) or \
+                    path[-1] in ("fallback", "not_found"):
                 yield from _cost_findings(path, source, options)
 
 

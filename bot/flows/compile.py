@@ -17,7 +17,7 @@ from liquid import BoundTemplate
 from transitions import Machine
 
 from bot import templates
-from bot.flows.schema import END, Fetch, Flow, NumberRange, Reply, State
+from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Reply, State
 from bot.keywords import NO_WORDS, YES_WORDS, normalise, parse_number, trim, words
 
 logging.getLogger("transitions").setLevel(logging.WARNING)  # INFO costs 5x per transition
@@ -56,6 +56,21 @@ class CompiledNotify:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledCase:
+    event: str
+    holds: Callable[[str, str], bool]  # (value, rendered argument) -> does the condition hold
+    argument: BoundTemplate | None
+    go: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledBranch:
+    value: BoundTemplate
+    cases: tuple[CompiledCase, ...]
+    otherwise: str
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledState:
     name: str
     say: tuple[BoundTemplate, ...]
@@ -64,6 +79,8 @@ class CompiledState:
     replies: tuple[CompiledReply, ...]
     otherwise: tuple[BoundTemplate, ...]
     go: str | None
+    set: tuple[tuple[str, BoundTemplate], ...] = ()
+    branch: CompiledBranch | None = None
 
     @property
     def waits(self) -> bool:
@@ -87,7 +104,8 @@ def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
     states = {name: _compile_state(name, state) for name, state in flow.states.items()}
     transitions = [spec for state in states.values() for spec in _transition_specs(state)]
     machine_states: list[dict[str, Any]] = [
-        {"name": name, "final": not state.waits and state.go is None} for name, state in states.items()
+        {"name": name, "final": not state.waits and state.go is None and state.branch is None}
+        for name, state in states.items()
     ]
     if END not in states:
         machine_states.append({"name": END, "final": True})
@@ -125,7 +143,55 @@ def _compile_state(name: str, state: State) -> CompiledState:
         replies=replies,
         otherwise=_parse_all(state.otherwise),
         go=state.go,
+        set=tuple((name, templates.parse(text)) for name, text in state.set.items()),
+        branch=_compile_branch(state.branch, used) if state.branch else None,
     )
+
+
+def _compile_branch(branch: Branch, used: set[str]) -> CompiledBranch:
+    cases = []
+    for case in branch.cases:
+        argument = getattr(case, case.condition)
+        label = case.condition.replace("_", " ") + (f" {argument}" if isinstance(argument, str) else "")
+        cases.append(CompiledCase(
+            event=_unique(label, used),
+            holds=_condition(case.condition, argument if case.condition == "regex" else None),
+            argument=templates.parse(argument) if isinstance(argument, str) and case.condition != "regex" else None,
+            go=case.go))
+    return CompiledBranch(templates.parse(branch.value), tuple(cases), branch.otherwise)
+
+
+def _condition(name: str, pattern: str | None) -> Callable[[str, str], bool]:
+    """Studio's split conditions: case-insensitive, comma lists for the any-of forms."""
+    def listed(value: str, argument: str) -> bool:
+        return value.strip().casefold() in {item.strip().casefold() for item in argument.split(",")}
+
+    def number(text: str) -> Decimal | None:
+        return parse_number(text)
+
+    def compare(value: str, argument: str, less: bool) -> bool:
+        left, right = number(value), number(argument)
+        if left is None or right is None:
+            return False
+        return left < right if less else left > right
+
+    regex = re.compile(pattern, re.IGNORECASE) if pattern is not None else None
+    tests: dict[str, Callable[[str, str], bool]] = {
+        "equal_to": lambda v, a: v.strip().casefold() == a.strip().casefold(),
+        "not_equal_to": lambda v, a: v.strip().casefold() != a.strip().casefold(),
+        "matches_any_of": listed,
+        "does_not_match_any_of": lambda v, a: not listed(v, a),
+        "contains": lambda v, a: a.casefold() in v.casefold(),
+        "does_not_contain": lambda v, a: a.casefold() not in v.casefold(),
+        "starts_with": lambda v, a: v.casefold().startswith(a.casefold()),
+        "does_not_start_with": lambda v, a: not v.casefold().startswith(a.casefold()),
+        "regex": lambda v, a: regex is not None and regex.search(v) is not None,
+        "is_blank": lambda v, a: not v.strip(),
+        "is_not_blank": lambda v, a: bool(v.strip()),
+        "less_than": lambda v, a: compare(v, a, less=True),
+        "greater_than": lambda v, a: compare(v, a, less=False),
+    }
+    return tests[name]
 
 
 def _transition_specs(state: CompiledState) -> list[dict[str, Any]]:
@@ -134,6 +200,9 @@ def _transition_specs(state: CompiledState) -> list[dict[str, Any]]:
         specs.append({"trigger": OTHERWISE_EVENT, "source": state.name, "dest": None})
     if state.go is not None:
         specs.append({"trigger": NEXT_EVENT, "source": state.name, "dest": state.go})
+    if state.branch is not None:
+        specs += [{"trigger": case.event, "source": state.name, "dest": case.go} for case in state.branch.cases]
+        specs.append({"trigger": OTHERWISE_EVENT, "source": state.name, "dest": state.branch.otherwise})
     if state.fetch is not None:
         specs.append({"trigger": FETCH_FAILED_EVENT, "source": state.name, "dest": state.fetch.on_error})
     return specs

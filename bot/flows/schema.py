@@ -182,6 +182,62 @@ class Notify(_Strict):
     say: Texts = Field(min_length=1)
 
 
+CONDITIONS = ("equal_to", "not_equal_to", "matches_any_of", "does_not_match_any_of", "contains",
+              "does_not_contain", "starts_with", "does_not_start_with", "regex", "is_blank", "is_not_blank",
+              "less_than", "greater_than")
+
+
+class Case(_Strict):
+    """One test of a ``branch`` (Twilio Studio's split conditions); values may be templates."""
+
+    equal_to: str | None = None
+    not_equal_to: str | None = None
+    matches_any_of: str | None = None  # a comma-separated list, as in Studio: "yes, y, sure"
+    does_not_match_any_of: str | None = None
+    contains: str | None = None
+    does_not_contain: str | None = None
+    starts_with: str | None = None
+    does_not_start_with: str | None = None
+    regex: str | None = None
+    is_blank: bool | None = None
+    is_not_blank: bool | None = None
+    less_than: str | None = None
+    greater_than: str | None = None
+    go: str
+
+    @field_validator("equal_to", "not_equal_to", "matches_any_of", "does_not_match_any_of", "contains",
+                     "does_not_contain", "starts_with", "does_not_start_with", "less_than", "greater_than",
+                     mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    _compiles = field_validator("regex")(lambda pattern: valid_regex(pattern))
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Case:
+        present = [name for name in CONDITIONS if getattr(self, name) is not None]
+        if len(present) != 1:
+            raise ValueError(f"each case needs exactly one condition out of {', '.join(CONDITIONS)} "
+                             f"(found: {', '.join(present) or 'none'})")
+        if present[0] in ("is_blank", "is_not_blank") and getattr(self, present[0]) is not True:
+            raise ValueError(f"write {present[0]}: true")
+        return self
+
+    @property
+    def condition(self) -> str:
+        return next(name for name in CONDITIONS if getattr(self, name) is not None)
+
+
+class Branch(_Strict):
+    """Choose the next state by a value (a saved answer, a lookup's result), not by a reply:
+    the first case that holds wins, else ``otherwise``. Comparisons ignore case, as in Studio."""
+
+    value: str
+    cases: list[Case] = Field(min_length=1)
+    otherwise: str
+
+
 class State(_Strict):
     """One step of a conversation.
 
@@ -189,15 +245,27 @@ class State(_Strict):
     a reply (``replies``), moves on by itself (``go``), or — with neither — ends the conversation.
     """
 
+    set: dict[Annotated[str, Field(pattern=NAME_PATTERN)], str] = {}  # values (templates) saved on entry
     say: Texts = []
     fetch: Fetch | None = None
     notify: Notify | None = None  # sent once each time the conversation enters the state
     replies: list[Reply] = []
     otherwise: Texts = []  # said when a reply matches none of ``replies``; the state waits again
     go: str | None = None
+    branch: Branch | None = None  # moves on by itself, to the state its first true case names
+
+    @field_validator("set", mode="before")
+    @classmethod
+    def _set_texts(cls, values: object) -> object:
+        if isinstance(values, dict):
+            return {key: str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+                    for key, value in values.items()}
+        return values
 
     @model_validator(mode="after")
     def _waits_or_moves(self) -> State:
+        if self.branch is not None and (self.replies or self.go is not None):
+            raise ValueError("a state with a branch moves on by itself: it cannot also have replies or go")
         if self.replies and self.go is not None:
             raise ValueError(
                 "a state either waits for replies or moves on with go, not both; "
@@ -210,6 +278,10 @@ class State(_Strict):
     @property
     def waits(self) -> bool:
         return bool(self.replies)
+
+    @property
+    def moves_on(self) -> bool:
+        return self.go is not None or self.branch is not None
 
 
 class Flow(_Strict):
