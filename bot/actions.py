@@ -31,7 +31,10 @@ class FetchFailed(Exception):
 
 
 class Fetcher(Protocol):
-    async def get_json(self, url: str, timeout: float) -> Any: ...
+    async def get_json(self, url: str, timeout: float, *, method: str = "GET", params: dict[str, str] | None = None,
+                       json_body: str | None = None, form: dict[str, str] | None = None) -> Any:
+        """GET ``url`` (or, with ``method``/``params``/``json_body``/``form``, that request);
+        the parsed JSON answer, or FetchFailed."""
 
 
 class HttpFetcher:
@@ -48,12 +51,17 @@ class HttpFetcher:
     def resolve(self, url: str) -> str:
         return self._local_base_url + url if url.startswith("/") else url
 
-    async def get_json(self, url: str, timeout: float) -> Any:
+    async def get_json(self, url: str, timeout: float, *, method: str = "GET", params: dict[str, str] | None = None,
+                       json_body: str | None = None, form: dict[str, str] | None = None) -> Any:
         target = self.resolve(url)
+        headers = {"Accept": "application/json"}
+        content: bytes | None = None
+        if json_body is not None:
+            content, headers["Content-Type"] = json_body.encode("utf-8"), "application/json"
         try:
             async with asyncio.timeout(timeout):  # a total deadline; httpx's timeout is per phase
-                response = await self._client.get(target, timeout=timeout,
-                                                  headers={"Accept": "application/json"})
+                response = await self._client.request(method, target, timeout=timeout, headers=headers,
+                                                      params=params or None, content=content, data=form)
         except (httpx.TimeoutException, TimeoutError):
             raise FetchFailed(f"no answer within {timeout:g}s") from None
         except (httpx.HTTPError, httpx.InvalidURL) as error:
@@ -62,6 +70,8 @@ class HttpFetcher:
             raise FetchFailed(f"HTTP {response.status_code}", status=response.status_code)
         if len(response.content) > MAX_FETCH_BYTES:
             raise FetchFailed(f"answer larger than {MAX_FETCH_BYTES} bytes")
+        if method != "GET" and not response.content.strip():
+            return {}  # a POST answered with no body (204): a success with nothing to read
         try:
             return json.loads(response.content)
         except ValueError:

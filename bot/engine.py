@@ -18,12 +18,15 @@ from liquid.exceptions import LiquidError
 from bot import templates
 from bot.actions import Fetcher, FetchFailed
 from bot.flows.compile import (
+    ENTER_EVENT,
     FETCH_FAILED_EVENT,
     NEXT_EVENT,
     OTHERWISE_EVENT,
     CompiledBranch,
+    CompiledFetch,
     CompiledFlow,
     CompiledNotify,
+    CompiledState,
 )
 from bot.flows.loader import FlowSet
 from bot.flows.schema import END
@@ -35,6 +38,25 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS_PER_TURN = 25  # states entered in one turn; more means a loop of states that never wait
 MAX_REPLIES_PER_TURN = 10
+RETURN_KEY = "_return"  # where flows entered with ``enter`` come back to (a stack, kept in vars)
+
+
+def store_at(variables: dict[str, Any], path: str, value: Any) -> None:
+    """Save ``value`` under a name or a dotted path (``widgets.ask.inbound.Body``), nested."""
+    *parents, last = path.split(".")
+    for part in parents:
+        child = variables.get(part)
+        if not isinstance(child, dict):
+            child = variables[part] = {}
+        variables = child
+    variables[last] = value
+
+
+def _studio_context(inbound: Inbound) -> dict[str, Any]:
+    """What Studio's templates read about how the flow started (``trigger.message.Body``,
+    ``flow.channel.address``), kept with the conversation."""
+    return {"trigger": {"message": {"Body": inbound.body, "From": inbound.sender, "To": inbound.to}},
+            "flow": {"channel": {"address": inbound.to}, "variables": {}}}
 
 
 def where(conversation: Conversation) -> str:
@@ -72,7 +94,7 @@ class Engine:
             self._step(outcome, f"compliance {word.upper()}", where(conversation))
             outcome.replies.append(self.flows.program.help)
         else:
-            await self._route(word, text, outcome)
+            await self._route(word, text, outcome, inbound)
         conversation.updated_at = self.clock()
         del outcome.replies[MAX_REPLIES_PER_TURN:]
         return outcome
@@ -101,15 +123,19 @@ class Engine:
 
     # -- flows ------------------------------------------------------------------------------
 
-    async def _route(self, word: str, text: str, outcome: Outcome) -> None:
+    async def _route(self, word: str, text: str, outcome: Outcome, inbound: Inbound) -> None:
         conversation = outcome.conversation
         flow, was_reset = self._current_flow(conversation)
         started = self.flows.by_trigger.get(word)
+        if started is None and flow is None and self.flows.catch_all is not None and not was_reset:
+            started = self.flows.catch_all
         if started is not None:
             before = where(conversation)
             conversation.end()
             conversation.flow, conversation.state = started.name, started.machine.initial
-            self._step(outcome, f"trigger {word.upper()}", before)
+            conversation.vars.update(_studio_context(inbound))
+            rule = f"trigger {word.upper()}" if word in started.triggers else f"any message starts {started.name}"
+            self._step(outcome, rule, before)
             await self._run_states(started, text, outcome)
         elif flow is not None:
             await self._answer(flow, word, text, outcome)
@@ -148,7 +174,7 @@ class Engine:
             if value is None:
                 continue
             if rule.save is not None:
-                conversation.vars[rule.save] = value
+                store_at(conversation.vars, rule.save, value)
             outcome.replies.extend(self._render_all(rule.say, conversation, text))
             self._fire(flow, rule.event, outcome, before)
             if rule.go is not None:
@@ -158,22 +184,24 @@ class Engine:
         outcome.replies.extend(self._render_all(state.otherwise or state.say, conversation, text))
 
     async def _run_states(self, flow: CompiledFlow, text: str, outcome: Outcome) -> None:
-        """Enter the conversation's current state and keep going until one waits or the flow ends."""
+        """Enter the conversation's current state and keep going until one waits or the flow ends
+        (a flow entered with ``enter`` returns to the one that entered it)."""
         conversation = outcome.conversation
         for _ in range(MAX_STEPS_PER_TURN):
             name = conversation.state or END
             if name == END and END not in flow.states:
-                conversation.end()
-                return
+                parent = self._leave(flow, conversation, outcome)
+                if parent is None:
+                    return
+                flow = parent
+                continue
             state = flow.states[name]
             before = where(conversation)
-            for variable, template in state.set:
-                conversation.vars[variable] = "".join(self._render_all((template,), conversation, text))
+            for path, template in state.set:
+                store_at(conversation.vars, path, "".join(self._render_all((template,), conversation, text)))
             if state.fetch is not None:
                 try:
-                    url = templates.render_url(state.fetch.url, self._user_values(conversation, text),
-                                               {"env": self.env})
-                    conversation.vars[state.fetch.save] = await self.fetcher.get_json(url, state.fetch.timeout)
+                    store_at(conversation.vars, state.fetch.save, await self._fetch(state.fetch, conversation, text))
                 except FetchFailed as error:
                     log.warning("fetch in %s failed: %s", before, error)
                     apology = state.fetch.not_found if error.not_found and state.fetch.not_found else \
@@ -189,13 +217,58 @@ class Engine:
             if state.branch is not None:
                 self._fire(flow, self._choose(state.branch, conversation, text), outcome, before)
                 continue
-            if state.go is None:
-                conversation.end()
-                return
+            if state.enter is not None:
+                flow = self._enter(flow, state, conversation, outcome)
+                continue
+            if state.go is None:  # a final state: this flow is done
+                parent = self._leave(flow, conversation, outcome)
+                if parent is None:
+                    return
+                flow = parent
+                continue
             self._fire(flow, NEXT_EVENT, outcome, before)
         log.error("flow %s moved through %d states in one turn without waiting; ending it",
                   flow.name, MAX_STEPS_PER_TURN)
         conversation.end()
+
+    def _enter(self, parent: CompiledFlow, state: CompiledState, conversation: Conversation,
+               outcome: Outcome) -> CompiledFlow:
+        """Hand over to another flow; remember where to come back to."""
+        assert state.enter is not None
+        child = self.flows.flows[state.enter[0]]
+        before = where(conversation)
+        conversation.vars.setdefault(RETURN_KEY, []).append([parent.name, state.name])
+        conversation.flow, conversation.state = child.name, child.machine.initial
+        self._step(outcome, f"enter flow {child.name}", before)
+        return child
+
+    def _leave(self, flow: CompiledFlow, conversation: Conversation, outcome: Outcome) -> CompiledFlow | None:
+        """A flow ended: back to the flow that entered it (at its ``then`` state), or the end."""
+        stack = conversation.vars.get(RETURN_KEY) or []
+        parent = self.flows.flows.get(stack[-1][0]) if stack else None
+        if parent is None or stack[-1][1] not in parent.states:
+            conversation.end()
+            return None
+        parent_name, entered_at = stack.pop()
+        before = where(conversation)
+        conversation.flow, conversation.state = parent_name, entered_at
+        enter = parent.states[entered_at].enter
+        assert enter is not None
+        self._fire(parent, f"{ENTER_EVENT} {enter[0]}", outcome, before)
+        return parent
+
+    async def _fetch(self, fetch: CompiledFetch, conversation: Conversation, text: str) -> Any:
+        values = self._user_values(conversation, text)
+        url = templates.render_url(fetch.url, values, {"env": self.env})
+        if fetch.method == "GET" and not fetch.params:
+            return await self.fetcher.get_json(url, fetch.timeout)
+        context = {**values, "env": self.env}
+        params = {key: templates.render(template, context) for key, template in fetch.params}
+        form = {key: templates.render(template, context) for key, template in fetch.form} \
+            if fetch.form is not None else None
+        json_body = templates.render(fetch.json_body, context) if fetch.json_body is not None else None
+        return await self.fetcher.get_json(url, fetch.timeout, method=fetch.method, params=params,
+                                           json_body=json_body, form=form)
 
     def _choose(self, branch: CompiledBranch, conversation: Conversation, text: str) -> str:
         """The event of the first case that holds for the branch's value, else ``otherwise``."""
@@ -223,6 +296,7 @@ class Engine:
         before = where(conversation)
         conversation.end()
         conversation.flow, conversation.state = flow.name, flow.machine.initial
+        conversation.vars.update(_studio_context(Inbound("", conversation.sender)))
         conversation.vars.update(variables)
         self._step(outcome, f"started by broadcast of {flow.name}", before)
         await self._run_states(flow, "", outcome)
@@ -241,7 +315,8 @@ class Engine:
 
     @staticmethod
     def _user_values(conversation: Conversation, text: str) -> dict[str, Any]:
-        return {**conversation.vars, "sender": conversation.sender, "message": text}
+        return {**conversation.vars, "sender": conversation.sender, "message": text,
+                "contact": {"channel": {"address": conversation.sender}}}
 
     def _render_all(self, sources: tuple[BoundTemplate, ...], conversation: Conversation,
                     text: str) -> list[str]:

@@ -33,13 +33,13 @@ class StubbedFetcher:
         self.real = real
         self.stubs = dict(stubs)
 
-    async def get_json(self, url: str, timeout: float) -> Any:
+    async def get_json(self, url: str, timeout: float, **request: Any) -> Any:
         if url in self.stubs:
             answer = self.stubs[url]
             if isinstance(answer, FetchFailed):
                 raise answer
             return answer
-        return await self.real.get_json(url, timeout)
+        return await self.real.get_json(url, timeout, **request)
 
 
 @dataclass

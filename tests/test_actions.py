@@ -27,9 +27,18 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     request_line = (await reader.readline()).decode()
-    while (await reader.readline()) not in (b"\r\n", b""):
-        pass
-    path = request_line.split(" ")[1]
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    method, path = request_line.split(" ")[:2]
+    if path.startswith("/echo"):
+        echoed = json.dumps({"method": method, "path": path, "type": headers.get("content-type", ""),
+                             "body": body.decode()})
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(echoed)}\r\nConnection: close\r\n\r\n{echoed}".encode())
+        await writer.drain()
+        return
     if path == "/slow":
         await asyncio.sleep(1)
     status, body = {"/ok": (200, json.dumps({"status": "shipped"})), "/missing": (404, "{}"),
@@ -90,3 +99,12 @@ async def test_not_found_is_told_apart(fetcher: HttpFetcher) -> None:
     with pytest.raises(FetchFailed) as failed:
         await fetcher.get_json("/missing", 2)
     assert failed.value.not_found and failed.value.status == 404
+
+
+async def test_post_json_form_and_query_parameters(fetcher: HttpFetcher) -> None:
+    sent = await fetcher.get_json("/echo", 2, method="POST", json_body='{"a": 1}')
+    assert (sent["method"], sent["type"], sent["body"]) == ("POST", "application/json", '{"a": 1}')
+    sent = await fetcher.get_json("/echo", 2, method="POST", form={"name": "Zoë & co"})
+    assert sent["type"] == "application/x-www-form-urlencoded" and sent["body"] == "name=Zo%C3%AB+%26+co"
+    sent = await fetcher.get_json("/echo", 2, params={"caller": "+15551234567"})
+    assert sent["path"] == "/echo?caller=%2B15551234567"

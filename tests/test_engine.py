@@ -23,9 +23,11 @@ class CannedFetcher:
     def __init__(self, answers: dict[str, Any] | None = None) -> None:
         self.answers = answers or {}
         self.urls: list[str] = []
+        self.requests: list[dict[str, Any]] = []
 
-    async def get_json(self, url: str, timeout: float) -> Any:
+    async def get_json(self, url: str, timeout: float, **request: Any) -> Any:
         self.urls.append(url)
+        self.requests.append(request)
         if url not in self.answers:
             raise FetchFailed("down")
         return self.answers[url]
@@ -381,3 +383,80 @@ def test_branch_to_an_unknown_state_is_an_error_and_the_diagram_shows_cases(tmp_
     drawn = graph.mermaid(load_flows(write_flows(tmp_path / "b", {"t.yaml": BRANCHING})).flows["triage"])
     assert "n_decide --> n_good: matches any of great, fine , OK" in drawn
     assert "n_decide --> n_unsure: otherwise" in drawn
+
+
+STUDIO_LIKE = """\
+flow: studio_like
+start_on_any_message: true
+start: ask
+states:
+  ask:
+    say: "Hi {{ contact.channel.address }}, you said {{ trigger.message.Body }} to {{ flow.channel.address }}."
+    replies:
+      - pattern: '(?s).*'
+        save: widgets.ask.inbound.Body
+        go: remember
+    otherwise: "?"
+  remember:
+    set: {flow.variables.answer: "{{ widgets.ask.inbound.Body | upcase }}"}
+    fetch:
+      url: "/log"
+      method: POST
+      json: '{"answer": "{{ flow.variables.answer }}"}'
+      save: widgets.remember.parsed
+      fallback: ""
+      on_error: failed
+    go: quiz
+  quiz:
+    enter: {flow: quiz, then: bye}
+  bye: {say: "Back in the first flow; quiz said {{ widgets.quiz_q.inbound.Body }}."}
+  failed: {say: "The log is down."}
+"""
+
+QUIZ = """\
+flow: quiz
+start: quiz_q
+states:
+  quiz_q:
+    say: "Quiz: 2+2?"
+    replies:
+      - pattern: '(?s).*'
+        save: widgets.quiz_q.inbound.Body
+        go: end
+    otherwise: "?"
+"""
+
+
+async def test_studio_shaped_flows_run(tmp_path: Path) -> None:
+    """Dotted saves, Studio's template names, a catch-all flow, POST lookups, entering a flow."""
+    fetcher = CannedFetcher({"/log": {"ok": True}})
+    flows = load_flows(write_flows(tmp_path, {"a.yaml": STUDIO_LIKE, "quiz.yaml": QUIZ}))
+    chat = Chat(Engine(flows, fetcher, env={}), sender="+15550001234")
+    message = Inbound("SMx1", "+15550001234", to="+15550009999", body="hello there")
+    outcome = await chat.engine.handle(message, chat.conversation, False)
+    chat.conversation = outcome.conversation
+    assert outcome.replies == ["Hi +15550001234, you said hello there to +15550009999."]
+    assert await chat.send("blue") == ["Quiz: 2+2?"]
+    assert fetcher.requests == [{"method": "POST", "params": {}, "json_body": '{"answer": "BLUE"}', "form": None}]
+    assert chat.conversation.flow == "quiz"
+    assert await chat.send("4") == ["Back in the first flow; quiz said 4."]
+    assert not chat.conversation.active
+    assert await chat.send("STATUS?")  # idle again: the catch-all starts it afresh
+    assert chat.conversation.flow == "studio_like"
+
+
+async def test_a_silent_failed_lookup_takes_its_branch(tmp_path: Path) -> None:
+    flows = load_flows(write_flows(tmp_path, {"a.yaml": STUDIO_LIKE, "quiz.yaml": QUIZ}))
+    chat = Chat(Engine(flows, CannedFetcher(), env={}))
+    await chat.send("hi")
+    assert await chat.send("blue") == ["The log is down."]
+
+
+def test_entering_an_unknown_flow_and_two_catch_alls_are_errors(tmp_path: Path) -> None:
+    from bot.flows.problems import FlowLoadError
+
+    other = STUDIO_LIKE.replace("flow: studio_like", "flow: other")
+    with pytest.raises(FlowLoadError) as raised:
+        load_flows(write_flows(tmp_path, {"a.yaml": STUDIO_LIKE, "b.yaml": other}))
+    text = str(raised.value)
+    assert "unknown flow 'quiz'" in text and "already starts on any message" in text

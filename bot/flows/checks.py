@@ -16,8 +16,8 @@ from bot.flows.schema import END, Flow, State
 from bot.keywords import normalise
 
 #: Names templates get from the bot itself; a flow may not ``save`` over them.
-RESERVED_NAMES = frozenset({"env", "sender", "message", "bot"})
-ALWAYS_SET = RESERVED_NAMES
+RESERVED_NAMES = frozenset({"env", "sender", "message", "bot", "trigger", "contact"})
+ALWAYS_SET = RESERVED_NAMES | {"flow"}  # flow.channel.address is filled in too (Studio's names)
 
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _DEFAULTED = re.compile(r"\{\{-?\s*([A-Za-z_]\w*)[^}]*?\|\s*default\s*:", re.DOTALL)
@@ -37,10 +37,10 @@ class CheckOptions:
 def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
     """Every template a state holds, its path in the file, and the variables set by then."""
     base: Path = ("states", state_name)
-    given = set(state.set)
+    given = {_root(name) for name in state.set}
     for name, text in state.set.items():
         yield (*base, "set", name), text, set()
-    fetched = ({state.fetch.save} if state.fetch is not None else set()) | given
+    fetched = ({_root(state.fetch.save)} if state.fetch is not None else set()) | given
     if state.branch is not None:
         yield (*base, "branch", "value"), state.branch.value, fetched
         for index, case in enumerate(state.branch.cases):
@@ -49,6 +49,12 @@ def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str,
                 yield (*base, "branch", "cases", index, case.condition), argument, fetched
     if state.fetch is not None:
         yield (*base, "fetch", "url"), state.fetch.url, given
+        for key, text in state.fetch.params.items():
+            yield (*base, "fetch", "params", key), text, given
+        for key, text in (state.fetch.form or {}).items():
+            yield (*base, "fetch", "form", key), text, given
+        if state.fetch.json_body is not None:
+            yield (*base, "fetch", "json"), state.fetch.json_body, given
         yield (*base, "fetch", "fallback"), state.fetch.fallback, set()
         if state.fetch.not_found is not None:
             yield (*base, "fetch", "not_found"), state.fetch.not_found, set()
@@ -68,8 +74,12 @@ def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str,
 def targets(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
     """Every state a state can move to: path in the file, target, and variables set on the way."""
     base: Path = ("states", state_name)
-    fetched = {state.fetch.save} if state.fetch is not None else set()
-    fetched |= set(state.set)
+    fetched = {_root(state.fetch.save)} if state.fetch is not None else set()
+    fetched |= {_root(name) for name in state.set}
+    if state.timeout is not None:
+        yield (*base, "timeout", "go"), state.timeout.go, fetched
+    if state.enter is not None:
+        yield (*base, "enter", "then"), state.enter.then, fetched
     if state.go is not None:
         yield (*base, "go"), state.go, fetched
     if state.branch is not None:
@@ -84,7 +94,12 @@ def targets(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]
 
 
 def _set(name: str | None) -> set[str]:
-    return {name} if name is not None else set()
+    return {_root(name)} if name is not None else set()
+
+
+def _root(path: str) -> str:
+    """The name a template reads for a dotted save path: ``widgets`` for ``widgets.ask.inbound.Body``."""
+    return path.split(".", 1)[0]
 
 
 def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Finding]:
@@ -100,7 +115,7 @@ def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Findi
             if target not in known:
                 findings.append(_unknown_state(path, target, flow))
         for path, saved in _saves(name, state):
-            if saved in RESERVED_NAMES:
+            if _root(saved) in RESERVED_NAMES:
                 findings.append(Finding(path, f"{saved!r} is a name the bot fills in itself",
                                         hint="save under another name"))
     if any(finding.severity == "error" for finding in findings):
@@ -165,6 +180,16 @@ def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:
     because triggers are routed first."""
     owners = {normalise(word): flow.flow for flow in flows for word in flow.triggers or ()}
     findings: list[tuple[Flow, Finding]] = []
+    names = {flow.flow for flow in flows}
+    catch_all = [flow for flow in flows if flow.start_on_any_message]
+    for flow in catch_all[1:]:
+        findings.append((flow, Finding(("start_on_any_message",), f"flow {catch_all[0].flow!r} already starts on "
+                                       "any message", hint="only one flow can be the catch-all")))
+    for flow in flows:
+        for name, state in flow.states.items():
+            if state.enter is not None and state.enter.flow not in names:
+                findings.append((flow, Finding(("states", name, "enter", "flow"), f"unknown flow {state.enter.flow!r}",
+                                               hint=f"flows: {', '.join(sorted(names))}")))
     for flow in flows:
         for name, state in flow.states.items():
             for index, rule in enumerate(state.replies):

@@ -25,6 +25,8 @@ logging.getLogger("transitions").setLevel(logging.WARNING)  # INFO costs 5x per 
 OTHERWISE_EVENT = "otherwise"
 NEXT_EVENT = "next"
 FETCH_FAILED_EVENT = "lookup failed"
+TIMEOUT_EVENT = "no reply in time"
+ENTER_EVENT = "after flow"
 
 #: A matcher gets the normalised and the original text; it returns the value to save, or None.
 Matcher = Callable[[str, str], Any]
@@ -43,6 +45,10 @@ class CompiledReply:
 class CompiledFetch:
     url: BoundTemplate
     save: str
+    method: str
+    params: tuple[tuple[str, BoundTemplate], ...]
+    json_body: BoundTemplate | None
+    form: tuple[tuple[str, BoundTemplate], ...] | None
     timeout: float
     fallback: BoundTemplate
     not_found: BoundTemplate | None
@@ -81,6 +87,8 @@ class CompiledState:
     go: str | None
     set: tuple[tuple[str, BoundTemplate], ...] = ()
     branch: CompiledBranch | None = None
+    timeout: tuple[float, str] | None = None  # (seconds, state) for a waiting state's timeout
+    enter: tuple[str, str] | None = None  # (flow, state to carry on at)
 
     @property
     def waits(self) -> bool:
@@ -98,13 +106,15 @@ class CompiledFlow:
     states: dict[str, CompiledState]
     machine: Machine
     transitions: list[dict[str, Any]] = field(default_factory=list)  # kept to draw diagrams
+    start_on_any_message: bool = False
 
 
 def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
     states = {name: _compile_state(name, state) for name, state in flow.states.items()}
     transitions = [spec for state in states.values() for spec in _transition_specs(state)]
     machine_states: list[dict[str, Any]] = [
-        {"name": name, "final": not state.waits and state.go is None and state.branch is None}
+        {"name": name, "final": not state.waits and state.go is None and state.branch is None
+         and state.enter is None}
         for name, state in states.items()
     ]
     if END not in states:
@@ -128,11 +138,12 @@ def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
         states=states,
         machine=machine,
         transitions=transitions,
+        start_on_any_message=flow.start_on_any_message,
     )
 
 
 def _compile_state(name: str, state: State) -> CompiledState:
-    used: set[str] = {OTHERWISE_EVENT, NEXT_EVENT, FETCH_FAILED_EVENT}
+    used: set[str] = {OTHERWISE_EVENT, NEXT_EVENT, FETCH_FAILED_EVENT, TIMEOUT_EVENT}
     replies = tuple(_compile_reply(rule, _unique(_label(rule), used)) for rule in state.replies)
     return CompiledState(
         name=name,
@@ -145,6 +156,8 @@ def _compile_state(name: str, state: State) -> CompiledState:
         go=state.go,
         set=tuple((name, templates.parse(text)) for name, text in state.set.items()),
         branch=_compile_branch(state.branch, used) if state.branch else None,
+        timeout=(state.timeout.after, state.timeout.go) if state.timeout else None,
+        enter=(state.enter.flow, state.enter.then) if state.enter else None,
     )
 
 
@@ -200,6 +213,10 @@ def _transition_specs(state: CompiledState) -> list[dict[str, Any]]:
         specs.append({"trigger": OTHERWISE_EVENT, "source": state.name, "dest": None})
     if state.go is not None:
         specs.append({"trigger": NEXT_EVENT, "source": state.name, "dest": state.go})
+    if state.timeout is not None:
+        specs.append({"trigger": TIMEOUT_EVENT, "source": state.name, "dest": state.timeout[1]})
+    if state.enter is not None:
+        specs.append({"trigger": f"{ENTER_EVENT} {state.enter[0]}", "source": state.name, "dest": state.enter[1]})
     if state.branch is not None:
         specs += [{"trigger": case.event, "source": state.name, "dest": case.go} for case in state.branch.cases]
         specs.append({"trigger": OTHERWISE_EVENT, "source": state.name, "dest": state.branch.otherwise})
@@ -212,6 +229,11 @@ def _compile_fetch(fetch: Fetch) -> CompiledFetch:
     return CompiledFetch(
         url=templates.parse(fetch.url),
         save=fetch.save,
+        method=fetch.method,
+        params=tuple((key, templates.parse(text)) for key, text in fetch.params.items()),
+        json_body=templates.parse(fetch.json_body) if fetch.json_body is not None else None,
+        form=tuple((key, templates.parse(text)) for key, text in fetch.form.items())
+        if fetch.form is not None else None,
         timeout=fetch.timeout,
         fallback=templates.parse(fetch.fallback),
         not_found=templates.parse(fetch.not_found) if fetch.not_found is not None else None,

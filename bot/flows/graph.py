@@ -37,7 +37,7 @@ def mermaid(flow: CompiledFlow) -> str:
     """The flow's diagram as Mermaid source (without a Markdown fence)."""
     names = list(flow.states) + ([END] if END not in flow.states else [])
     finals = {name for name in names if name == END or not (
-        flow.states[name].waits or flow.states[name].go or flow.states[name].branch)}
+        flow.states[name].waits or flow.states[name].go or flow.states[name].branch or flow.states[name].enter)}
     states = [{"name": _ID_PREFIX + name, "label": name, "final": name in finals} for name in names]
     transitions = [{**spec, "source": _ID_PREFIX + spec["source"],
                     "dest": None if spec["dest"] is None else _ID_PREFIX + spec["dest"]}

@@ -32,9 +32,11 @@ class FlowSet:
     flows: dict[str, CompiledFlow]
     warnings: list[Problem] = field(default_factory=list)
     by_trigger: dict[str, CompiledFlow] = field(init=False)
+    catch_all: CompiledFlow | None = field(init=False)  # starts on any message no trigger matched
 
     def __post_init__(self) -> None:
         self.by_trigger = {word: flow for flow in self.flows.values() for word in flow.triggers}
+        self.catch_all = next((flow for flow in self.flows.values() if flow.start_on_any_message), None)
 
 
 @dataclass

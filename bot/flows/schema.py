@@ -30,6 +30,9 @@ MAX_FETCH_TIMEOUT = 14.0  # Twilio abandons a webhook after 15 s
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+STATE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"  # Studio widget names such as save-booked are state names
+#: where a value is saved: a name, or a dotted path stored nested ("widgets.ask.inbound.Body")
+PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$"
 
 
 def parse_duration(value: object) -> float:
@@ -52,6 +55,7 @@ _DURATION_SCHEMA = {"anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s
                                {"type": "number", "description": "seconds"}]}
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+SavePath = Annotated[str, Field(pattern=PATH_PATTERN)]
 
 
 def valid_regex(pattern: str) -> str:
@@ -105,7 +109,7 @@ Keywords = Annotated[list[Keyword], BeforeValidator(_as_words), Field(min_length
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class NumberRange(_Strict):
@@ -132,7 +136,7 @@ class Reply(_Strict):
     pattern: str | None = None  # a regular expression found in the reply (case-insensitive)
     number: NumberRange | None = None  # the reply is a number in this range
     answer: Literal["yes", "no"] | None = None  # the reply means yes (y, yeah, ok…) or no
-    save: Name | None = None  # store the reply under this variable name
+    save: SavePath | None = None  # store the reply under this name (or dotted path)
     say: Texts = []  # said before moving on
     go: str | None = None  # the next state; without it the conversation stays where it is
 
@@ -155,14 +159,26 @@ class Reply(_Strict):
 
 
 class Fetch(_Strict):
-    """Look something up over HTTP (GET, JSON answer) before the state speaks."""
+    """Call a web service (GET by default; JSON answer) before the state speaks."""
 
     url: str
-    save: Name
+    save: SavePath
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    params: dict[str, str] = {}  # query parameters (templates)
+    json_body: str | None = Field(None, alias="json")  # a JSON document (template) to send
+    form: dict[str, str] | None = None  # form fields (templates) to send
     timeout: Duration = 5.0
     fallback: str = "Sorry, that service is not answering right now. Please try again later."
     not_found: str | None = None  # said instead of fallback when the service answers 404 Not Found
     on_error: str | None = None  # where to go when the lookup fails; default: end
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Fetch:
+        if self.json_body is not None and self.form is not None:
+            raise ValueError("send either json or form, not both")
+        if self.method == "GET" and (self.json_body is not None or self.form is not None):
+            raise ValueError("a GET sends no body: use method: POST, or params for the query")
+        return self
 
     @field_validator("timeout")
     @classmethod
@@ -185,6 +201,20 @@ class Notify(_Strict):
 CONDITIONS = ("equal_to", "not_equal_to", "matches_any_of", "does_not_match_any_of", "contains",
               "does_not_contain", "starts_with", "does_not_start_with", "regex", "is_blank", "is_not_blank",
               "less_than", "greater_than")
+
+
+class Timeout(_Strict):
+    """What happens when a waiting state gets no reply in time (Studio's "timeout" branch)."""
+
+    after: Duration
+    go: str
+
+
+class Enter(_Strict):
+    """Run another flow from its start; when it ends, carry on at ``then`` in this one."""
+
+    flow: Name
+    then: str
 
 
 class Case(_Strict):
@@ -245,7 +275,7 @@ class State(_Strict):
     a reply (``replies``), moves on by itself (``go``), or — with neither — ends the conversation.
     """
 
-    set: dict[Annotated[str, Field(pattern=NAME_PATTERN)], str] = {}  # values (templates) saved on entry
+    set: dict[Annotated[str, Field(pattern=PATH_PATTERN)], str] = {}  # values (templates) saved on entry
     say: Texts = []
     fetch: Fetch | None = None
     notify: Notify | None = None  # sent once each time the conversation enters the state
@@ -253,6 +283,8 @@ class State(_Strict):
     otherwise: Texts = []  # said when a reply matches none of ``replies``; the state waits again
     go: str | None = None
     branch: Branch | None = None  # moves on by itself, to the state its first true case names
+    timeout: Timeout | None = None  # a waiting state's "no reply in time" branch
+    enter: Enter | None = None  # hand over to another flow, come back at enter.then
 
     @field_validator("set", mode="before")
     @classmethod
@@ -264,6 +296,10 @@ class State(_Strict):
 
     @model_validator(mode="after")
     def _waits_or_moves(self) -> State:
+        if self.timeout is not None and not self.replies:
+            raise ValueError("timeout is for a state that waits for replies")
+        if self.enter is not None and (self.replies or self.go is not None or self.branch is not None):
+            raise ValueError("a state that enters another flow carries on at enter.then: no replies, go or branch")
         if self.branch is not None and (self.replies or self.go is not None):
             raise ValueError("a state with a branch moves on by itself: it cannot also have replies or go")
         if self.replies and self.go is not None:
@@ -281,7 +317,7 @@ class State(_Strict):
 
     @property
     def moves_on(self) -> bool:
-        return self.go is not None or self.branch is not None
+        return self.go is not None or self.branch is not None or self.enter is not None
 
 
 class Flow(_Strict):
@@ -292,7 +328,8 @@ class Flow(_Strict):
     triggers: Keywords | None = None
     start: str
     expires_after: Duration = 24 * 3600.0
-    states: dict[Annotated[str, Field(pattern=NAME_PATTERN)], State] = Field(min_length=1)
+    start_on_any_message: bool = False  # a catch-all: starts on a message no trigger matched, when idle
+    states: dict[Annotated[str, Field(pattern=STATE_PATTERN)], State] = Field(min_length=1)
 
     @field_validator("expires_after")
     @classmethod
