@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -84,6 +84,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             stop = asyncio.Event()
             watcher = asyncio.create_task(reloader.watch(stop)) if settings.reload_flows else None
             sweeper = asyncio.create_task(_sweep_periodically(active_store, stop))
+            timer = asyncio.create_task(_fire_timeouts(inbox, deliver_later if outbox is not None else None, stop))
             try:
                 yield {"settings": settings, "inbox": inbox, "signature_checker": checker,
                        "reloader": reloader, "outbox": outbox, "patience": patience}
@@ -95,6 +96,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 if outbox is not None:
                     await outbox.close()
                 await sweeper
+                await timer
                 if watcher is not None:
                     await watcher
                 if store is None:
@@ -152,6 +154,22 @@ async def _send_notifications(outbox: Outbox, inbound: Inbound, notifications: l
             await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
         except Exception:
             log.exception("could not send a notification to %s", mask(to))
+
+
+TIMEOUT_POLL_SECONDS = 1.0
+
+
+async def _fire_timeouts(inbox: Inbox, deliver: Callable[[Inbound, tuple[str, ...]], Awaitable[None]] | None,
+                         stop: asyncio.Event) -> None:
+    """Fire due wait timeouts (kept in the store, so they survive restarts) until the app stops."""
+    while not stop.is_set():
+        try:
+            for sender, due_at in await inbox.store.due(time.time()):
+                await inbox.time_out(sender, due_at, deliver)
+        except Exception:  # one failure must not stop the timer; the entry stays due and is retried
+            log.exception("firing wait timeouts failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), TIMEOUT_POLL_SECONDS)
 
 
 SWEEP_EVERY_SECONDS = 3600.0

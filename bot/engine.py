@@ -22,6 +22,7 @@ from bot.flows.compile import (
     FETCH_FAILED_EVENT,
     NEXT_EVENT,
     OTHERWISE_EVENT,
+    TIMEOUT_EVENT,
     CompiledBranch,
     CompiledFetch,
     CompiledFlow,
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_STEPS_PER_TURN = 25  # states entered in one turn; more means a loop of states that never wait
 MAX_REPLIES_PER_TURN = 10
 RETURN_KEY = "_return"  # where flows entered with ``enter`` come back to (a stack, kept in vars)
+TIMEOUT_KEY = "_timeout"  # the armed timeout of the state the conversation waits in: {at, state}
 
 
 def store_at(variables: dict[str, Any], path: str, value: Any) -> None:
@@ -78,6 +80,7 @@ class Engine:
 
     async def handle(self, inbound: Inbound, conversation: Conversation, opted_out: bool) -> Outcome:
         outcome = Outcome(conversation)
+        pending = conversation.vars.get(TIMEOUT_KEY)
         text = inbound.body
         word = normalise(text)
         if inbound.opt_out_type:
@@ -96,7 +99,38 @@ class Engine:
         else:
             await self._route(word, text, outcome, inbound)
         conversation.updated_at = self.clock()
+        self._schedule(outcome, pending)
         del outcome.replies[MAX_REPLIES_PER_TURN:]
+        return outcome
+
+    def _schedule(self, outcome: Outcome, pending: Any) -> None:
+        """Arm the timeout of the state the conversation now waits in (if it has one), and say
+        whether the store's deadline index must change."""
+        conversation = outcome.conversation
+        conversation.vars.pop(TIMEOUT_KEY, None)
+        flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
+        state = flow.states.get(conversation.state or "") if flow is not None else None
+        if state is not None and state.timeout is not None:
+            armed: dict[str, Any] = {"at": self.clock() + state.timeout[0], "state": state.name}
+            if isinstance(pending, dict) and pending.get("state") == state.name and outcome.trace and \
+                    outcome.trace[-1].rule.startswith("compliance"):
+                armed = pending  # HELP while waiting does not restart the clock
+            conversation.vars[TIMEOUT_KEY] = armed
+            outcome.deadline, outcome.deadline_changed = float(armed["at"]), armed != pending
+        else:
+            outcome.deadline, outcome.deadline_changed = None, pending is not None
+
+    async def time_out(self, conversation: Conversation) -> Outcome:
+        """The waiting state's timeout fired: follow its timeout branch (Studio's ``timeout``)."""
+        outcome = Outcome(conversation)
+        pending = conversation.vars.get(TIMEOUT_KEY)
+        flow = self.flows.flows.get(conversation.flow or "")
+        state = flow.states.get(conversation.state or "") if flow is not None else None
+        if flow is not None and state is not None and state.timeout is not None:
+            self._fire(flow, TIMEOUT_EVENT, outcome, where(conversation))
+            await self._run_states(flow, "", outcome)
+        conversation.updated_at = self.clock()
+        self._schedule(outcome, pending)
         return outcome
 
     # -- compliance -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot.engine import Engine
+from bot.engine import TIMEOUT_KEY, Engine
 from bot.privacy import mask
 from bot.store import CommitResult, Store
 from bot.store.base import StoreBusy
@@ -98,6 +98,39 @@ class Inbox:
         task.add_done_callback(self._finished_later)
         return Received((patience.interim,), deferred=True)
 
+    async def time_out(self, sender: str, due_at: float,
+                       deliver: Callable[[Inbound, tuple[str, ...]], Awaitable[None]] | None) -> Received | None:
+        """Fire a waiting state's timeout (once: the firing is a turn with its own id), sending
+        what the timeout branch says through ``deliver``. None when it had already fired."""
+        message_sid = f"timeout:{sender}:{due_at!r}"
+        async with self.store.lock(sender):
+            snapshot = await self.store.snapshot(sender, message_sid)
+            if snapshot.recorded_replies is not None:
+                return None
+            conversation = snapshot.conversation
+            armed = conversation.vars.get(TIMEOUT_KEY)
+            channel = conversation.vars.get("flow", {}).get("channel", {}) if conversation.vars else {}
+            inbound = Inbound(message_sid, sender, to=str(channel.get("address") or ""))
+            if not isinstance(armed, dict) or armed.get("at") != due_at:  # the index was stale
+                turn = Turn(inbound, conversation, conversation.version, (), None,
+                            deadline=armed.get("at") if isinstance(armed, dict) else None, deadline_changed=True)
+                await self.store.commit(turn)
+                return None
+            outcome = await self.engine.time_out(conversation)
+            replies = () if snapshot.opted_out else tuple(outcome.replies)
+            turn = Turn(inbound, outcome.conversation, snapshot.conversation.version, replies, None,
+                        deadline=outcome.deadline, deadline_changed=True)
+            if await self.store.commit(turn) is not CommitResult.COMMITTED:
+                return None  # a message arrived meanwhile, or another process fired it: it will be seen again
+            if replies and deliver is not None:
+                await deliver(inbound, replies)
+            elif replies:
+                log.error("a timeout of %s has something to say, but outbound messages are not configured",
+                          mask(sender))
+            received = Received(replies, trace=tuple(outcome.trace))
+        _log_route(inbound, received, 0.0)
+        return received
+
     def pending(self) -> set[asyncio.Task[Received]]:
         """Turns still working on an answer that will be sent later (awaited at shutdown)."""
         return set(self._background)
@@ -125,7 +158,8 @@ class Inbox:
                     replies = ()  # never text an opted-out number, whatever a flow says
                 deferred = ticket is not None and ticket.decide() == "deferred"
                 recorded = (ticket.patience.interim,) if deferred and ticket else replies
-                turn = Turn(inbound, outcome.conversation, expected_version, recorded, outcome.opt_out)
+                turn = Turn(inbound, outcome.conversation, expected_version, recorded, outcome.opt_out,
+                            deadline=outcome.deadline, deadline_changed=outcome.deadline_changed)
                 result = await self.store.commit(turn)
                 if result is CommitResult.COMMITTED:
                     if outcome.notifications:

@@ -63,6 +63,8 @@ class Outcome:
     trace: list[TraceStep] = field(default_factory=list)
     opt_out: bool | None = None  # True: opt the sender out; False: opt back in; None: unchanged
     notifications: list[tuple[str, str]] = field(default_factory=list)  # (to, text): sent after saving
+    deadline: float | None = None  # when the waiting state's timeout fires (None: no timeout pending)
+    deadline_changed: bool = False  # the store's deadline index needs updating
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class Turn:
     replies: tuple[str, ...]
     opt_out: bool | None
     at: float = field(default_factory=time.time)
+    deadline: float | None = None
+    deadline_changed: bool = False  # only then is the deadline index written (keeps turns lean)
 
 
 @dataclass(slots=True)

@@ -356,7 +356,7 @@ class CannedService:
         self.answer = answer
         self.urls: list[str] = []
 
-    async def get_json(self, url: str, timeout: float) -> Any:
+    async def get_json(self, url: str, timeout: float, **request: Any) -> Any:
         self.urls.append(url)
         assert self.answer is not None, "this conversation fetches, but the guide gives no <!-- fetch: -->"
         if self.answer == "fails":

@@ -460,3 +460,57 @@ def test_entering_an_unknown_flow_and_two_catch_alls_are_errors(tmp_path: Path) 
         load_flows(write_flows(tmp_path, {"a.yaml": STUDIO_LIKE, "b.yaml": other}))
     text = str(raised.value)
     assert "unknown flow 'quiz'" in text and "already starts on any message" in text
+
+
+NUDGE = """\
+flow: survey
+triggers: [SURVEY]
+start: ask
+states:
+  ask:
+    say: "Rate us 1-5."
+    replies:
+      - number: {min: 1, max: 5}
+        save: score
+        go: thanks
+    otherwise: "1 to 5, please."
+    timeout: {after: 10m, go: nudge}
+  nudge:
+    say: "Still there? Rate us 1-5."
+    replies:
+      - number: {min: 1, max: 5}
+        save: score
+        go: thanks
+    otherwise: "1 to 5, please."
+  thanks: {say: "Thanks for the {{ score }}!"}
+"""
+
+
+async def test_a_wait_timeout_fires_once_through_the_inbox(tmp_path: Path) -> None:
+    from bot.inbox import Inbox
+    from bot.store.memory import MemoryStore
+
+    now = [1_000.0]
+    store = MemoryStore()
+    engine = Engine(load_flows(write_flows(tmp_path, {"s.yaml": NUDGE})), CannedFetcher(), env={},
+                    clock=lambda: now[0])
+    inbox = Inbox(store, engine)
+    assert (await inbox.receive(Inbound("SM1", "+1", to="+15550009999", body="survey"))).replies == ("Rate us 1-5.",)
+    assert await store.due(now[0] + 599) == []
+    assert await store.due(now[0] + 601) == [("+1", 1_600.0)]
+    now[0] += 300
+    assert (await inbox.receive(Inbound("SM2", "+1", body="help"))).replies[0].startswith("Test Program")
+    assert await store.due(now[0] + 301) == [("+1", 1_600.0)]  # HELP does not restart the clock
+
+    sent: list[tuple[str, tuple[str, ...]]] = []
+
+    async def deliver(inbound: Inbound, replies: tuple[str, ...]) -> None:
+        sent.append((inbound.to, replies))
+
+    now[0] = 1_601.0
+    fired = await inbox.time_out("+1", 1_600.0, deliver)
+    assert fired is not None and fired.replies == ("Still there? Rate us 1-5.",)
+    assert sent == [("+15550009999", ("Still there? Rate us 1-5.",))]  # from the number they texted
+    assert await inbox.time_out("+1", 1_600.0, deliver) is None  # fired once
+    assert await store.due(10_000.0) == []  # the nudge state has no timeout
+    assert (await inbox.receive(Inbound("SM3", "+1", body="4"))).replies == ("Thanks for the 4!",)

@@ -324,3 +324,18 @@ async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_u
     other.execute("ROLLBACK")
     other.close()
     await store.close()
+
+
+async def test_deadline_index(store: Store) -> None:
+    """Turns that enter or leave a timed wait keep the index the timeout scheduler reads."""
+    conversation = await store.load("+1")
+    await store.commit(Turn(Inbound("SMd1", "+1"), conversation, 0, (), None, deadline=100.0, deadline_changed=True))
+    other = await store.load("+2")
+    await store.commit(Turn(Inbound("SMd2", "+2"), other, 0, (), None, deadline=50.0, deadline_changed=True))
+    assert await store.due(99.0) == [("+2", 50.0)]
+    assert await store.due(1000.0) == [("+2", 50.0), ("+1", 100.0)]
+    await store.commit(Turn(Inbound("SMd3", "+2"), await store.load("+2"), 1, (), None, deadline=None,
+                            deadline_changed=True))
+    assert await store.due(1000.0) == [("+1", 100.0)]
+    await store.commit(Turn(Inbound("SMd4", "+1"), await store.load("+1"), 1, (), None))  # unchanged
+    assert await store.due(1000.0) == [("+1", 100.0)]

@@ -79,6 +79,9 @@ class Store(Protocol):
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         """Hold while handling one message, so a sender's messages go one at a time."""
 
+    async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
+        """Senders whose waiting state's timeout is due: (sender, deadline), oldest first."""
+
     async def purge(self, sender: str) -> Purged:
         """Forget one sender on request: conversation, transcript, recorded reply texts.
         Their opt-out stays; their MessageSids stay (blank) so Twilio retries are still recognised."""

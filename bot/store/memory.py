@@ -19,6 +19,7 @@ class MemoryStore:
         self.transcript: list[tuple[str, str, str, float]] = []  # sender, direction, body, at
         self._locks = KeyedLocks()
         self.outbox: dict[str, OutboundMessage] = {}
+        self.deadlines: dict[str, float] = {}
 
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
         return Snapshot(await self.load(sender), sender in self.opted_out, self.processed.get(message_sid))
@@ -47,6 +48,11 @@ class MemoryStore:
             self.opted_out.add(sender)
         elif turn.opt_out is False:
             self.opted_out.discard(sender)
+        if turn.deadline_changed:
+            if turn.deadline is None:
+                self.deadlines.pop(sender, None)
+            else:
+                self.deadlines[sender] = turn.deadline
         self.processed[turn.inbound.message_sid] = turn.replies
         self.processed_meta[turn.inbound.message_sid] = (sender, turn.at)
         self.transcript.append((sender, "in", turn.inbound.body, turn.at))
@@ -55,6 +61,9 @@ class MemoryStore:
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(sender)
+
+    async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
+        return sorted(((s, at) for s, at in self.deadlines.items() if at <= now), key=lambda item: item[1])[:limit]
 
     async def purge(self, sender: str) -> Purged:
         conversations = int(self.conversations.pop(sender, None) is not None)

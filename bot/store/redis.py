@@ -75,10 +75,13 @@ class KeyBuilder:
     def broadcast(self, name: str) -> str:
         return f"{self.prefix}:broadcast:{name}"
 
+    def deadlines(self) -> str:
+        return f"{self.prefix}:deadlines"
 
-# KEYS: conversation, message, opt-out, transcript, sender's message set, reply
+
+# KEYS: conversation, message, opt-out, transcript, sender's message set, reply, deadlines, sender
 # ARGV: expected version, conversation JSON, replies JSON, dedup ttl ms, opt-out (1/0/-),
-#       retention ttl ms, now, message sid, transcript lines...
+#       retention ttl ms, now, message sid, deadline (time / clear / -), transcript lines...
 _COMMIT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -91,7 +94,9 @@ redis.call('SADD', KEYS[5], ARGV[8])
 redis.call('PEXPIRE', KEYS[5], ARGV[4])
 if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[7])
 elseif ARGV[5] == '0' then redis.call('DEL', KEYS[3]) end
-for i = 9, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+if ARGV[9] == 'clear' then redis.call('ZREM', KEYS[7], KEYS[8])
+elseif ARGV[9] ~= '-' then redis.call('ZADD', KEYS[7], ARGV[9], KEYS[8]) end
+for i = 10, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 return 'committed'
 """
@@ -181,12 +186,14 @@ class RedisStore:
         lines += [json.dumps({"at": turn.at, "dir": "out", "body": reply, "sid": inbound.message_sid})
                   for reply in turn.replies]
         opt_out = "-" if turn.opt_out is None else ("1" if turn.opt_out else "0")
+        deadline = "-" if not turn.deadline_changed else ("clear" if turn.deadline is None else repr(turn.deadline))
         result = await self._commit(
             keys=[self.keys.conversation(sender), self.keys.message(inbound.message_sid), self.keys.opt_out(sender),
                   self.keys.transcript(sender), self.keys.sender_messages(sender),
-                  self.keys.reply(inbound.message_sid)],
+                  self.keys.reply(inbound.message_sid), self.keys.deadlines(), sender],
             args=[turn.expected_version, state, json.dumps(turn.replies), int(self.retention.dedup_seconds * 1000),
-                  opt_out, int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid, *lines])
+                  opt_out, int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid,
+                  deadline, *lines])
         return CommitResult(result)
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
@@ -210,6 +217,12 @@ class RedisStore:
                     await lock.release()
                 except (LockError, RedisConnectionError, RedisTimeoutError):
                     pass  # it expired (or Redis went away) meanwhile; compare-and-set kept the data right
+
+    @_unavailable_is_busy
+    async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
+        found = await self._redis.zrangebyscore(self.keys.deadlines(), "-inf", now, start=0, num=limit,
+                                                withscores=True)
+        return [(str(entry[0]), float(entry[1])) for entry in found]
 
     @_unavailable_is_busy
     async def purge(self, sender: str) -> Purged:

@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS opt_outs (
     sender TEXT PRIMARY KEY,
     at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deadlines (  -- written only by turns entering or leaving a timed wait
+    sender TEXT PRIMARY KEY,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deadlines_by_time ON deadlines (at);
 CREATE TABLE IF NOT EXISTS outbound (
     id TEXT PRIMARY KEY,
     sid TEXT,
@@ -197,6 +202,10 @@ class SqliteStore:
             raise
         self._db.execute("COMMIT")
 
+    async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
+        rows = self._db.execute("SELECT sender, at FROM deadlines WHERE at <= ? ORDER BY at LIMIT ?", (now, limit))
+        return [(sender, at) for sender, at in rows.fetchall()]
+
     async def purge(self, sender: str) -> Purged:
         async with self._writing() as db:
             conversations = db.execute("DELETE FROM conversations WHERE sender = ?", (sender,)).rowcount
@@ -308,6 +317,11 @@ def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
         db.execute("INSERT OR REPLACE INTO opt_outs (sender, at) VALUES (?, ?)", (inbound.sender, turn.at))
     elif turn.opt_out is False:
         db.execute("DELETE FROM opt_outs WHERE sender = ?", (inbound.sender,))
+    if turn.deadline_changed:
+        if turn.deadline is None:
+            db.execute("DELETE FROM deadlines WHERE sender = ?", (inbound.sender,))
+        else:
+            db.execute("INSERT OR REPLACE INTO deadlines (sender, at) VALUES (?, ?)", (inbound.sender, turn.deadline))
     return CommitResult.COMMITTED
 
 
