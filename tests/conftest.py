@@ -113,6 +113,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child process politely, then firmly."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class ServerProcess:
     """``python server.py`` as a user runs it, on a free loopback port, stopped by the test."""
 
@@ -148,13 +159,7 @@ class ServerProcess:
         """Stop the server; returns what it printed."""
         if self.process is None:
             return ""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self._output_file.seek(0)
         output = self._output_file.read().decode(errors="replace")
         self._output_file.close()
@@ -197,12 +202,7 @@ class RedisServer:
             assert connection.recv(16).startswith(b"+OK")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 @pytest.fixture(scope="session")
