@@ -293,7 +293,10 @@ class Engine:
 
     async def _fetch(self, fetch: CompiledFetch, conversation: Conversation, text: str) -> Any:
         values = self._user_values(conversation, text)
-        url = templates.render_url(fetch.url, values, {"env": self.env})
+        # flow.* holds what the flow's author set (Studio's flow.variables, the channel): a base URL
+        # kept there must stay a URL; everything else people may have typed is percent-encoded.
+        url = templates.render_url(fetch.url, {k: v for k, v in values.items() if k != "flow"},
+                                   {"env": self.env, "flow": values.get("flow", {})})
         if fetch.method == "GET" and not fetch.params:
             return await self.fetcher.get_json(url, fetch.timeout)
         context = {**values, "env": self.env}

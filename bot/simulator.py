@@ -8,6 +8,7 @@ here exactly as in the server without one running.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ class Simulation:
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def text(self, body: str, sender: str, to: str = "+15550001111") -> Received:
-        inbound = Inbound(message_sid=f"SMsim{next(self._sids):030d}", sender=sender, to=to, body=body)
+        inbound = Inbound(message_sid=f"SMsim{next(self._sids):06d}{uuid.uuid4().hex}", sender=sender, to=to, body=body)
         return await self.inbox.receive(inbound)
 
     async def start(self, flow: str, sender: str, variables: dict[str, str]) -> Received:
@@ -58,7 +59,7 @@ class Simulation:
         async with self.inbox.store.lock(sender):
             snapshot = await self.inbox.store.snapshot(sender, "")
             outcome = await self.inbox.engine.start(snapshot.conversation, flow, variables)
-            inbound = Inbound(f"SMstart{next(self._sids):028d}", sender)
+            inbound = Inbound(f"SMstart{next(self._sids):06d}{uuid.uuid4().hex}", sender)
             await self.inbox.store.commit(Turn(inbound, outcome.conversation, snapshot.conversation.version,
                                                tuple(outcome.replies), None))
         return Received(tuple(outcome.replies), trace=tuple(outcome.trace))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bot import segments, templates
 from bot.flows.problems import Finding, Path
-from bot.flows.schema import END, Flow, State
+from bot.flows.schema import END, Flow, Reply, State
 from bot.keywords import normalise
 
 #: Names templates get from the bot itself; a flow may not ``save`` over them.
@@ -214,7 +214,7 @@ def _graph_warnings(flow: Flow) -> Iterator[Finding]:
                 yield Finding(("states", name, "replies", index), "this reply neither says anything nor goes "
                               "anywhere: the person gets no answer", severity="warning",
                               hint="add a say, or a go to the next state")
-        if state.waits and not state.otherwise:
+        if state.waits and not state.otherwise and not any(always_matches(rule) for rule in state.replies):
             yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but has no otherwise: "
                           "an unexpected reply gets the question again",
                           severity="warning", hint="add an otherwise that says what to send")
@@ -225,6 +225,11 @@ def _graph_warnings(flow: Flow) -> Iterator[Finding]:
     for name in sorted(set(flow.states) - set(_possibly_set(flow))):
         yield Finding(("states", name, "[key]"), f"no path reaches state {name!r}",
                       severity="warning", hint="go to it from another state, or delete it")
+
+
+def always_matches(rule: Reply) -> bool:
+    """A reply that takes any text (``pattern: '(?s).*'``): its state needs no otherwise."""
+    return rule.pattern is not None and re.search(rule.pattern, "") is not None
 
 
 def _saves(state_name: str, state: State) -> Iterator[tuple[Path, str]]:

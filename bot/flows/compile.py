@@ -17,6 +17,7 @@ from liquid import BoundTemplate
 from transitions import Machine
 
 from bot import templates
+from bot.flows.checks import always_matches
 from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Reply, State
 from bot.keywords import NO_WORDS, YES_WORDS, normalise, parse_number, trim, words
 
@@ -88,6 +89,7 @@ class CompiledState:
     set: tuple[tuple[str, BoundTemplate], ...] = ()
     branch: CompiledBranch | None = None
     timeout: tuple[float, str] | None = None  # (seconds, state) for a waiting state's timeout
+    takes_anything: bool = False  # a reply accepts any text: "otherwise" can never happen
     enter: tuple[str, str] | None = None  # (flow, state to carry on at)
 
     @property
@@ -157,6 +159,7 @@ def _compile_state(name: str, state: State) -> CompiledState:
         set=tuple((name, templates.parse(text)) for name, text in state.set.items()),
         branch=_compile_branch(state.branch, used) if state.branch else None,
         timeout=(state.timeout.after, state.timeout.go) if state.timeout else None,
+        takes_anything=any(always_matches(rule) for rule in state.replies),
         enter=(state.enter.flow, state.enter.then) if state.enter else None,
     )
 
@@ -209,7 +212,7 @@ def _condition(name: str, pattern: str | None) -> Callable[[str, str], bool]:
 
 def _transition_specs(state: CompiledState) -> list[dict[str, Any]]:
     specs = [{"trigger": rule.event, "source": state.name, "dest": rule.go} for rule in state.replies]
-    if state.waits:
+    if state.waits and not state.takes_anything:
         specs.append({"trigger": OTHERWISE_EVENT, "source": state.name, "dest": None})
     if state.go is not None:
         specs.append({"trigger": NEXT_EVENT, "source": state.name, "dest": state.go})
