@@ -31,6 +31,7 @@ import yaml
 from liquid import Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 
+from bot.engine import store_at
 from bot.flows.yamlsource import read_yaml
 from bot.keywords import COMPLIANCE_WORDS, normalise, parse_number, trim
 
@@ -818,7 +819,7 @@ class _TestWriter:
                 continue
             value = self._render(walk, source)
             if value is not None:
-                _store_at(walk.context, key, value.strip())
+                store_at(walk.context, key, value.strip())
             else:
                 _forget(walk.context, key)
         fetch = state.get("fetch")
@@ -843,7 +844,7 @@ class _TestWriter:
             else:
                 if len(answers) > 1:
                     branch.decide(f"{name} succeeds")
-                _store_at(branch.context, fetch["save"], {})
+                store_at(branch.context, fetch["save"], {})
                 self._after_fetch(branch, name, state, steps)
 
     def _after_fetch(self, walk: _Walk, name: str, state: dict[str, Any], steps: int) -> None:
@@ -962,11 +963,11 @@ class _TestWriter:
         free = walk.free.pop(key)
         if free.variable is None:
             walk.turns[free.turn]["send"] = text
-            _store_at(walk.context, key, trim(text))
+            store_at(walk.context, key, trim(text))
         else:
             if text:
                 walk.turns[free.turn]["vars"][free.variable] = text
-            _store_at(walk.context, key, text)
+            store_at(walk.context, key, text)
 
     def _settle(self, walk: _Walk) -> None:
         """Inputs nothing tested get a plain value: replies 'answer N', broadcast variables none."""
@@ -1173,16 +1174,6 @@ def _example_in(items: list[Any]) -> str:
         excluded = {chr(argument) for op, argument in items if str(op) == "LITERAL"}
         return next(char for char in "aZ1-" if char not in excluded)
     raise ValueError("empty set")
-
-
-def _store_at(variables: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    for part in parents:
-        child = variables.get(part)
-        if not isinstance(child, dict):
-            child = variables[part] = {}
-        variables = child
-    variables[last] = value
 
 
 def _forget(variables: dict[str, Any], path: str) -> None:

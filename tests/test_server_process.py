@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from bot.flows.loader import load_flows
-from tests.conftest import (PROGRAM_YAML, ROOT, SHIPPED_FLOWS, ServerProcess, free_port, replies_of,
+from tests.conftest import (PROGRAM_YAML, ROOT, SHIPPED_FLOWS, ServerProcess, free_port, replies_of, terminate,
                             write_flows)
 from tests.twilio_fake import AUTH_TOKEN, sign, signed_request, twilio_form
 
@@ -234,13 +234,7 @@ def test_dev_flag_starts_on_loopback(tmp_path: Path) -> None:
         assert unsigned.status_code == 200, unsigned.text
         assert replies_of(unsigned.text) == [HELP_TEXT]
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process)
         assert process.stdout is not None
         output = process.stdout.read().decode()
         process.stdout.close()
