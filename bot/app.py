@@ -58,7 +58,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
             def notifier(inbound: Inbound, notifications: list[tuple[str, str]]) -> None:
                 assert outbox is not None
-                task = asyncio.create_task(_send_notifications(outbox, inbound, notifications))
+                task = asyncio.create_task(_send_from_texted_number(outbox, inbound, "notify", notifications))
                 background.add(task)
                 task.add_done_callback(background.discard)
 
@@ -66,10 +66,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
             async def deliver_later(inbound: Inbound, replies: tuple[str, ...]) -> None:
                 assert outbox is not None
-                for index, text in enumerate(replies):
-                    message = OutboundMessage(f"later|{inbound.message_sid}|{index}", inbound.sender, text,
-                                              from_number=inbound.to)
-                    await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
+                await _send_from_texted_number(outbox, inbound, "later", [(inbound.sender, text) for text in replies])
 
             def patience() -> Patience | None:
                 """Slow lookups are answered later only when we can send (outbound configured)."""
@@ -146,14 +143,16 @@ class BotApp(Starlette):
                 await send({"type": "http.response.body", "body": b"Internal Server Error\n"})
 
 
-async def _send_notifications(outbox: Outbox, inbound: Inbound, notifications: list[tuple[str, str]]) -> None:
-    """A flow's ``notify`` messages, sent after the turn was saved, from the number that was texted."""
-    for index, (to, text) in enumerate(notifications):
-        message = OutboundMessage(f"notify|{inbound.message_sid}|{index}", to, text, from_number=inbound.to)
+async def _send_from_texted_number(outbox: Outbox, inbound: Inbound, kind: str,
+                                   messages: list[tuple[str, str]]) -> None:
+    """Messages a turn sends after it was saved (its ``notify`` texts, or its answer sent later),
+    from the number the person texted; each has a stable id, so a resend is recognised."""
+    for index, (to, text) in enumerate(messages):
+        message = OutboundMessage(f"{kind}|{inbound.message_sid}|{index}", to, text, from_number=inbound.to)
         try:
             await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
         except Exception:
-            log.exception("could not send a notification to %s", mask(to))
+            log.exception("could not send a %s message to %s", kind, mask(to))
 
 
 TIMEOUT_POLL_SECONDS = 1.0

@@ -20,9 +20,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.engine import Engine
+from bot.inbox import Inbox
 from bot.outbound import Outbox, TwilioUnreachable, retrying, valid_number
-from bot.store import CommitResult, Store
-from bot.types import Conversation, Inbound, OutboundMessage, Turn
+from bot.store import Store
+from bot.types import Conversation, OutboundMessage
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -204,27 +205,19 @@ class Broadcast:
                 return None
             outcome = await self.engine.start(Conversation(phone), self.flow, recipient.variables)
             return OutboundMessage(message_id, phone, "\n".join(outcome.replies), self.name)
-        async with self.store.lock(phone):
-            snapshot = await self.store.snapshot(phone, f"broadcast:{message_id}")
-            if snapshot.opted_out:
-                report.skipped["opted out"] += 1
-                await self._record(OutboundMessage(message_id, phone, "", self.name, "skipped", reason="opted out"))
-                return None
-            if snapshot.recorded_replies is not None:  # started by a run that stopped right after
-                message = OutboundMessage(message_id, phone, "\n".join(snapshot.recorded_replies), self.name)
-                await self._record(message)
-                return message
-            outcome = await self.engine.start(snapshot.conversation, self.flow, recipient.variables)
-            body = "\n".join(outcome.replies)
-            if not body:
-                raise BroadcastError(f"flow {self.flow!r} says nothing when it starts; a broadcast needs an "
-                                     "opening message in its start state")
-            turn = Turn(Inbound(f"broadcast:{message_id}", phone), outcome.conversation,
-                        snapshot.conversation.version, tuple(outcome.replies), None)
-            result = await self.store.commit(turn)
-            if result is CommitResult.CONFLICT:
-                report.failed["conversation changed while starting; run again"] += 1
-                return None
+        started = await Inbox(self.store, self.engine).start(phone, self.flow, recipient.variables,
+                                                             f"broadcast:{message_id}")
+        if started.status == "opted out":
+            report.skipped["opted out"] += 1
+            await self._record(OutboundMessage(message_id, phone, "", self.name, "skipped", reason="opted out"))
+            return None
+        if started.status == "silent":
+            raise BroadcastError(f"flow {self.flow!r} says nothing when it starts; a broadcast needs an "
+                                 "opening message in its start state")
+        if started.status == "conflict":
+            report.failed["conversation changed while starting; run again"] += 1
+            return None
+        body = "\n".join(started.replies)  # "recorded": started by a run that stopped right after
         message = OutboundMessage(message_id, phone, body, self.name)
         await self._record(message)
         return message

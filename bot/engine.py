@@ -331,6 +331,7 @@ class Engine:
         flow = self.flows.flows[flow_name]
         outcome = Outcome(conversation)
         before = where(conversation)
+        pending = conversation.vars.get(TIMEOUT_KEY)
         conversation.end()
         conversation.flow, conversation.state = flow.name, flow.machine.initial
         conversation.vars.update(_studio_context(Inbound("", conversation.sender)))
@@ -338,6 +339,7 @@ class Engine:
         self._step(outcome, f"started by broadcast of {flow.name}", before)
         await self._run_states(flow, "", outcome)
         conversation.updated_at = self.clock()
+        self._schedule(outcome, pending)  # the start state may wait with a timeout
         return outcome
 
     def _fire(self, flow: CompiledFlow, event: str, outcome: Outcome, before: str) -> None:

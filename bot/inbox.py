@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.engine import TIMEOUT_KEY, Engine
 from bot.privacy import mask
@@ -32,6 +33,20 @@ class Received:
 
 
 Notifier = Callable[[Inbound, list[tuple[str, str]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What starting a flow for someone (a broadcast) did.
+
+    ``status``: "started" (saved; ``replies`` are its opening messages), "recorded" (this start was
+    saved before: ``replies`` are the ones recorded then), "opted out", "silent" (the flow says
+    nothing when it starts; nothing saved), "conflict" (the conversation changed meanwhile).
+    """
+
+    status: str
+    replies: tuple[str, ...] = ()
+    trace: tuple[TraceStep, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,25 @@ class Inbox:
         self._background.add(task)
         task.add_done_callback(self._finished_later)
         return Received((patience.interim,), deferred=True)
+
+    async def start(self, sender: str, flow: str, variables: dict[str, Any], start_id: str) -> Started:
+        """Put ``sender`` into ``flow`` from its start, saved once under ``start_id`` (run again with
+        the same id, it answers what was recorded). Opted-out people are never started."""
+        async with self.store.lock(sender):
+            snapshot = await self.store.snapshot(sender, start_id)
+            if snapshot.recorded_replies is not None:
+                return Started("recorded", snapshot.recorded_replies)
+            if snapshot.opted_out:
+                return Started("opted out")
+            outcome = await self.engine.start(snapshot.conversation, flow, variables)
+            if not outcome.replies:
+                return Started("silent")
+            turn = Turn(Inbound(start_id, sender), outcome.conversation, snapshot.conversation.version,
+                        tuple(outcome.replies), None, deadline=outcome.deadline,
+                        deadline_changed=outcome.deadline_changed)
+            if await self.store.commit(turn) is not CommitResult.COMMITTED:
+                return Started("conflict")
+        return Started("started", tuple(outcome.replies), tuple(outcome.trace))
 
     async def time_out(self, sender: str, due_at: float,
                        deliver: Callable[[Inbound, tuple[str, ...]], Awaitable[None]] | None) -> Received | None:

@@ -22,7 +22,7 @@ from bot.engine import Engine
 from bot.flows.loader import FlowSet
 from bot.inbox import Inbox, Received
 from bot.store import Store, open_store
-from bot.types import Inbound, Turn
+from bot.types import Inbound
 
 LOCAL_BASE_URL = "http://bot.local"
 
@@ -56,13 +56,8 @@ class Simulation:
 
     async def start(self, flow: str, sender: str, variables: dict[str, str]) -> Received:
         """Start a flow for ``sender`` as a broadcast would; its opening messages are the replies."""
-        async with self.inbox.store.lock(sender):
-            snapshot = await self.inbox.store.snapshot(sender, "")
-            outcome = await self.inbox.engine.start(snapshot.conversation, flow, variables)
-            inbound = Inbound(f"SMstart{next(self._sids):06d}{uuid.uuid4().hex}", sender)
-            await self.inbox.store.commit(Turn(inbound, outcome.conversation, snapshot.conversation.version,
-                                               tuple(outcome.replies), None))
-        return Received(tuple(outcome.replies), trace=tuple(outcome.trace))
+        started = await self.inbox.start(sender, flow, variables, f"SMstart{next(self._sids):06d}{uuid.uuid4().hex}")
+        return Received(started.replies, trace=started.trace)
 
     def stub(self, stubs: Mapping[str, Any]) -> None:
         """Answer these fetch URLs from the table from now on (others still really run)."""

@@ -514,3 +514,22 @@ async def test_a_wait_timeout_fires_once_through_the_inbox(tmp_path: Path) -> No
     assert await inbox.time_out("+1", 1_600.0, deliver) is None  # fired once
     assert await store.due(10_000.0) == []  # the nudge state has no timeout
     assert (await inbox.receive(Inbound("SM3", "+1", body="4"))).replies == ("Thanks for the 4!",)
+
+
+async def test_a_flow_started_by_a_broadcast_arms_its_timeout_once(tmp_path: Path) -> None:
+    from bot.inbox import Inbox
+    from bot.store.memory import MemoryStore
+
+    store = MemoryStore()
+    engine = Engine(load_flows(write_flows(tmp_path, {"s.yaml": NUDGE})), CannedFetcher(), env={},
+                    clock=lambda: 1_000.0)
+    inbox = Inbox(store, engine)
+    started = await inbox.start("+1", "survey", {}, "broadcast:b|+1")
+    assert (started.status, started.replies) == ("started", ("Rate us 1-5.",))
+    assert await store.due(2_000.0) == [("+1", 1_600.0)]  # the start state's timeout is armed
+    again = await inbox.start("+1", "survey", {}, "broadcast:b|+1")
+    assert (again.status, again.replies) == ("recorded", ("Rate us 1-5.",))
+    await store.set_opt_out("+2", True)
+    assert (await inbox.start("+2", "survey", {}, "broadcast:b|+2")).status == "opted out"
+    untouched = await store.load("+2")
+    assert (untouched.version, untouched.active) == (0, False)  # never started
