@@ -14,9 +14,10 @@ from typing import Any
 
 import uvicorn
 
-from bot.app import configure_logging, create_app
+from bot.app import create_app
 from bot.flows.loader import load_flows
 from bot.flows.problems import FlowLoadError
+from bot.logs import configure_logging
 from bot.settings import SettingsError, load_settings
 
 

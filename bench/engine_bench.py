@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.engine import Engine
 from bot.flows.loader import load_flows
-from bot.types import Conversation, Inbound, Outcome
+from bot.types import Conversation, Inbound, Message, Outcome
 
 from bench.webhooks import order_number, sender_number
 
@@ -61,11 +61,11 @@ def run(flows_dir: Path, cycles: int, repeats: int = 5) -> EngineResult:
             status, number, yes = messages[index % len(messages)]
             conversation = Conversation(status.sender)
             t0 = clock()
-            outcome = _drive(engine.handle(status, conversation, False))
+            outcome = _drive(engine.step(conversation, Message(status), False))
             t1 = clock()
-            outcome = _drive(engine.handle(number, outcome.conversation, False))
+            outcome = _drive(engine.step(outcome.conversation, Message(number), False))
             t2 = clock()
-            outcome = _drive(engine.handle(yes, outcome.conversation, False))
+            outcome = _drive(engine.step(outcome.conversation, Message(yes), False))
             t3 = clock()
             spent[0] += t1 - t0
             spent[1] += t2 - t1

@@ -1,6 +1,6 @@
 """Signed webhooks exactly as Twilio sends them, pre-generated so the load generator only replays bytes.
 
-Every request carries Twilio's 20 usual form fields (``tests/twilio_fake.twilio_form``), a
+Every request carries Twilio's 20 usual form fields (``tests/signed_webhooks.twilio_form``), a
 MessageSid never used before in this run (the bot de-duplicates MessageSids, so a repeat would be
 answered from the record and flatter it), and an ``X-Twilio-Signature`` for the URL the servers
 check. Signatures are computed with a cached HMAC prefix for speed and cross-checked against the
@@ -24,7 +24,7 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from tests.twilio_fake import twilio_form
+from tests.signed_webhooks import twilio_form
 
 AUTH_TOKEN = "bench-auth-token-5f0c8a1e9b2d4c6f"
 BOT_NUMBER = "+15550001111"

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,17 +20,17 @@ from bot import demo, webhook
 from bot.actions import Fetcher, HttpFetcher
 from bot.engine import Engine
 from bot.flows.loader import FlowSet, load_flows
-from bot.inbox import Inbox, Patience
+from bot.inbox import Deliver, Inbox, Patience
+from bot.logs import configure_logging
 from bot.outbound import Outbox, retrying
 from bot.privacy import mask
 from bot.reload import FlowReloader
 from bot.settings import Settings, load_settings
-from bot.store import Retention, Store, open_store
-from bot.twilio_io import SignatureChecker
+from bot.store import Forgetting, Retention, Store, Timers, open_store
+from bot.twilio_inbound import SignatureChecker
 from bot.types import Inbound, OutboundMessage
 
 log = logging.getLogger(__name__)
-logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines would log every fetch URL
 
 
 def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None,
@@ -81,9 +81,10 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             stop = asyncio.Event()
             watcher = asyncio.create_task(reloader.watch(stop)) if settings.reload_flows else None
             sweeper = asyncio.create_task(_sweep_periodically(active_store, stop))
-            timer = asyncio.create_task(_fire_timeouts(inbox, deliver_later if outbox is not None else None, stop))
+            deliver = deliver_later if outbox is not None else None
+            timer = asyncio.create_task(_fire_timeouts(inbox, active_store, deliver, stop))
             try:
-                yield {"settings": settings, "inbox": inbox, "signature_checker": checker,
+                yield {"settings": settings, "inbox": inbox, "store": active_store, "signature_checker": checker,
                        "reloader": reloader, "outbox": outbox, "patience": patience}
             finally:
                 stop.set()
@@ -104,7 +105,6 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                              "reloads": request.state.reloader.reloads, "pid": os.getpid()})
 
     routes = [
-        Route("/sms", webhook.SmsWebhook()),  # reached through BotApp's fast path, listed for completeness
         Route("/sms/status", webhook.StatusWebhook()),
         Route("/healthz", healthz, methods=["GET"]),
         *demo.routes,
@@ -158,12 +158,11 @@ async def _send_from_texted_number(outbox: Outbox, inbound: Inbound, kind: str,
 TIMEOUT_POLL_SECONDS = 1.0
 
 
-async def _fire_timeouts(inbox: Inbox, deliver: Callable[[Inbound, tuple[str, ...]], Awaitable[None]] | None,
-                         stop: asyncio.Event) -> None:
+async def _fire_timeouts(inbox: Inbox, timers: Timers, deliver: Deliver | None, stop: asyncio.Event) -> None:
     """Fire due wait timeouts (kept in the store, so they survive restarts) until the app stops."""
     while not stop.is_set():
         try:
-            for sender, due_at in await inbox.store.due(time.time()):
+            for sender, due_at in await timers.due(time.time()):
                 await inbox.time_out(sender, due_at, deliver)
         except Exception:  # one failure must not stop the timer; the entry stays due and is retried
             log.exception("firing wait timeouts failed")
@@ -175,7 +174,7 @@ SWEEP_EVERY_SECONDS = 3600.0
 FIRST_SWEEP_AFTER_SECONDS = 60.0
 
 
-async def _sweep_periodically(store: Store, stop: asyncio.Event) -> None:
+async def _sweep_periodically(store: Forgetting, stop: asyncio.Event) -> None:
     """Apply the retention period now and then (a minute after start, then hourly) until the app
     stops; not at once, so a restart under load does not add a full scan to its first seconds."""
     with contextlib.suppress(TimeoutError):
@@ -190,10 +189,6 @@ async def _sweep_periodically(store: Store, stop: asyncio.Event) -> None:
             log.exception("retention sweep failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SWEEP_EVERY_SECONDS)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def app_from_environment() -> Starlette:

@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.engine import Engine
 from bot.inbox import Inbox
 from bot.outbound import Outbox, TwilioUnreachable, retrying, valid_number
-from bot.store import Store
-from bot.types import Conversation, OutboundMessage
+from bot.store import Store, StoreBusy
+from bot.types import OutboundMessage, OutboundState, Skip
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -140,15 +140,16 @@ class Broadcast:
                 report.skipped["duplicate row"] += 1
             elif not valid_number(recipient.phone):
                 report.skipped["invalid number (not E.164, e.g. +15551234567)"] += 1
-                await self._record(OutboundMessage(message_id, recipient.phone, "", self.name, "skipped",
-                                                   reason="invalid number"))
+                await self._record(OutboundMessage(message_id, recipient.phone, "", self.name,
+                                                   OutboundState.SKIPPED, reason="invalid number"))
             else:
                 seen.add(recipient.phone)
                 next_send = await self._pace(next_send)
                 try:
                     await self._one(recipient, message_id, report)
                 except TwilioUnreachable as error:
-                    if (await self.store.outbound(message_id) or OutboundMessage("", "", "")).state == "sending":
+                    earlier = await self.store.outbound(message_id)
+                    if earlier is not None and earlier.state == OutboundState.SENDING:
                         report.in_doubt.append(recipient.phone)
                     report.stopped = str(error)
                     return report
@@ -170,12 +171,12 @@ class Broadcast:
 
     async def _one(self, recipient: Recipient, message_id: str, report: Report) -> None:
         earlier = await self.store.outbound(message_id)
-        if earlier is not None and earlier.state != "prepared":
-            if earlier.state == "accepted":
+        if earlier is not None and earlier.state != OutboundState.PREPARED:
+            if earlier.state == OutboundState.ACCEPTED:
                 report.sent_before += 1
-            elif earlier.state == "sending":
+            elif earlier.state == OutboundState.SENDING:
                 report.in_doubt.append(recipient.phone)
-            elif earlier.state == "skipped":
+            elif earlier.state == OutboundState.SKIPPED:
                 report.skipped[earlier.reason] += 1
             else:
                 report.failed[earlier.reason] += 1
@@ -188,36 +189,32 @@ class Broadcast:
             self.show(f"would send to {recipient.phone}: {message.body}")
             return
         result = await retrying(lambda: self.outbox.send(message), self.sleep)  # type: ignore[union-attr]
-        if result.state == "accepted":
+        if result.state == OutboundState.ACCEPTED:
             report.sent += 1
-        elif result.state == "skipped":
+        elif result.state == OutboundState.SKIPPED:
             report.skipped[result.reason] += 1
         else:
             report.failed[result.reason] += 1
 
     async def _start_flow(self, recipient: Recipient, message_id: str, report: Report) -> OutboundMessage | None:
         """Put the recipient into the flow (saved once: the turn's id is the message id) and
-        record the opening message as prepared."""
+        record the opening message as prepared. A dry run goes the same way and saves nothing."""
         phone = recipient.phone
-        if self.outbox is None:
-            if await self.store.is_opted_out(phone):
-                report.skipped["opted out"] += 1
-                return None
-            outcome = await self.engine.start(Conversation(phone), self.flow, recipient.variables)
-            return OutboundMessage(message_id, phone, "\n".join(outcome.replies), self.name)
-        started = await Inbox(self.store, self.engine).start(phone, self.flow, recipient.variables,
-                                                             f"broadcast:{message_id}")
-        if started.status == "opted out":
-            report.skipped["opted out"] += 1
-            await self._record(OutboundMessage(message_id, phone, "", self.name, "skipped", reason="opted out"))
-            return None
-        if started.status == "silent":
-            raise BroadcastError(f"flow {self.flow!r} says nothing when it starts; a broadcast needs an "
-                                 "opening message in its start state")
-        if started.status == "conflict":
+        try:
+            started = await Inbox(self.store, self.engine).start(
+                phone, self.flow, recipient.variables, f"broadcast:{message_id}", dry_run=self.outbox is None)
+        except StoreBusy:
             report.failed["conversation changed while starting; run again"] += 1
             return None
-        body = "\n".join(started.replies)  # "recorded": started by a run that stopped right after
+        if started.skipped is Skip.OPTED_OUT:
+            report.skipped["opted out"] += 1
+            await self._record(OutboundMessage(message_id, phone, "", self.name, OutboundState.SKIPPED,
+                                               reason="opted out"))
+            return None
+        if started.skipped is Skip.SILENT:
+            raise BroadcastError(f"flow {self.flow!r} says nothing when it starts; a broadcast needs an "
+                                 "opening message in its start state")
+        body = "\n".join(started.replies)  # a duplicate: started by a run that stopped right after
         message = OutboundMessage(message_id, phone, body, self.name)
         await self._record(message)
         return message

@@ -43,9 +43,9 @@ from bot.privacy import mask
 from bot.settings import Settings, SettingsError, load_settings
 from bot.simulator import simulation
 from bot.store import open_store
-from bot.twilio_api import OutboundNotConfigured
-from bot.twilio_io import SignatureChecker
-from bot.types import OutboundMessage
+from bot.twilio_inbound import SignatureChecker
+from bot.twilio_outbound import OutboundNotConfigured
+from bot.types import OutboundMessage, OutboundState
 
 
 class CommandError(Exception):
@@ -176,6 +176,18 @@ def _parser() -> argparse.ArgumentParser:
     webhook.add_argument("--from", dest="sender", default="+15551234567", help="sender number")
     webhook.add_argument("--to", default="+15550001111", help="the bot's number")
     webhook.set_defaults(run=_webhook)
+
+    fake = commands.add_parser("fake-twilio", help="serve a fake Twilio API locally (try outbound without an account)",
+                               description=(
+        "Serve a fake of Twilio's Messages API on 127.0.0.1:PORT, for trying send, notify and broadcast "
+        "without a Twilio account: the real SDK talks HTTP to it, it posts signed delivery reports to "
+        "each message's StatusCallback, and prints every message it is asked to send. It prints the "
+        "settings that point the bot at it (TWILIO_API_BASE_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
+        "TWILIO_FROM). It accepts the TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN of the environment, else "
+        "made-up test credentials. Nothing leaves this machine. Ctrl-C stops it."))
+    fake.add_argument("port", nargs="?", type=int, default=8900, metavar="PORT",
+                      help="the port to listen on (default 8900; 0: any free port)")
+    fake.set_defaults(run=_fake_twilio)
     return parser
 
 
@@ -382,7 +394,7 @@ async def _send_one(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await outbox.close()
         await store.close()
-    if result.state == "accepted":
+    if result.state == OutboundState.ACCEPTED:
         print(f"sent to {mask(args.to)}: {result.sid}")
         return 0
     print(f"not sent to {mask(args.to)}: {result.state}, {result.reason}", file=sys.stderr)
@@ -444,13 +456,16 @@ async def _show_report(store_url: str, name: str) -> int:
     if not messages:
         raise CommandError(f"no broadcast named {name!r} in {store_url}")
     states = Counter(message.state for message in messages)
-    statuses = Counter(message.status or "(no report yet)" for message in messages if message.state == "accepted")
+    statuses = Counter(message.status or "(no report yet)" for message in messages
+                       if message.state == OutboundState.ACCEPTED)
     errors = Counter(message.error_code for message in messages if message.error_code)
     print(f"broadcast {name}: {len(messages)} recipients")
-    for state in ("accepted", "skipped", "failed", "sending", "prepared"):
+    labels = {OutboundState.ACCEPTED: "sent (accepted by Twilio)", OutboundState.SKIPPED: "skipped",
+              OutboundState.FAILED: "failed", OutboundState.SENDING: "in doubt",
+              OutboundState.PREPARED: "not sent yet"}
+    for state, label in labels.items():
         if states[state]:
-            label = {"accepted": "sent (accepted by Twilio)", "sending": "in doubt", "prepared": "not sent yet"}
-            print(f"  {label.get(state, state)}: {states[state]}")
+            print(f"  {label}: {states[state]}")
     if statuses:
         print("delivery reported by Twilio:")
         for status, count in statuses.most_common():
@@ -515,4 +530,22 @@ def _webhook(args: argparse.Namespace) -> int:
                 print(f"< {message.text or ''}")
             if not messages:
                 print("  (no reply)")
+    return 0
+
+
+# -- fake-twilio ------------------------------------------------------------------------------
+
+def _fake_twilio(args: argparse.Namespace) -> int:
+    import os
+
+    from bot.fake_twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, serve
+
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"PORT must be 0-65535, not {args.port}")
+    token = os.environ.get("TWILIO_AUTH_TOKEN", "")
+    try:
+        serve(args.port, os.environ.get("TWILIO_ACCOUNT_SID") or DEFAULT_ACCOUNT_SID, token or DEFAULT_AUTH_TOKEN,
+              show_token=not token)
+    except OSError as error:  # e.g. the port is taken
+        raise CommandError(f"cannot listen on 127.0.0.1:{args.port}: {error}") from None
     return 0

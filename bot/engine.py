@@ -1,8 +1,9 @@
-"""The conversation engine: one message in, the next state and the replies out.
+"""The conversation engine: a conversation and an event in, the next state and the replies out.
 
-Pure with respect to HTTP and storage: it gets a conversation and the sender's opt-out status,
-and returns an :class:`Outcome`. Routing order (DESIGN §1): compliance words, then flow triggers,
-then the current state's replies, then the fallback.
+Pure with respect to HTTP and storage: :meth:`Engine.step` gets a conversation, the event that
+starts the turn (a message, a start, a timeout) and the sender's opt-out status, and returns an
+:class:`Outcome`. Messages are routed in this order (DESIGN §1): compliance words
+(``bot/compliance.py``), then flow triggers, then the current state's rules, then the fallback.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 from liquid import BoundTemplate
 from liquid.exceptions import LiquidError
 
-from bot import templates
 from bot.actions import Fetcher, FetchFailed
+from bot.compliance import compliance_answer
 from bot.flows.compile import (
     ENTER_EVENT,
     FETCH_FAILED_EVENT,
@@ -31,27 +32,28 @@ from bot.flows.compile import (
 )
 from bot.flows.loader import FlowSet
 from bot.flows.schema import END
-from bot.keywords import HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS, normalise
 from bot.privacy import mask
-from bot.types import Conversation, Inbound, Outcome, TraceStep
+from bot.text import templates
+from bot.text.normalise import normalise
+from bot.types import (
+    ArmedTimeout,
+    Conversation,
+    Event,
+    Inbound,
+    Message,
+    Outcome,
+    ReturnPoint,
+    Skip,
+    Start,
+    TimeoutDue,
+    TraceStep,
+)
+from bot.variables import store_at
 
 log = logging.getLogger(__name__)
 
 MAX_STEPS_PER_TURN = 25  # states entered in one turn; more means a loop of states that never wait
 MAX_REPLIES_PER_TURN = 10
-RETURN_KEY = "_return"  # where flows entered with ``enter`` come back to (a stack, kept in vars)
-TIMEOUT_KEY = "_timeout"  # the armed timeout of the state the conversation waits in: {at, state}
-
-
-def store_at(variables: dict[str, Any], path: str, value: Any) -> None:
-    """Save ``value`` under a name or a dotted path (``widgets.ask.inbound.Body``), nested."""
-    *parents, last = path.split(".")
-    for part in parents:
-        child = variables.get(part)
-        if not isinstance(child, dict):
-            child = variables[part] = {}
-        variables = child
-    variables[last] = value
 
 
 def _studio_context(inbound: Inbound) -> dict[str, Any]:
@@ -78,82 +80,90 @@ class Engine:
         self.env = dict(env) if env is not None else templates.public_environment()
         self.clock = clock
 
-    async def handle(self, inbound: Inbound, conversation: Conversation, opted_out: bool) -> Outcome:
+    async def step(self, conversation: Conversation, event: Event, opted_out: bool) -> Outcome:
+        """Move ``conversation`` on ``event``: the one entry for every kind of turn."""
         outcome = Outcome(conversation)
-        pending = conversation.vars.get(TIMEOUT_KEY)
-        text = inbound.body
-        word = normalise(text)
-        if inbound.opt_out_type:
-            self._twilio_handled_compliance(inbound.opt_out_type.upper(), outcome)
-        elif word in OPT_OUT_WORDS:
-            self._opt_out(opted_out, word, outcome)
-        elif word in OPT_IN_WORDS or (opted_out and word in OPT_IN_WHILE_OPTED_OUT):
-            outcome.opt_out = False
-            self._step(outcome, f"compliance {word.upper()}", where(conversation))
-            outcome.replies.append(self.flows.program.opt_in)
-        elif opted_out:
-            self._step(outcome, "opted out: silent", where(conversation))
-        elif word in HELP_WORDS:
-            self._step(outcome, f"compliance {word.upper()}", where(conversation))
-            outcome.replies.append(self.flows.program.help)
+        armed_before = conversation.timeout
+        if isinstance(event, Message):
+            keep_clock = await self._on_message(event.inbound, outcome, opted_out)
+        elif isinstance(event, Start):
+            keep_clock = await self._on_start(event, outcome, opted_out)
         else:
-            await self._route(word, text, outcome, inbound)
+            keep_clock = await self._on_timeout(event, outcome)
+        # The end of every turn: stamp it, arm the timeout of the state it now waits in, cap replies.
         conversation.updated_at = self.clock()
-        self._schedule(outcome, pending)
+        self._arm_timeout(outcome, armed_before, keep_clock)
+        if isinstance(event, TimeoutDue):
+            outcome.deadline_changed = True  # the index pointed here: rewrite it even when stale
         del outcome.replies[MAX_REPLIES_PER_TURN:]
         return outcome
 
-    def _schedule(self, outcome: Outcome, pending: Any) -> None:
+    async def _on_message(self, inbound: Inbound, outcome: Outcome, opted_out: bool) -> bool:
+        """Answer a text; True when the waiting state's clock keeps running (compliance words)."""
+        conversation = outcome.conversation
+        if inbound.to:
+            conversation.channel = inbound.to
+        word = normalise(inbound.body)
+        answer = compliance_answer(inbound, word, opted_out, self.flows.program)
+        if answer is None:
+            await self._route(word, inbound.body, outcome, inbound)
+            return False
+        before = where(conversation)
+        if answer.ends_conversation:
+            conversation.end()
+        outcome.opt_out = answer.opt_out
+        self._step(outcome, answer.rule, before)
+        if answer.reply is not None:
+            outcome.replies.append(answer.reply)
+        return True
+
+    async def _on_start(self, start: Start, outcome: Outcome, opted_out: bool) -> bool:
+        """Start a flow for someone who did not text first: its opening messages are the replies,
+        sent through the REST API. Opted-out people are never started."""
+        conversation = outcome.conversation
+        before = where(conversation)
+        if opted_out:
+            outcome.skipped = Skip.OPTED_OUT
+            self._step(outcome, f"start of {start.flow} skipped: opted out", before)
+            return True
+        flow = self.flows.flows[start.flow]
+        conversation.end()
+        conversation.flow, conversation.state = flow.name, flow.machine.initial
+        conversation.vars.update(_studio_context(start.inbound))
+        conversation.vars.update(start.variables)
+        self._step(outcome, f"started by broadcast of {flow.name}", before)
+        await self._run_states(flow, "", outcome)
+        if not outcome.replies:
+            outcome.skipped = Skip.SILENT
+        return False
+
+    async def _on_timeout(self, due: TimeoutDue, outcome: Outcome) -> bool:
+        """The waiting state's timeout fired: follow its timeout branch (Studio's ``timeout``).
+        A stale index entry (answered meanwhile, or re-armed) changes nothing but the index."""
+        conversation = outcome.conversation
+        armed = conversation.timeout
+        flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
+        state = flow.states.get(conversation.state or "") if flow is not None else None
+        if armed is None or armed.at != due.due_at or flow is None or state is None or state.timeout is None:
+            return True
+        self._fire(flow, TIMEOUT_EVENT, outcome, where(conversation))
+        await self._run_states(flow, "", outcome)
+        return False
+
+    def _arm_timeout(self, outcome: Outcome, before: ArmedTimeout | None, keep_clock: bool) -> None:
         """Arm the timeout of the state the conversation now waits in (if it has one), and say
         whether the store's deadline index must change."""
         conversation = outcome.conversation
-        conversation.vars.pop(TIMEOUT_KEY, None)
         flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
         state = flow.states.get(conversation.state or "") if flow is not None else None
+        armed = None
         if state is not None and state.timeout is not None:
-            armed: dict[str, Any] = {"at": self.clock() + state.timeout[0], "state": state.name}
-            if isinstance(pending, dict) and pending.get("state") == state.name and outcome.trace and \
-                    outcome.trace[-1].rule.startswith("compliance"):
-                armed = pending  # HELP while waiting does not restart the clock
-            conversation.vars[TIMEOUT_KEY] = armed
-            outcome.deadline, outcome.deadline_changed = float(armed["at"]), armed != pending
-        else:
-            outcome.deadline, outcome.deadline_changed = None, pending is not None
-
-    async def time_out(self, conversation: Conversation) -> Outcome:
-        """The waiting state's timeout fired: follow its timeout branch (Studio's ``timeout``)."""
-        outcome = Outcome(conversation)
-        pending = conversation.vars.get(TIMEOUT_KEY)
-        flow = self.flows.flows.get(conversation.flow or "")
-        state = flow.states.get(conversation.state or "") if flow is not None else None
-        if flow is not None and state is not None and state.timeout is not None:
-            self._fire(flow, TIMEOUT_EVENT, outcome, where(conversation))
-            await self._run_states(flow, "", outcome)
-        conversation.updated_at = self.clock()
-        self._schedule(outcome, pending)
-        return outcome
-
-    # -- compliance -------------------------------------------------------------------------
-
-    def _twilio_handled_compliance(self, kind: str, outcome: Outcome) -> None:
-        """Twilio Advanced Opt-Out already answered: record what it did, say nothing."""
-        before = where(outcome.conversation)
-        if kind == "STOP":
-            outcome.opt_out = True
-            outcome.conversation.end()
-        elif kind == "START":
-            outcome.opt_out = False
-        self._step(outcome, f"Twilio OptOutType {kind}", before)
-
-    def _opt_out(self, already: bool, word: str, outcome: Outcome) -> None:
-        before = where(outcome.conversation)
-        outcome.conversation.end()
-        if already:
-            self._step(outcome, f"compliance {word.upper()} (already opted out: silent)", before)
-            return
-        outcome.opt_out = True
-        self._step(outcome, f"compliance {word.upper()}", before)
-        outcome.replies.append(self.flows.program.opt_out)
+            armed = ArmedTimeout(self.clock() + state.timeout[0], state.name)
+            if keep_clock and before is not None and before.state == state.name:
+                armed = before  # HELP while waiting does not restart the clock
+        conversation.timeout = armed
+        outcome.deadline = armed.at if armed is not None else None
+        outcome.deadline_changed = armed != before
 
     # -- flows ------------------------------------------------------------------------------
 
@@ -203,7 +213,7 @@ class Engine:
         conversation = outcome.conversation
         state = flow.states[conversation.state or ""]
         before = where(conversation)
-        for rule in state.replies:
+        for rule in state.rules:
             value = rule.matches(word, text)
             if value is None:
                 continue
@@ -223,44 +233,41 @@ class Engine:
         conversation = outcome.conversation
         for _ in range(MAX_STEPS_PER_TURN):
             name = conversation.state or END
-            if name == END and END not in flow.states:
-                parent = self._leave(flow, conversation, outcome)
-                if parent is None:
+            if name != END or END in flow.states:
+                state = flow.states[name]
+                before = where(conversation)
+                for path, template in state.set:
+                    store_at(conversation.vars, path, "".join(self._render_all((template,), conversation, text)))
+                if state.fetch is not None:
+                    try:
+                        found = await self._fetch(state.fetch, conversation, text)
+                    except FetchFailed as error:
+                        log.warning("fetch in %s failed: %s", before, error)
+                        apology = state.fetch.not_found if error.not_found and state.fetch.not_found else \
+                            state.fetch.fallback
+                        outcome.replies.extend(self._render_all((apology,), conversation, text))
+                        self._fire(flow, FETCH_FAILED_EVENT, outcome, before)
+                        continue
+                    store_at(conversation.vars, state.fetch.save, found)
+                outcome.replies.extend(self._render_all(state.say, conversation, text))
+                if state.notify is not None:
+                    self._notify(state.notify, conversation, text, outcome)
+                if state.waits:
                     return
-                flow = parent
-                continue
-            state = flow.states[name]
-            before = where(conversation)
-            for path, template in state.set:
-                store_at(conversation.vars, path, "".join(self._render_all((template,), conversation, text)))
-            if state.fetch is not None:
-                try:
-                    store_at(conversation.vars, state.fetch.save, await self._fetch(state.fetch, conversation, text))
-                except FetchFailed as error:
-                    log.warning("fetch in %s failed: %s", before, error)
-                    apology = state.fetch.not_found if error.not_found and state.fetch.not_found else \
-                        state.fetch.fallback
-                    outcome.replies.extend(self._render_all((apology,), conversation, text))
-                    self._fire(flow, FETCH_FAILED_EVENT, outcome, before)
+                if state.branch is not None:
+                    self._fire(flow, self._choose(state.branch, conversation, text), outcome, before)
                     continue
-            outcome.replies.extend(self._render_all(state.say, conversation, text))
-            if state.notify is not None:
-                self._notify(state.notify, conversation, text, outcome)
-            if state.waits:
+                if state.enter is not None:
+                    flow = self._enter(flow, state, conversation, outcome)
+                    continue
+                if state.go is not None:
+                    self._fire(flow, NEXT_EVENT, outcome, before)
+                    continue
+            # This flow is done (at ``end``, or a final state): back to the flow that entered it.
+            parent = self._leave(flow, conversation, outcome)
+            if parent is None:
                 return
-            if state.branch is not None:
-                self._fire(flow, self._choose(state.branch, conversation, text), outcome, before)
-                continue
-            if state.enter is not None:
-                flow = self._enter(flow, state, conversation, outcome)
-                continue
-            if state.go is None:  # a final state: this flow is done
-                parent = self._leave(flow, conversation, outcome)
-                if parent is None:
-                    return
-                flow = parent
-                continue
-            self._fire(flow, NEXT_EVENT, outcome, before)
+            flow = parent
         log.error("flow %s moved through %d states in one turn without waiting; ending it",
                   flow.name, MAX_STEPS_PER_TURN)
         conversation.end()
@@ -271,22 +278,22 @@ class Engine:
         assert state.enter is not None
         child = self.flows.flows[state.enter[0]]
         before = where(conversation)
-        conversation.vars.setdefault(RETURN_KEY, []).append([parent.name, state.name])
+        conversation.returns.append(ReturnPoint(parent.name, state.name))
         conversation.flow, conversation.state = child.name, child.machine.initial
         self._step(outcome, f"enter flow {child.name}", before)
         return child
 
     def _leave(self, flow: CompiledFlow, conversation: Conversation, outcome: Outcome) -> CompiledFlow | None:
         """A flow ended: back to the flow that entered it (at its ``then`` state), or the end."""
-        stack = conversation.vars.get(RETURN_KEY) or []
-        parent = self.flows.flows.get(stack[-1][0]) if stack else None
-        if parent is None or stack[-1][1] not in parent.states:
+        stack = conversation.returns
+        parent = self.flows.flows.get(stack[-1].flow) if stack else None
+        if parent is None or stack[-1].state not in parent.states:
             conversation.end()
             return None
-        parent_name, entered_at = stack.pop()
+        back = stack.pop()
         before = where(conversation)
-        conversation.flow, conversation.state = parent_name, entered_at
-        enter = parent.states[entered_at].enter
+        conversation.flow, conversation.state = back.flow, back.state
+        enter = parent.states[back.state].enter
         assert enter is not None
         self._fire(parent, f"{ENTER_EVENT} {enter[0]}", outcome, before)
         return parent
@@ -324,23 +331,6 @@ class Engine:
             outcome.notifications.append((to, body))
         else:
             log.error("notify in %s has no number or no text; skipped", where(conversation))
-
-    async def start(self, conversation: Conversation, flow_name: str, variables: dict[str, Any]) -> Outcome:
-        """Start a flow for someone who did not text first (a broadcast): its opening messages
-        are the outcome's replies, to be sent through the REST API."""
-        flow = self.flows.flows[flow_name]
-        outcome = Outcome(conversation)
-        before = where(conversation)
-        pending = conversation.vars.get(TIMEOUT_KEY)
-        conversation.end()
-        conversation.flow, conversation.state = flow.name, flow.machine.initial
-        conversation.vars.update(_studio_context(Inbound("", conversation.sender)))
-        conversation.vars.update(variables)
-        self._step(outcome, f"started by broadcast of {flow.name}", before)
-        await self._run_states(flow, "", outcome)
-        conversation.updated_at = self.clock()
-        self._schedule(outcome, pending)  # the start state may wait with a timeout
-        return outcome
 
     def _fire(self, flow: CompiledFlow, event: str, outcome: Outcome, before: str) -> None:
         flow.machine.events[event].trigger(outcome.conversation)

@@ -11,15 +11,15 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
 
 from bot.privacy import mask
-from bot.store import Store
-from bot.twilio_api import OutboundSettings, rest_client
-from bot.types import OutboundMessage
+from bot.store import Consent, OutboundRecords
+from bot.twilio_outbound import OutboundSettings, rest_client
+from bot.types import OutboundMessage, OutboundState
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,12 @@ def valid_number(number: str) -> bool:
     return bool(E164.match(number))
 
 
+class SendingStore(OutboundRecords, Consent, Protocol):
+    """What sending needs of a store: its records, and who opted out (checked at send time)."""
+
+
 class Outbox:
-    def __init__(self, store: Store, settings: OutboundSettings, *, status_callback: str | None = None,
+    def __init__(self, store: SendingStore, settings: OutboundSettings, *, status_callback: str | None = None,
                  client_factory: Callable[[], Any] | None = None) -> None:
         """``status_callback``: the URL Twilio should report delivery to (PUBLIC_URL/sms/status)."""
         self.store = store
@@ -55,15 +59,15 @@ class Outbox:
         """Send one message now (opt-out checked now), recording every step; raises Throttled."""
         self.settings.require("sending messages")
         if not valid_number(message.to):
-            return await self._finish(message, "skipped", reason="invalid number")
+            return await self._finish(message, OutboundState.SKIPPED, reason="invalid number")
         if await self.store.is_opted_out(message.to):
-            return await self._finish(message, "skipped", reason="opted out")
-        message.state, message.updated_at = "sending", time.time()
+            return await self._finish(message, OutboundState.SKIPPED, reason="opted out")
+        message.state, message.updated_at = OutboundState.SENDING, time.time()
         await self.store.save_outbound(message)  # from here until the answer, the outcome is unknown
         try:
             created = await self._create(message)
         except aiohttp.ClientConnectorError as error:  # never reached Twilio: safe to send later
-            message.state = "prepared"
+            message.state = OutboundState.PREPARED
             await self.store.save_outbound(message)
             raise TwilioUnreachable(f"cannot reach the Twilio API at {self.settings.api_base_url}: {error}") from None
         except (aiohttp.ClientError, TimeoutError) as error:  # it may have arrived: outcome unknown
@@ -71,17 +75,17 @@ class Outbox:
                                     f"to {mask(message.to)} is in doubt and will not be re-sent") from None
         except TwilioRestException as error:
             if error.code == TOO_MANY_REQUESTS or error.status == 429:
-                message.state = "prepared"  # Twilio refused it outright: safe to try again
+                message.state = OutboundState.PREPARED  # Twilio refused it outright: safe to try again
                 await self.store.save_outbound(message)
                 raise Throttled(str(error.msg)) from None
             if error.code == OPTED_OUT_AT_TWILIO:
                 await self.store.set_opt_out(message.to, True)
                 log.info("%s is opted out at Twilio (21610): recorded", mask(message.to))
-            return await self._finish(message, "failed", reason=f"{error.code}: {error.msg}",
+            return await self._finish(message, OutboundState.FAILED, reason=f"{error.code}: {error.msg}",
                                       error_code=str(error.code) if error.code else None)
         message.sid = created.sid
         message.from_number = created.from_ or message.from_number
-        await self._finish(message, "accepted")
+        await self._finish(message, OutboundState.ACCEPTED)
         # A delivery report may have overtaken Twilio's answer to us. Checked after our record is
         # written (as record_delivery checks after writing its report), so neither side misses it.
         early = await self.store.outbound(_early_report_id(created.sid))
@@ -104,7 +108,7 @@ class Outbox:
             options["status_callback"] = self.status_callback
         return await self._client.messages.create_async(**options)
 
-    async def _finish(self, message: OutboundMessage, state: str, *, reason: str = "",
+    async def _finish(self, message: OutboundMessage, state: OutboundState, *, reason: str = "",
                       error_code: str | None = None) -> OutboundMessage:
         message.state, message.reason, message.updated_at = state, reason, time.time()
         if error_code:
@@ -118,7 +122,7 @@ class Outbox:
             self._client = None
 
 
-async def record_delivery(store: Store, sid: str, status: str, error_code: str | None, to: str) -> None:
+async def record_delivery(store: SendingStore, sid: str, status: str, error_code: str | None, to: str) -> None:
     """A delivery report (status callback): remember it, and learn an opt-out (21610), even for a
     message we never sent ourselves."""
     if error_code == str(OPTED_OUT_AT_TWILIO) and valid_number(to):
@@ -128,7 +132,7 @@ async def record_delivery(store: Store, sid: str, status: str, error_code: str |
     if message is None:
         # Not (yet) ours: Twilio may report before its answer to our create call has reached us.
         # Keep the report where Outbox.send looks once it has recorded the sid, then look again.
-        await store.save_outbound(OutboundMessage(_early_report_id(sid), to, "", state="report",
+        await store.save_outbound(OutboundMessage(_early_report_id(sid), to, "", state=OutboundState.REPORT,
                                                   status=status, error_code=error_code))
         message = await store.outbound_by_sid(sid)
         if message is None:

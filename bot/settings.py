@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Annotated
 
-from dotenv import dotenv_values
+from pydantic import AliasGenerator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, EnvSettingsSource, SettingsConfigDict
 
-from bot.twilio_api import TWILIO_API, OutboundSettings
+from bot.twilio_outbound import TWILIO_API, OutboundSettings
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -20,29 +21,83 @@ class SettingsError(ValueError):
     """A setting that cannot work; the message names the variable and the fix."""
 
 
-@dataclass(frozen=True)
-class Settings:
+def _read(parse: Callable[[str], object], strip: bool = True) -> BeforeValidator:
+    """Parse a variable's text; typed values (``Settings(port=80)`` in code) are taken as they are."""
+
+    def read(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        raw = value.strip() if strip else value
+        if not raw:
+            raise PydanticUseDefault()  # `PORT=` in .env means "the default", as if unset
+        return parse(raw)
+
+    return BeforeValidator(read)
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() in TRUE_WORDS | FALSE_WORDS:
+        return raw.lower() in TRUE_WORDS
+    raise ValueError(f"must be 1 or 0 (got {raw.lower()!r})")
+
+
+def _whole(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"must be a whole number (got {raw!r})") from None
+
+
+def _duration(raw: str) -> float:
+    from bot.flows.schema import parse_duration  # lazily, as ever: settings must not need the flow language
+
+    try:
+        seconds = parse_duration(raw)
+    except ValueError:
+        raise ValueError(f"must be a duration such as 30d, 12h or 90m (got {raw!r})") from None
+    if seconds <= 0:
+        raise ValueError(f"must be longer than zero (got {raw!r})")
+    return seconds
+
+
+# How each kind of variable is read; the text kinds keep their spaces, as they always have, except Word.
+Flag = Annotated[bool, _read(_flag)]
+Whole = Annotated[int, _read(_whole)]
+Seconds = Annotated[float, _read(_duration)]  # written as a duration (30d, 1h30m), held in seconds
+Text = Annotated[str, _read(str, strip=False)]
+Word = Annotated[str, _read(str)]
+Lower = Annotated[str, _read(str.lower, strip=False)]
+Url = Annotated[str, _read(lambda raw: raw.rstrip("/"), strip=False)]  # paths are appended to it
+
+
+class Settings(BaseModel):
+    # Each setting is declared once, here: its variable is its name in capitals unless an alias says
+    # otherwise. A plain model, not BaseSettings, so Settings(...) in code never reads the environment.
+    model_config = ConfigDict(frozen=True, alias_generator=AliasGenerator(validation_alias=str.upper),
+                              validate_by_name=True, validate_by_alias=True)
+
     twilio_auth_token: str = ""
-    public_url: str = ""  # e.g. https://abc.ngrok.app; the signature URL is this + path + query
-    trust_proxy: bool = False  # take scheme and host from X-Forwarded-Proto/Host instead
-    store_url: str = "sqlite:///bot.db"
-    flows_dir: str = "flows"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    dev_mode: bool = False  # accept unsigned requests (loopback only, no auth token)
-    max_body_bytes: int = 64 * 1024
-    log_level: str = "info"
-    reload_flows: bool = True  # watch FLOWS_DIR and swap in changed flows that pass the checks
-    workers: int = 1  # server processes (uvicorn workers); >1 needs SQLite on one machine or Redis
-    retention_seconds: float = 30 * 24 * 3600.0  # transcripts and idle conversations; MessageSids >= 48 h
+    public_url: Url = ""  # e.g. https://abc.ngrok.app; the signature URL is this + path + query
+    trust_proxy: Flag = False  # take scheme and host from X-Forwarded-Proto/Host instead
+    store_url: Text = "sqlite:///bot.db"
+    flows_dir: Text = "flows"
+    host: Text = "127.0.0.1"
+    port: Whole = 8000
+    dev_mode: Flag = False  # accept unsigned requests (loopback only, no auth token)
+    max_body_bytes: Whole = 64 * 1024
+    log_level: Lower = "info"
+    reload_flows: Flag = True  # watch FLOWS_DIR and swap in changed flows that pass the checks
+    workers: Whole = 1  # server processes (uvicorn workers); >1 needs SQLite on one machine or Redis
+    # transcripts and idle conversations; MessageSids >= 48 h
+    retention_seconds: Seconds = Field(default=30 * 24 * 3600.0, validation_alias="RETENTION")
     # outbound messages (all optional: without them only outbound features are unavailable)
     twilio_account_sid: str = ""
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
-    twilio_api_base_url: str = TWILIO_API
-    slow_reply_seconds: float = 5.0  # answer "one moment" after this, send the real answer later
-    broadcast_window: str = ""  # "09:00-20:00": broadcasts wait outside it (empty: any time)
-    broadcast_timezone: str = "UTC"
+    twilio_api_base_url: Url = TWILIO_API
+    slow_reply_seconds: Seconds = 5.0  # answer "one moment" after this, send the real answer later
+    broadcast_window: Word = ""  # "09:00-20:00": broadcasts wait outside it (empty: any time)
+    broadcast_timezone: Word = "UTC"
 
     @property
     def outbound(self) -> OutboundSettings:
@@ -65,7 +120,7 @@ class Settings:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # type: ignore[override]  # replaces pydantic v1's deprecated classmethod
         if not self.twilio_auth_token and not self.dev_mode:
             raise SettingsError(
                 "TWILIO_AUTH_TOKEN is not set, so Twilio's signatures cannot be checked. Set it "
@@ -87,6 +142,12 @@ class Settings:
             raise SettingsError(f"PUBLIC_URL must start with https:// (got {self.public_url!r})")
 
 
+class _Variables(Settings, BaseSettings):
+    # Never built: it tells pydantic-settings' sources the variable names (exact capitals only, so no
+    # `port=`) and gives them Settings' fields to look for.
+    model_config = SettingsConfigDict(case_sensitive=True, validate_by_name=False, env_file_encoding="utf-8")
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -97,69 +158,13 @@ def is_loopback(host: str) -> bool:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env") -> Settings:
-    """Read settings: real environment variables win over ``.env``."""
-    values: dict[str, str] = {}
+    """Read settings from ``environ`` alone, or else from the environment over ``.env`` (real variables win)."""
     if environ is None:
-        if Path(env_file).is_file():
-            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        values.update(os.environ)
-    else:
-        values.update(environ)
-    return Settings(
-        twilio_auth_token=values.get("TWILIO_AUTH_TOKEN", ""),
-        public_url=values.get("PUBLIC_URL", "").rstrip("/"),
-        trust_proxy=_flag(values, "TRUST_PROXY"),
-        store_url=values.get("STORE_URL") or Settings.store_url,
-        flows_dir=values.get("FLOWS_DIR") or Settings.flows_dir,
-        host=values.get("HOST") or Settings.host,
-        port=_integer(values, "PORT", Settings.port),
-        dev_mode=_flag(values, "DEV_MODE"),
-        max_body_bytes=_integer(values, "MAX_BODY_BYTES", Settings.max_body_bytes),
-        log_level=(values.get("LOG_LEVEL") or Settings.log_level).lower(),
-        reload_flows=_flag(values, "RELOAD_FLOWS", default=True),
-        workers=_integer(values, "WORKERS", Settings.workers),
-        retention_seconds=_duration(values, "RETENTION", Settings.retention_seconds),
-        twilio_account_sid=values.get("TWILIO_ACCOUNT_SID", ""),
-        twilio_from=values.get("TWILIO_FROM", ""),
-        twilio_messaging_service_sid=values.get("TWILIO_MESSAGING_SERVICE_SID", ""),
-        twilio_api_base_url=(values.get("TWILIO_API_BASE_URL") or TWILIO_API).rstrip("/"),
-        slow_reply_seconds=_duration(values, "SLOW_REPLY_SECONDS", Settings.slow_reply_seconds),
-        broadcast_window=values.get("BROADCAST_WINDOW", "").strip(),
-        broadcast_timezone=values.get("BROADCAST_TIMEZONE", "").strip() or "UTC",
-    )
-
-
-def _flag(values: Mapping[str, str], name: str, default: bool = False) -> bool:
-    raw = values.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in TRUE_WORDS:
-        return True
-    if raw in FALSE_WORDS:
-        return False
-    raise SettingsError(f"{name} must be 1 or 0 (got {raw!r})")
-
-
-def _integer(values: Mapping[str, str], name: str, default: int) -> int:
-    raw = values.get(name, "").strip()
-    if not raw:
-        return default
+        environ = {**DotEnvSettingsSource(_Variables, env_file=env_file)(), **EnvSettingsSource(_Variables)()}
     try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number (got {raw!r})") from None
-
-
-def _duration(values: Mapping[str, str], name: str, default: float) -> float:
-    from bot.flows.schema import parse_duration
-
-    raw = values.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        seconds = parse_duration(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a duration such as 30d, 12h or 90m (got {raw!r})") from None
-    if seconds <= 0:
-        raise SettingsError(f"{name} must be longer than zero (got {raw!r})")
-    return seconds
+        return Settings.model_validate(environ, by_name=False)
+    except ValidationError as error:
+        # The user wrote PORT=eighty, so name PORT and say why, never pydantic's report about a field.
+        first = error.errors()[0]
+        reason = first.get("ctx", {}).get("error") or first["msg"]
+        raise SettingsError(f"{first['loc'][0]} {reason}") from None

@@ -16,12 +16,13 @@ from typing import Any
 
 import httpx
 
-from bot import demo, templates
+from bot import demo
 from bot.actions import Fetcher, FetchFailed, HttpFetcher
 from bot.engine import Engine
 from bot.flows.loader import FlowSet
 from bot.inbox import Inbox, Received
 from bot.store import Store, open_store
+from bot.text import templates
 from bot.types import Inbound
 
 LOCAL_BASE_URL = "http://bot.local"
@@ -56,8 +57,7 @@ class Simulation:
 
     async def start(self, flow: str, sender: str, variables: dict[str, str]) -> Received:
         """Start a flow for ``sender`` as a broadcast would; its opening messages are the replies."""
-        started = await self.inbox.start(sender, flow, variables, f"SMstart{next(self._sids):06d}{uuid.uuid4().hex}")
-        return Received(started.replies, trace=started.trace)
+        return await self.inbox.start(sender, flow, variables, f"SMstart{next(self._sids):06d}{uuid.uuid4().hex}")
 
     def stub(self, stubs: Mapping[str, Any]) -> None:
         """Answer these fetch URLs from the table from now on (others still really run)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +21,30 @@ class Inbound:
     opt_out_type: str | None = None  # Twilio Advanced Opt-Out already handled it: STOP, START or HELP
 
 
+@dataclass(frozen=True, slots=True)
+class ArmedTimeout:
+    """The waiting state's timeout: when it fires, and for which state it was armed."""
+
+    at: float
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPoint:
+    """Where a flow entered with ``enter`` hands back to: the parent flow and its entering state."""
+
+    flow: str
+    state: str
+
+
 @dataclass(slots=True)
 class Conversation:
     """Where one sender stands: which flow, which state, what they told us.
 
     ``state`` is also the attribute the shared ``transitions`` machines read and write,
-    so a Conversation is the (throwaway) model an event is fired on.
+    so a Conversation is the (throwaway) model an event is fired on. ``vars`` belong to the flow's
+    author; what the engine itself must remember lives in the typed fields after it, so no name an
+    author picks can collide with it.
     """
 
     sender: str
@@ -33,16 +53,21 @@ class Conversation:
     vars: dict[str, Any] = field(default_factory=dict)
     updated_at: float = field(default_factory=time.time)
     version: int = 0  # compare-and-set token: the version this copy was loaded at
+    timeout: ArmedTimeout | None = None
+    returns: list[ReturnPoint] = field(default_factory=list)  # a stack: innermost entered flow last
+    channel: str = ""  # our number this person texts; later answers are sent from it
 
     @property
     def active(self) -> bool:
         return self.flow is not None and self.state is not None
 
     def end(self) -> None:
-        """Leave any flow; the next message starts fresh."""
+        """Leave any flow; the next message starts fresh (``channel`` stays: it is still our number)."""
         self.flow = None
         self.state = None
         self.vars = {}
+        self.timeout = None
+        self.returns = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +79,55 @@ class TraceStep:
     after: str
 
 
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A person texted us: the common turn."""
+
+    inbound: Inbound
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Put someone into a flow from its start although they did not text (a broadcast, the
+    simulator). ``inbound`` is the turn's record: its ``message_sid`` is the start's own id."""
+
+    inbound: Inbound
+    flow: str
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sender: str, flow: str, variables: Mapping[str, Any], start_id: str) -> Start:
+        return cls(Inbound(start_id, sender), flow, variables)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutDue:
+    """A waiting state's timeout came due (as the store's deadline index says; it may be stale)."""
+
+    inbound: Inbound
+    due_at: float
+
+    @classmethod
+    def of(cls, sender: str, due_at: float) -> TimeoutDue:
+        # The firing is a turn with its own id, so it happens once however often it is attempted.
+        return cls(Inbound(f"timeout:{sender}:{due_at!r}", sender), due_at)
+
+
+#: What starts a turn. The one turn pipeline (``bot/inbox.py``) treats them all alike; how each
+#: moves a conversation is the engine's business (``bot/engine.py``).
+Event = Message | Start | TimeoutDue
+
+
+class Skip(enum.Enum):
+    """Why a turn saved nothing and said nothing."""
+
+    OPTED_OUT = "opted out"  # a start for someone who opted out
+    SILENT = "silent"  # a start whose flow says nothing when it starts
+
+
 @dataclass(slots=True)
 class Outcome:
-    """What the engine decided for one inbound message."""
+    """What the engine decided for one turn."""
 
     conversation: Conversation
     replies: list[str] = field(default_factory=list)
@@ -65,6 +136,7 @@ class Outcome:
     notifications: list[tuple[str, str]] = field(default_factory=list)  # (to, text): sent after saving
     deadline: float | None = None  # when the waiting state's timeout fires (None: no timeout pending)
     deadline_changed: bool = False  # the store's deadline index needs updating
+    skipped: Skip | None = None  # nothing to save or send
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +153,17 @@ class Turn:
     deadline_changed: bool = False  # only then is the deadline index written (keeps turns lean)
 
 
+class OutboundState(enum.StrEnum):
+    """Where one message we send stands (stored as its text, so records stay readable)."""
+
+    PREPARED = "prepared"  # decided, not yet handed to Twilio
+    SENDING = "sending"  # the API call began: if we crash now, the outcome is unknown (*in doubt*)
+    ACCEPTED = "accepted"  # Twilio took it; ``sid`` set
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    REPORT = "report"  # not ours (yet): a delivery report that arrived before our create call's answer
+
+
 @dataclass(slots=True)
 class OutboundMessage:
     """One message we send (a broadcast's, a notify, a ``send``), and what became of it.
@@ -95,10 +178,13 @@ class OutboundMessage:
     to: str
     body: str
     broadcast: str | None = None
-    state: str = "prepared"
+    state: OutboundState = OutboundState.PREPARED
     sid: str | None = None
     reason: str = ""
     status: str | None = None
     error_code: str | None = None
     from_number: str = ""
     updated_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.state = OutboundState(self.state)  # records read back from JSON carry the plain text

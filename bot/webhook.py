@@ -14,7 +14,7 @@ from bot.inbox import Inbox
 from bot.outbound import record_delivery
 from bot.settings import Settings
 from bot.store.base import StoreBusy
-from bot.twilio_io import BadRequest, SignatureChecker, parse_form, parse_inbound, render_twiml
+from bot.twilio_inbound import BadRequest, SignatureChecker, parse_form, parse_inbound, render_twiml
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ async def _record_status(scope: Scope, receive: Receive) -> str:
     message_sid, status = form.get("MessageSid", ""), form.get("MessageStatus") or form.get("SmsStatus", "")
     if not message_sid or not status:
         raise _Refused(400, "missing MessageSid or MessageStatus")
-    inbox: Inbox = scope["state"]["inbox"]
-    await record_delivery(inbox.store, message_sid, status, form.get("ErrorCode") or None, form.get("To", ""))
+    await record_delivery(scope["state"]["store"], message_sid, status, form.get("ErrorCode") or None,
+                          form.get("To", ""))
     return ""
 
 

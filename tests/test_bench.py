@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # the benchmark's --quick run: real servers under load
+
 TABLE_HEADER = "| measure | bot | naive reference | bot ÷ reference | target | |"
 
 

@@ -4,7 +4,7 @@ Mostly in-process through ``bot.broadcast.Broadcast`` with an injected clock and
 realistic 1 message/s costs no real time), plus ``python -m bot broadcast`` as real subprocesses:
 ``--rate 1000`` end to end with delivery reports and ``report``, ``--dry-run``, and a ``kill -9``
 mid-run followed by a resume. Every message goes through the REAL twilio SDK to the fake Twilio API
-(tests/fake_twilio.py) on 127.0.0.1; the creates it saw are what is counted.
+(bot/fake_twilio_api.py) on 127.0.0.1; the creates it saw are what is counted.
 """
 
 from __future__ import annotations
@@ -33,16 +33,24 @@ from bot.actions import HttpFetcher
 from bot.app import create_app
 from bot.broadcast import Broadcast, Recipient, Report, SendWindow, default_name, read_recipients
 from bot.engine import Engine
+from bot.fake_twilio_api import FakeTwilio
 from bot.flows.loader import load_flows
 from bot.outbound import Outbox
 from bot.settings import Settings
 from bot.store.sqlite import SqliteStore
 from bot.types import OutboundMessage
 from tests.conftest import SHIPPED_FLOWS, SignedClient, demo_fetcher
-from tests.fake_twilio import FakeTwilio
-from tests.test_outbound import (clean_env, output_of, outbound_env, post_signed, run_bot, server_process,
-                                 sqlite_url, store_at)
-from tests.twilio_fake import AUTH_TOKEN, BOT_NUMBER, twilio_form
+from tests.signed_webhooks import AUTH_TOKEN, BOT_NUMBER, twilio_form
+from tests.test_outbound import (
+    clean_env,
+    outbound_env,
+    output_of,
+    post_signed,
+    run_bot,
+    server_process,
+    sqlite_url,
+    store_at,
+)
 
 FLOWS = load_flows(SHIPPED_FLOWS)
 INVALID = "invalid number (not E.164, e.g. +15551234567)"
@@ -365,7 +373,7 @@ def test_cli_dry_run_sends_nothing(fake_twilio: FakeTwilio, tmp_path: Path) -> N
     # nothing recorded, nobody put into the flow
     name = default_name("reminder", csv_path)
     assert look(db, lambda store: store.broadcast_messages(name)) == []
-    assert look(db, lambda store: store.load(numbers[0])).flow is None  # type: ignore[attr-defined]
+    assert look(db, lambda store: store.snapshot(numbers[0], "")).conversation.flow is None
 
     assert fake_twilio.attempts == []
 

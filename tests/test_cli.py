@@ -21,7 +21,7 @@ import yaml
 
 from bot.flows.loader import load_flows
 from tests.conftest import ROOT, SHIPPED_FLOWS, ServerProcess, free_port
-from tests.twilio_fake import AUTH_TOKEN
+from tests.signed_webhooks import AUTH_TOKEN
 
 #: Everything bot.settings (and the shipped flows, via ORDERS_API) read from the environment.
 SETTING_NAMES = ("TWILIO_AUTH_TOKEN", "PUBLIC_URL", "TRUST_PROXY", "STORE_URL", "FLOWS_DIR", "HOST", "PORT",
@@ -333,7 +333,7 @@ def test_schema_is_json_describing_the_shipped_flows(tmp_path: Path) -> None:
     assert result.returncode == 0, output_of(result)
     schema = json.loads(result.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert {"Flow", "Program", "State", "Reply"} <= set(schema["$defs"])
+    assert {"Flow", "Program", "State", "Rule"} <= set(schema["$defs"])
     assert {"$ref": "#/$defs/Flow"} in schema["anyOf"] and {"$ref": "#/$defs/Program"} in schema["anyOf"]
     assert set(schema["$defs"]["Flow"]["required"]) == {"flow", "start", "states"}
 
@@ -354,7 +354,7 @@ def test_schema_is_json_describing_the_shipped_flows(tmp_path: Path) -> None:
             for state_name, state in data["states"].items():
                 _check_keys(schema, "State", state, f"{name}: {state_name}")
                 for index, reply in enumerate(state.get("replies", [])):
-                    _check_keys(schema, "Reply", reply, f"{name}: {state_name} reply {index}")
+                    _check_keys(schema, "Rule", reply, f"{name}: {state_name} reply {index}")
                 if "fetch" in state:
                     _check_keys(schema, "Fetch", state["fetch"], f"{name}: {state_name} fetch")
 

@@ -22,7 +22,7 @@ from bot.flows.loader import load_flows
 from bot.settings import Settings
 from bot.store.base import KeyedLocks
 from tests.conftest import ServerProcess, counting_flow, replies_of, write_flows
-from tests.twilio_fake import AUTH_TOKEN, new_message_sid, signed_request, twilio_form
+from tests.signed_webhooks import AUTH_TOKEN, new_message_sid, signed_request, twilio_form
 
 STEPS = 20
 SETTING_NAMES = ("TWILIO_AUTH_TOKEN", "PUBLIC_URL", "TRUST_PROXY", "STORE_URL", "FLOWS_DIR", "HOST", "PORT",

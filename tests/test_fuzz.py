@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SHIPPED_FLOWS, ServerProcess, replies_of
-from tests.twilio_fake import AUTH_TOKEN, sign, twilio_form
+from tests.signed_webhooks import AUTH_TOKEN, sign, twilio_form
+
+pytestmark = pytest.mark.slow  # 10,000 fuzzed requests to a real server process
 
 PUBLIC_URL = "https://bot.example.test"
 UNTOUCHED = [f"+1999555{n:04d}" for n in range(5)]

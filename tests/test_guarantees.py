@@ -22,7 +22,9 @@ import pytest
 import redis
 
 from tests.conftest import ServerProcess, counting_flow, replies_of, write_flows
-from tests.twilio_fake import AUTH_TOKEN, new_message_sid, signed_request, twilio_form
+from tests.signed_webhooks import AUTH_TOKEN, new_message_sid, signed_request, twilio_form
+
+pytestmark = pytest.mark.slow  # real processes, bursts, kill -9
 
 PUBLIC_URL = "https://bot.example.test"
 FAILURES: Counter[str] = Counter()

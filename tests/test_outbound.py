@@ -1,6 +1,6 @@
 """Outbound messages (issue 6): ``python -m bot send``, a flow's ``notify``, and delivery status.
 
-Everything outbound goes through the REAL twilio SDK to the fake Twilio API in tests/fake_twilio.py
+Everything outbound goes through the REAL twilio SDK to the fake Twilio API in bot/fake_twilio_api.py
 on 127.0.0.1 (never api.twilio.com, never a mock of the SDK); inbound requests and status callbacks
 are signed exactly as Twilio signs them. The helpers at the top are shared with test_broadcast.py.
 """
@@ -22,15 +22,22 @@ import pytest
 from starlette.testclient import TestClient
 
 from bot.app import create_app
+from bot.fake_twilio_api import FakeTwilio
 from bot.flows.loader import load_flows
 from bot.outbound import Outbox
 from bot.settings import Settings
 from bot.store.sqlite import SqliteStore
 from bot.types import OutboundMessage, Turn
 from tests.conftest import ROOT, SHIPPED_FLOWS, ServerProcess, SignedClient, demo_fetcher
-from tests.fake_twilio import FakeTwilio
-from tests.twilio_fake import (ACCOUNT_SID, AUTH_TOKEN, BOT_NUMBER, new_message_sid, sign, signed_request,
-                               twilio_form)
+from tests.signed_webhooks import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    BOT_NUMBER,
+    new_message_sid,
+    sign,
+    signed_request,
+    twilio_form,
+)
 
 #: Everything the bot reads from the environment (settings, outbound, broadcasts, the shipped flows'
 #: env.* names, the SDK's region/edge): removed from what subprocesses inherit.
@@ -284,8 +291,8 @@ class RecordingStore:
         if message.id.startswith("notify|") and message.state == "sending":
             # what the store holds at the moment the API call is about to be made
             inbound_sid = message.id.split("|")[1]
-            saved = await self.inner.recorded_replies(inbound_sid)
-            conversation = await self.inner.load(USER)
+            saved = (await self.inner.snapshot(USER, inbound_sid)).recorded_replies
+            conversation = (await self.inner.snapshot(USER, "")).conversation
             self.events.append(("sending", message.id, saved is not None, conversation.state))
         else:
             self.events.append(("outbound", message.id, message.state))

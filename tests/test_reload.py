@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import SHIPPED_FLOWS, ServerProcess, replies_of
-from tests.twilio_fake import AUTH_TOKEN, signed_request, twilio_form
+from tests.signed_webhooks import AUTH_TOKEN, signed_request, twilio_form
 
 
 def text(server: ServerProcess, body: str, sender: str = "+15551112222") -> list[str]:

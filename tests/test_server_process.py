@@ -23,7 +23,7 @@ import pytest
 from bot.flows.loader import load_flows
 from tests.conftest import (PROGRAM_YAML, ROOT, SHIPPED_FLOWS, ServerProcess, free_port, replies_of, terminate,
                             write_flows)
-from tests.twilio_fake import AUTH_TOKEN, sign, signed_request, twilio_form
+from tests.signed_webhooks import AUTH_TOKEN, sign, signed_request, twilio_form
 
 #: Everything bot.settings (and the shipped flows, via ORDERS_API) read from the environment.
 SETTING_NAMES = ("TWILIO_AUTH_TOKEN", "PUBLIC_URL", "TRUST_PROXY", "STORE_URL", "FLOWS_DIR", "HOST", "PORT",

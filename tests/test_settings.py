@@ -58,3 +58,69 @@ def test_settings_that_work() -> None:
     Settings(twilio_auth_token="t", host="0.0.0.0", workers=4, public_url="https://abc.ngrok.app").validate()
     assert Settings(host="0.0.0.0", port=8123).local_base_url == "http://127.0.0.1:8123"
     assert Settings(host="::1").local_base_url == "http://[::1]:8000"
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    ("1", True), ("TRUE", True), (" yes ", True), ("On", True),
+    ("0", False), ("False", False), ("NO", False), ("off", False),
+])
+def test_flag_words(raw: str, value: bool) -> None:
+    settings = load_settings({"DEV_MODE": raw, "TRUST_PROXY": raw, "RELOAD_FLOWS": raw})
+    assert settings.dev_mode is settings.trust_proxy is settings.reload_flows is value
+
+
+def test_empty_values_mean_the_default() -> None:
+    empty = {name: "" for name in ("HOST", "PORT", "LOG_LEVEL", "RELOAD_FLOWS", "RETENTION", "TWILIO_API_BASE_URL",
+                                   "BROADCAST_TIMEZONE", "STORE_URL", "FLOWS_DIR", "SLOW_REPLY_SECONDS")}
+    assert load_settings(empty) == load_settings({}) == Settings()
+    assert load_settings({"BROADCAST_TIMEZONE": "  "}).broadcast_timezone == "UTC"
+
+
+def test_values_are_normalised() -> None:
+    settings = load_settings({"PUBLIC_URL": "https://abc.ngrok.app/", "TWILIO_API_BASE_URL": "http://fake:9/",
+                              "LOG_LEVEL": "DEBUG", "BROADCAST_WINDOW": " 09:00-20:00 ", "SLOW_REPLY_SECONDS": "500ms"})
+    assert (settings.public_url, settings.twilio_api_base_url, settings.log_level) == (
+        "https://abc.ngrok.app", "http://fake:9", "debug")
+    assert (settings.broadcast_window, settings.slow_reply_seconds) == ("09:00-20:00", 0.5)
+    assert settings.status_callback_url == "https://abc.ngrok.app/sms/status"
+
+
+def test_a_mapping_is_read_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("PORT=9000\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert (load_settings({}).port, load_settings({}).host) == (8000, "127.0.0.1")
+
+
+def test_settings_in_code_ignore_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("TWILIO_AUTH_TOKEN=from-file\nSTORE_URL=memory://\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PORT", "9100")
+    monkeypatch.setenv("DEV_MODE", "1")
+    settings = Settings(host="0.0.0.0")
+    assert (settings.port, settings.dev_mode, settings.twilio_auth_token, settings.store_url) == (
+        8000, False, "", "sqlite:///bot.db")
+    assert load_settings().port == 9100  # while load_settings does read them
+
+
+def test_only_exact_variable_names_count(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.setenv("port", "9100")
+    assert load_settings(env_file=tmp_path / "missing.env").port == 8000
+    assert load_settings({"port": "9100", "retention_seconds": "5"}) == Settings()
+
+
+def test_errors_from_the_environment_name_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WORKERS", "two")
+    with pytest.raises(SettingsError, match=r"^WORKERS must be a whole number \(got 'two'\)$"):
+        load_settings(env_file=tmp_path / "missing.env")
+    with pytest.raises(SettingsError, match=r"^SLOW_REPLY_SECONDS must be longer than zero \(got '0s'\)$"):
+        load_settings({"SLOW_REPLY_SECONDS": "0s"})
+
+
+def test_settings_are_immutable_and_hashable() -> None:
+    settings = Settings(twilio_auth_token="t")
+    with pytest.raises(ValueError, match="frozen"):
+        settings.port = 1  # type: ignore[misc]
+    assert hash(settings) == hash(Settings(twilio_auth_token="t"))
+    assert settings.model_copy(update={"port": 1}).port == 1

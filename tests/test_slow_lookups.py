@@ -17,11 +17,11 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bot.app import create_app
+from bot.fake_twilio_api import FakeTwilio, LoopbackServer
 from bot.flows.loader import load_flows
 from bot.settings import Settings
 from tests.conftest import SignedClient, write_flows
-from tests.fake_twilio import FakeTwilio, LoopbackServer
-from tests.twilio_fake import ACCOUNT_SID, AUTH_TOKEN, BOT_NUMBER
+from tests.signed_webhooks import ACCOUNT_SID, AUTH_TOKEN, BOT_NUMBER
 
 SLOW_FLOW = """\
 flow: slow

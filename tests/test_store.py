@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import CommitResult, Purged, Retention, Store, open_store
+from bot.store import CommitResult, Purged, Retention, Store, Turns, open_store
 from bot.store.base import KeyedLocks
 from bot.store.redis import RedisStore
-from bot.types import Conversation, Inbound, Turn
+from bot.types import ArmedTimeout, Conversation, Inbound, ReturnPoint, Turn
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -25,61 +25,93 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await opened.close()
 
 
+async def load(store: Turns, sender: str) -> Conversation:
+    return (await store.snapshot(sender, "")).conversation
+
+
+async def recorded(store: Turns, message_sid: str) -> tuple[str, ...] | None:
+    return (await store.snapshot("+0", message_sid)).recorded_replies
+
+
 def turn(conversation: Conversation, sid: str, *, replies: tuple[str, ...] = ("ok",),
          opt_out: bool | None = None, body: str = "hi") -> Turn:
     inbound = Inbound(message_sid=sid, sender=conversation.sender, body=body)
     return Turn(inbound, conversation, conversation.version, replies, opt_out)
 
 
-class TestStoreContract:
+class TestTurns:
+    """Turns: one snapshot read, one atomic compare-and-set write."""
+
     async def test_unknown_sender_is_idle_at_version_zero(self, store: Store) -> None:
-        conversation = await store.load("+15550000001")
+        conversation = await load(store, "+15550000001")
         assert conversation == Conversation("+15550000001", updated_at=conversation.updated_at)
         assert conversation.version == 0 and not conversation.active
 
     async def test_commit_then_load_round_trips(self, store: Store) -> None:
-        conversation = await store.load("+15550000001")
+        conversation = await load(store, "+15550000001")
         conversation.flow, conversation.state = "signup", "confirm"
         conversation.vars = {"name": "Zoë 🎉", "n": 3, "nested": {"a": [1, 2]}}
         assert await store.commit(turn(conversation, "SM1")) is CommitResult.COMMITTED
-        loaded = await store.load("+15550000001")
+        loaded = await load(store, "+15550000001")
         assert (loaded.flow, loaded.state, loaded.vars, loaded.version) == (
             "signup", "confirm", {"name": "Zoë 🎉", "n": 3, "nested": {"a": [1, 2]}}, 1)
 
     async def test_compare_and_set_refuses_a_stale_version(self, store: Store) -> None:
-        first = await store.load("+15550000001")
-        second = await store.load("+15550000001")
+        first = await load(store, "+15550000001")
+        second = await load(store, "+15550000001")
         assert await store.commit(turn(first, "SM1")) is CommitResult.COMMITTED
         assert await store.commit(turn(second, "SM2")) is CommitResult.CONFLICT
-        assert await store.recorded_replies("SM2") is None  # nothing of the losing turn was written
-        again = await store.load("+15550000001")
+        assert await recorded(store, "SM2") is None  # nothing of the losing turn was written
+        again = await load(store, "+15550000001")
         assert await store.commit(turn(again, "SM2")) is CommitResult.COMMITTED
-        assert (await store.load("+15550000001")).version == 2
+        assert (await load(store, "+15550000001")).version == 2
 
     async def test_message_sid_is_processed_once(self, store: Store) -> None:
-        conversation = await store.load("+15550000001")
+        conversation = await load(store, "+15550000001")
         assert await store.commit(turn(conversation, "SM1", replies=("a", "b"))) is CommitResult.COMMITTED
-        assert await store.recorded_replies("SM1") == ("a", "b")
-        reloaded = await store.load("+15550000001")
+        assert await recorded(store, "SM1") == ("a", "b")
+        reloaded = await load(store, "+15550000001")
         assert await store.commit(turn(reloaded, "SM1", replies=("c",))) is CommitResult.DUPLICATE
-        assert await store.recorded_replies("SM1") == ("a", "b")
-        assert (await store.load("+15550000001")).version == 1
+        assert await recorded(store, "SM1") == ("a", "b")
+        assert (await load(store, "+15550000001")).version == 1
 
     async def test_silence_is_recorded_too(self, store: Store) -> None:
-        conversation = await store.load("+15550000001")
+        conversation = await load(store, "+15550000001")
         await store.commit(turn(conversation, "SM1", replies=()))
-        assert await store.recorded_replies("SM1") == ()
+        assert await recorded(store, "SM1") == ()
 
-    async def test_opt_out_and_back_in(self, store: Store) -> None:
-        sender = "+15550000001"
-        assert not await store.is_opted_out(sender)
-        await store.commit(turn(await store.load(sender), "SM1", opt_out=True))
-        assert await store.is_opted_out(sender)
-        await store.commit(turn(await store.load(sender), "SM2"))  # None: unchanged
-        assert await store.is_opted_out(sender)
-        await store.commit(turn(await store.load(sender), "SM3", opt_out=False))
-        assert not await store.is_opted_out(sender)
-        assert not await store.is_opted_out("+15550000002")
+    async def test_the_engine_bookkeeping_round_trips_apart_from_the_variables(self, store: Store) -> None:
+        conversation = await load(store, "+15550000001")
+        conversation.flow, conversation.state = "quiz", "ask"
+        conversation.vars = {"_timeout": "an author's own", "_return": [1]}
+        conversation.timeout = ArmedTimeout(1_234.5, "ask")
+        conversation.returns = [ReturnPoint("main", "quiz_step"), ReturnPoint("quiz", "inner")]
+        conversation.channel = "+15550009999"
+        await store.commit(turn(conversation, "SM1"))
+        loaded = await load(store, "+15550000001")
+        assert loaded.vars == {"_timeout": "an author's own", "_return": [1]}
+        assert (loaded.timeout, loaded.returns, loaded.channel) == (
+            ArmedTimeout(1_234.5, "ask"), [ReturnPoint("main", "quiz_step"), ReturnPoint("quiz", "inner")],
+            "+15550009999")
+
+    async def test_turns_committed_together_each_stand_alone(self, store: Store) -> None:
+        """SQLite commits a moment's turns in one transaction: a duplicate or a conflict among them
+        undoes only itself (the same holds, trivially, for the other stores)."""
+        fresh = [await load(store, f"+1555000{n:04d}") for n in range(5)]
+        stale = await load(store, "+15550000000")
+        results = await asyncio.gather(
+            *(store.commit(turn(conversation, f"SMg{n}")) for n, conversation in enumerate(fresh)),
+            store.commit(turn(stale, "SMg-stale")),  # same sender as SMg0, same version: loses the race
+            store.commit(turn(await load(store, "+15550009999"), "SMg1")))  # a duplicate MessageSid
+        assert results[:5] == [CommitResult.COMMITTED] * 5
+        assert results[5:] == [CommitResult.CONFLICT, CommitResult.DUPLICATE]
+        assert await recorded(store, "SMg-stale") is None
+        assert (await load(store, "+15550009999")).version == 0
+        assert [(await load(store, f"+1555000{n:04d}")).version for n in range(5)] == [1] * 5
+
+
+class TestLocks:
+    """Per-sender order."""
 
     async def test_lock_serialises_one_sender_and_not_others(self, store: Store) -> None:
         order: list[str] = []
@@ -95,53 +127,100 @@ class TestStoreContract:
         assert order.index("c in") < order.index("a out")  # other sender: concurrently
 
 
+
+
+class TestConsent:
+    """Opt-outs, by a turn or learnt outside one."""
+
+    async def test_opt_out_and_back_in(self, store: Store) -> None:
+        sender = "+15550000001"
+        assert not await store.is_opted_out(sender)
+        await store.commit(turn(await load(store, sender), "SM1", opt_out=True))
+        assert await store.is_opted_out(sender)
+        await store.commit(turn(await load(store, sender), "SM2"))  # None: unchanged
+        assert await store.is_opted_out(sender)
+        await store.commit(turn(await load(store, sender), "SM3", opt_out=False))
+        assert not await store.is_opted_out(sender)
+        assert not await store.is_opted_out("+15550000002")
+
+
+    async def test_opt_out_learnt_from_twilio(self, store: Store) -> None:
+        await store.set_opt_out("+15550000009", True)
+        assert await store.is_opted_out("+15550000009")
+        await store.set_opt_out("+15550000009", False)
+        assert not await store.is_opted_out("+15550000009")
+
+
+class TestForgetting:
+    """Purge on request, sweep by retention."""
+
     async def test_purge_forgets_a_sender_but_keeps_their_opt_out(self, store: Store) -> None:
         sender = "+15550000001"
-        conversation = await store.load(sender)
+        conversation = await load(store, sender)
         conversation.flow, conversation.state, conversation.vars = "signup", "confirm", {"name": "Ada"}
         await store.commit(turn(conversation, "SM1", replies=("Hi Ada",), body="Ada"))
-        await store.commit(turn(await store.load(sender), "SM2", replies=("bye",), opt_out=True, body="STOP"))
-        other = await store.load("+15550000002")
+        await store.commit(turn(await load(store, sender), "SM2", replies=("bye",), opt_out=True, body="STOP"))
+        other = await load(store, "+15550000002")
         await store.commit(turn(other, "SM3", replies=("kept",)))
 
         purged = await store.purge(sender)
         assert (purged.conversations, purged.transcript_lines, purged.replies_blanked) == (1, 4, 2)
-        assert (await store.load(sender)).version == 0 and (await store.load(sender)).vars == {}
+        assert (await load(store, sender)).version == 0 and (await load(store, sender)).vars == {}
         assert await store.is_opted_out(sender)  # an opt-out survives any purge
-        assert await store.recorded_replies("SM1") == ()  # still recognised as processed, text gone
-        assert await store.recorded_replies("SM3") == ("kept",)
-        assert (await store.load("+15550000002")).version == 1
+        assert await recorded(store, "SM1") == ()  # still recognised as processed, text gone
+        assert await recorded(store, "SM3") == ("kept",)
+        assert (await load(store, "+15550000002")).version == 1
+
 
     async def test_sweep_keeps_message_ids_for_48_hours(self, store: Store) -> None:
-        conversation = await store.load("+15550000001")
+        conversation = await load(store, "+15550000001")
         conversation.updated_at = 1_000.0
         old = Turn(Inbound("SMold", "+15550000001", body="hi"), conversation, 0, ("ok",), True, at=1_000.0)
         await store.commit(old)
         first = await store.sweep(1_000.0 + 2 * 3600)  # past the 1 h retention, within 48 h
         if not isinstance(store, RedisStore):  # (Redis does this by TTL: see TestRedisSpecifics)
-            assert await store.recorded_replies("SMold") == ()  # still recognised; the text is gone
+            assert await recorded(store, "SMold") == ()  # still recognised; the text is gone
             assert (first.conversations, first.transcript_lines) == (1, 2)
-            assert (await store.load("+15550000001")).version == 0
+            assert (await load(store, "+15550000001")).version == 0
         assert await store.is_opted_out("+15550000001")
         swept = await store.sweep(1_000.0 + 49 * 3600)
         if isinstance(store, RedisStore):  # Redis expires by TTL (checked below), not by sweep
             assert swept == Purged()
         else:
-            assert await store.recorded_replies("SMold") is None
+            assert await recorded(store, "SMold") is None
             assert swept == Purged()
         assert await store.is_opted_out("+15550000001")
+
+
+class TestTimers:
+    """The deadline index of waiting states' timeouts."""
+
+    async def test_deadline_index(self, store: Store) -> None:
+        """Turns that enter or leave a timed wait keep the index the timeout scheduler reads."""
+        conversation = await load(store, "+1")
+        await store.commit(Turn(Inbound("SMd1", "+1"), conversation, 0, (), None, deadline=100.0,
+                                deadline_changed=True))
+        other = await load(store, "+2")
+        await store.commit(Turn(Inbound("SMd2", "+2"), other, 0, (), None, deadline=50.0, deadline_changed=True))
+        assert await store.due(99.0) == [("+2", 50.0)]
+        assert await store.due(1000.0) == [("+2", 50.0), ("+1", 100.0)]
+        await store.commit(Turn(Inbound("SMd3", "+2"), await load(store, "+2"), 1, (), None, deadline=None,
+                                deadline_changed=True))
+        assert await store.due(1000.0) == [("+1", 100.0)]
+        await store.commit(Turn(Inbound("SMd4", "+1"), await load(store, "+1"), 1, (), None))  # unchanged
+        assert await store.due(1000.0) == [("+1", 100.0)]
 
 
 def test_sqlite_survives_reopening(tmp_path: Path) -> None:
     async def scenario() -> None:
         first = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
-        conversation = await first.load("+1")
+        conversation = await load(first, "+1")
         conversation.flow, conversation.state = "f", "s"
         await first.commit(turn(conversation, "SM1"))
         await first.close()
         second = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
-        assert (await second.load("+1")).state == "s"
-        assert await second.recorded_replies("SM1") == ("ok",)
+        assert (await load(second, "+1")).state == "s"
+        assert await recorded(second, "SM1") == ("ok",)
         await second.close()
 
     asyncio.run(scenario())
@@ -171,7 +250,7 @@ class TestRedisSpecifics:
         import redis.asyncio as aioredis
 
         store = open_store(redis_url, Retention(seconds=3600))
-        conversation = await store.load("+15550000001")
+        conversation = await load(store, "+15550000001")
         await store.commit(turn(conversation, "SM1", opt_out=True))
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
@@ -228,7 +307,7 @@ async def test_redis_down_is_a_temporary_failure_not_a_crash() -> None:
 
     store = open_store(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     with pytest.raises(StoreBusy, match="Redis unavailable"):
-        await store.load("+1")
+        await load(store, "+1")
     with pytest.raises(StoreBusy):
         async with store.lock("+1"):
             pass
@@ -255,7 +334,9 @@ async def test_a_live_holder_keeps_its_redis_lock_past_the_ttl(redis_url: str, m
         await other.close()
 
 
-class TestOutboundContract:
+class TestOutboundRecords:
+    """What we sent, and what Twilio reported."""
+
     async def test_outbound_messages_round_trip(self, store: Store) -> None:
         from bot.types import OutboundMessage
 
@@ -271,27 +352,6 @@ class TestOutboundContract:
         assert [m.id for m in await store.broadcast_messages("reminders")] == [message.id, other.id]
         assert await store.outbound("nope") is None and await store.outbound_by_sid("SMnope") is None
 
-    async def test_opt_out_learnt_from_twilio(self, store: Store) -> None:
-        await store.set_opt_out("+15550000009", True)
-        assert await store.is_opted_out("+15550000009")
-        await store.set_opt_out("+15550000009", False)
-        assert not await store.is_opted_out("+15550000009")
-
-
-async def test_turns_committed_together_each_stand_alone(store: Store) -> None:
-    """SQLite commits a moment's turns in one transaction: a duplicate or a conflict among them
-    undoes only itself (the same holds, trivially, for the other stores)."""
-    fresh = [await store.load(f"+1555000{n:04d}") for n in range(5)]
-    stale = await store.load("+15550000000")
-    results = await asyncio.gather(
-        *(store.commit(turn(conversation, f"SMg{n}")) for n, conversation in enumerate(fresh)),
-        store.commit(turn(stale, "SMg-stale")),  # same sender as SMg0, same version: loses the race
-        store.commit(turn(await store.load("+15550009999"), "SMg1")))  # a duplicate MessageSid
-    assert results[:5] == [CommitResult.COMMITTED] * 5
-    assert results[5:] == [CommitResult.CONFLICT, CommitResult.DUPLICATE]
-    assert await store.recorded_replies("SMg-stale") is None
-    assert (await store.load("+15550009999")).version == 0
-    assert [(await store.load(f"+1555000{n:04d}")).version for n in range(5)] == [1] * 5
 
 
 async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_up(
@@ -306,7 +366,7 @@ async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_u
     store = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
     other = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # as another server process mid-commit
-    pending = asyncio.ensure_future(store.commit(turn(await store.load("+1"), "SM1")))
+    pending = asyncio.ensure_future(store.commit(turn(await load(store, "+1"), "SM1")))
     ticks = 0
     while ticks < 20:  # the loop keeps running while the commit waits
         await asyncio.sleep(0.005)
@@ -318,7 +378,7 @@ async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_u
     monkeypatch.setattr(sqlite_store, "LOCK_WAIT_SECONDS", 0.1)
     other.execute("BEGIN IMMEDIATE")
     with pytest.raises(StoreBusy, match="write lock held elsewhere"):
-        await store.commit(turn(await store.load("+2"), "SM2"))
+        await store.commit(turn(await load(store, "+2"), "SM2"))
     with pytest.raises(StoreBusy, match="busy"):
         await store.set_opt_out("+3", True)
     other.execute("ROLLBACK")
@@ -326,16 +386,52 @@ async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_u
     await store.close()
 
 
-async def test_deadline_index(store: Store) -> None:
-    """Turns that enter or leave a timed wait keep the index the timeout scheduler reads."""
-    conversation = await store.load("+1")
-    await store.commit(Turn(Inbound("SMd1", "+1"), conversation, 0, (), None, deadline=100.0, deadline_changed=True))
-    other = await store.load("+2")
-    await store.commit(Turn(Inbound("SMd2", "+2"), other, 0, (), None, deadline=50.0, deadline_changed=True))
-    assert await store.due(99.0) == [("+2", 50.0)]
-    assert await store.due(1000.0) == [("+2", 50.0), ("+1", 100.0)]
-    await store.commit(Turn(Inbound("SMd3", "+2"), await store.load("+2"), 1, (), None, deadline=None,
-                            deadline_changed=True))
-    assert await store.due(1000.0) == [("+1", 100.0)]
-    await store.commit(Turn(Inbound("SMd4", "+1"), await store.load("+1"), 1, (), None))  # unchanged
-    assert await store.due(1000.0) == [("+1", 100.0)]
+OLD_SHAPE_VARS = {"name": "Ada", "_timeout": {"at": 1_600.0, "state": "ask"}, "_return": [["main", "quiz_step"]],
+                  "flow": {"channel": {"address": "+15550009999"}}}
+
+
+def _assert_read_in_the_new_shape(conversation: Conversation) -> None:
+    assert conversation.vars == {"name": "Ada", "flow": {"channel": {"address": "+15550009999"}}}
+    assert conversation.timeout == ArmedTimeout(1_600.0, "ask")
+    assert conversation.returns == [ReturnPoint("main", "quiz_step")]
+    assert conversation.channel == "+15550009999"
+
+
+async def test_sqlite_reads_conversations_saved_before_the_bookkeeping_had_its_column(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the schema and a row as an earlier version wrote them
+        db.execute("CREATE TABLE conversations (sender TEXT PRIMARY KEY, flow TEXT, state TEXT, vars TEXT NOT NULL, "
+                   "updated_at REAL NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID")
+        db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)",
+                   ("+1", "quiz", "ask", json.dumps(OLD_SHAPE_VARS), 1_000.0, 3))
+    store = open_store(f"sqlite:///{path}")
+    try:
+        conversation = await load(store, "+1")
+        _assert_read_in_the_new_shape(conversation)
+        assert conversation.version == 3
+        assert await store.commit(turn(conversation, "SM1")) is CommitResult.COMMITTED  # and saved the new way
+        _assert_read_in_the_new_shape(await load(store, "+1"))
+    finally:
+        await store.close()
+
+
+async def test_redis_reads_conversations_saved_before_the_bookkeeping_had_its_field(redis_url: str) -> None:
+    import json
+
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    await client.hset("textflow:conv:+1", mapping={"version": 3, "data": json.dumps(
+        {"flow": "quiz", "state": "ask", "vars": OLD_SHAPE_VARS, "updated_at": 1_000.0})})
+    await client.aclose()
+    store = open_store(redis_url)
+    try:
+        conversation = await load(store, "+1")
+        _assert_read_in_the_new_shape(conversation)
+        assert await store.commit(turn(conversation, "SM1")) is CommitResult.COMMITTED
+        _assert_read_in_the_new_shape(await load(store, "+1"))
+    finally:
+        await store.close()

@@ -1,4 +1,4 @@
-"""The Studio importer (bot/studio.py, ``python -m bot import-studio``).
+"""The Studio importer (bot/studio/, ``python -m bot import-studio``).
 
 Our own small Studio exports in tests/studio/ (one per widget and split condition) are converted,
 then run branch by branch against the real engine; lookups go to a small server on 127.0.0.1.
@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,12 +30,13 @@ from starlette.routing import Route
 
 from bot import studio
 from bot.actions import HttpFetcher
+from bot.fake_twilio_api import LoopbackServer
 from bot.flows.loader import lint_paths, load_flows
 from bot.flowtests import run_conversations
 from bot.simulator import simulation
+from bot.studio.examples import MAX_TEXT, regex_example
 from bot.types import Inbound
 from tests.conftest import PROGRAM_YAML, ROOT
-from tests.fake_twilio import LoopbackServer
 
 FIXTURES = ROOT / "tests" / "studio"
 #: The real exports (issue 7): ../shared/studio next to the repository, or STUDIO_SAMPLES.
@@ -201,6 +206,25 @@ def test_each_split_condition_becomes_the_case_of_the_same_name(condition: str) 
     expected = True if condition in ("is_blank", "is_not_blank") else value
     assert branch == {"value": "{{widgets.ask.inbound.Body}}", "cases": [{condition: expected, "go": "matched"}],
                       "otherwise": "no_match"}
+
+
+def test_media_is_reported_once_for_each_widget_that_has_it() -> None:
+    data = export("send-and-wait-for-reply")
+    for widget in data["states"][1:3]:  # ask (send-and-wait-for-reply), thanks (send-message)
+        widget["properties"]["media_url"] = "https://example.com/pizza.png"
+    warnings = studio.import_flow(data, studio.Options(name="t", triggers=("GO",))).warnings
+    assert [warning for warning in warnings if "media_url" in warning] == [
+        f"widget {name!r}: its media (media_url) is not sent, only the text" for name in ("ask", "thanks")]
+
+
+def test_a_state_added_for_a_subflow_gets_a_numbered_name_when_its_name_is_taken() -> None:
+    data = export("run-subflow")
+    data["states"].append({"name": "ask_more-return", "type": "send-message", "transitions": [],
+                           "properties": {"body": "A widget that happens to have the added state's name."}})
+    states = studio.import_flow(data, studio.Options(name="t", triggers=("GO",),
+                                                     subflows={CHILD_SID: "run_subflow_child"})).flow["states"]
+    assert states["ask_more"]["enter"] == {"flow": "run_subflow_child", "then": "ask_more-return_2"}
+    assert states["ask_more-return_2"]["go"] == "done" and "say" in states["ask_more-return"]
 
 
 def test_a_condition_on_another_value_than_the_input_is_reported() -> None:
@@ -489,6 +513,43 @@ def test_a_generated_test_stubs_fixed_addresses_and_stops_where_it_cannot_know()
     form = convert("make-http-request-form").tests
     assert form is not None and [test["name"] for test in form["tests"]] == ["GO -> post succeeds",
                                                                             "GO -> post fails"]
+
+
+# -- the reply a generated test sends for a regex case --------------------------------------------
+
+@pytest.mark.parametrize(("pattern", "example"), [
+    (r"^\d{5}$", "11111"), (r"^(yes|y)$", "yes"), (r"order\s*#?\d+", "order1"), (r"[^a]", "b"),
+    (r"^[A-Z]{2}\d{4}$", "AA1111"), (r"(?i:abc)(?=x)x", "abcx"), (r"\$\d+(\.\d\d)?", "$1"), (r"\W", "-")])
+def test_a_regex_example_is_the_shortest_plain_text_it_finds(pattern: str, example: str) -> None:
+    assert regex_example(pattern) == example
+
+
+@pytest.mark.parametrize("pattern", [
+    r"(a)\1",  # a back-reference: beyond the small subset read
+    r"(?x) a b",  # verbose: spaces mean nothing
+    r"(?!a)a",  # what it writes does not match: checked, so no example
+    "x" * 201,  # too long to guess at
+])
+def test_a_regex_beyond_the_subset_has_no_example(pattern: str) -> None:
+    assert regex_example(pattern) is None
+
+
+@pytest.mark.parametrize("pattern", ["((a{1000}){1000}){1000}", "a{65535}" * 20, r"(\d{3}){54}", "(?:ab){999999999}",
+                                     "(" * 30 + "a" + "){2}" * 30])  # 2**30 letters, in 151 characters
+def test_a_hostile_regex_gets_no_example_at_once(pattern: str) -> None:
+    started = time.perf_counter()
+    assert regex_example(pattern) is None
+    assert time.perf_counter() - started < 0.1
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.text(alphabet=list("ab1^$.|()[]{}?*+-\\,:=!<>#PdwsWDSbBAZxu029"), max_size=16))
+def test_a_regex_example_always_matches_and_fits_a_text(pattern: str) -> None:
+    with warnings.catch_warnings():  # the fuzz writes patterns Python warns about ("possible nested set")
+        warnings.simplefilter("ignore")
+        example = regex_example(pattern)
+        if example is not None:
+            assert re.search(pattern, example, re.IGNORECASE) and len(example) <= MAX_TEXT
 
 
 # -- the command ----------------------------------------------------------------------------------

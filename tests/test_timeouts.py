@@ -6,10 +6,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from bot.fake_twilio_api import FakeTwilio
 from tests.conftest import ServerProcess, replies_of, write_flows
-from tests.fake_twilio import FakeTwilio
-from tests.twilio_fake import ACCOUNT_SID, AUTH_TOKEN, signed_request, twilio_form
+from tests.signed_webhooks import ACCOUNT_SID, AUTH_TOKEN, signed_request, twilio_form
+
+pytestmark = pytest.mark.slow  # a real timeout, waited for in real time across a restart
 
 FLOW = """\
 flow: survey

@@ -23,9 +23,9 @@ from twilio.request_validator import RequestValidator
 from bot.app import create_app
 from bot.flows.loader import load_flows
 from bot.settings import Settings
-from bot.twilio_io import EMPTY_TWIML, MAX_MESSAGE_CHARS
+from bot.twilio_inbound import EMPTY_TWIML, MAX_MESSAGE_CHARS
 from tests.conftest import SHIPPED_FLOWS, SignedClient, counting_flow, demo_fetcher, replies_of, write_flows
-from tests.twilio_fake import AUTH_TOKEN, new_message_sid, twilio_form
+from tests.signed_webhooks import AUTH_TOKEN, new_message_sid, twilio_form
 
 URL = "http://testserver/sms"
 SENDER = "+15551234567"

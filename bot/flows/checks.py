@@ -10,10 +10,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bot import segments, templates
+from bot import segments
 from bot.flows.problems import Finding, Path
-from bot.flows.schema import END, Flow, Reply, State
-from bot.keywords import normalise
+from bot.flows.schema import END, Flow, Rule, State
+from bot.text import templates
+from bot.text.normalise import normalise
 
 #: Names templates get from the bot itself; a flow may not ``save`` over them.
 RESERVED_NAMES = frozenset({"env", "sender", "message", "bot", "trigger", "contact"})
@@ -66,7 +67,7 @@ def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str,
             yield (*base, "notify", "say", index), text, fetched
     for index, text in enumerate(state.otherwise):
         yield (*base, "otherwise", index), text, fetched
-    for rule_index, rule in enumerate(state.replies):
+    for rule_index, rule in enumerate(state.rules):
         for index, text in enumerate(rule.say):
             yield (*base, "replies", rule_index, "say", index), text, fetched | _set(rule.save)
 
@@ -88,7 +89,7 @@ def targets(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]
         yield (*base, "branch", "otherwise"), state.branch.otherwise, fetched
     if state.fetch is not None and state.fetch.on_error is not None:
         yield (*base, "fetch", "on_error"), state.fetch.on_error, set()
-    for index, rule in enumerate(state.replies):
+    for index, rule in enumerate(state.rules):
         if rule.go is not None:
             yield (*base, "replies", index, "go"), rule.go, fetched | _set(rule.save)
 
@@ -192,7 +193,7 @@ def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:
                                                hint=f"flows: {', '.join(sorted(names))}")))
     for flow in flows:
         for name, state in flow.states.items():
-            for index, rule in enumerate(state.replies):
+            for index, rule in enumerate(state.rules):
                 for field in ("keywords", "any_of"):
                     for word_index, word in enumerate(getattr(rule, field) or ()):
                         owner = owners.get(normalise(word))
@@ -209,16 +210,16 @@ def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:
 
 def _graph_warnings(flow: Flow) -> Iterator[Finding]:
     for name, state in flow.states.items():
-        for index, rule in enumerate(state.replies):
+        for index, rule in enumerate(state.rules):
             if not rule.say and rule.go is None:
                 yield Finding(("states", name, "replies", index), "this reply neither says anything nor goes "
                               "anywhere: the person gets no answer", severity="warning",
                               hint="add a say, or a go to the next state")
-        if state.waits and not state.otherwise and not any(always_matches(rule) for rule in state.replies):
+        if state.waits and not state.otherwise and not any(always_matches(rule) for rule in state.rules):
             yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but has no otherwise: "
                           "an unexpected reply gets the question again",
                           severity="warning", hint="add an otherwise that says what to send")
-        if state.waits and all(rule.go in (None, name) for rule in state.replies):
+        if state.waits and all(rule.go in (None, name) for rule in state.rules):
             yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but no reply leads "
                           "out of it (a dead end until the conversation expires)",
                           severity="warning", hint="give one reply a go: to another state or end")
@@ -227,7 +228,7 @@ def _graph_warnings(flow: Flow) -> Iterator[Finding]:
                       severity="warning", hint="go to it from another state, or delete it")
 
 
-def always_matches(rule: Reply) -> bool:
+def always_matches(rule: Rule) -> bool:
     """A reply that takes any text (``pattern: '(?s).*'``): its state needs no otherwise."""
     return rule.pattern is not None and re.search(rule.pattern, "") is not None
 
@@ -235,7 +236,7 @@ def always_matches(rule: Reply) -> bool:
 def _saves(state_name: str, state: State) -> Iterator[tuple[Path, str]]:
     if state.fetch is not None:
         yield ("states", state_name, "fetch", "save"), state.fetch.save
-    for index, rule in enumerate(state.replies):
+    for index, rule in enumerate(state.rules):
         if rule.save is not None:
             yield ("states", state_name, "replies", index, "save"), rule.save
 

@@ -6,22 +6,17 @@ Built once per flow at load time. Conversations are throwaway models: the engine
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from liquid import BoundTemplate
 from transitions import Machine
 
-from bot import templates
 from bot.flows.checks import always_matches
-from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Reply, State
-from bot.keywords import NO_WORDS, YES_WORDS, normalise, parse_number, trim, words
-
-logging.getLogger("transitions").setLevel(logging.WARNING)  # INFO costs 5x per transition
+from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Rule, State
+from bot.text import matching, templates
+from bot.text.matching import Condition, Matcher
+from bot.text.normalise import normalise
 
 OTHERWISE_EVENT = "otherwise"
 NEXT_EVENT = "next"
@@ -29,12 +24,9 @@ FETCH_FAILED_EVENT = "lookup failed"
 TIMEOUT_EVENT = "no reply in time"
 ENTER_EVENT = "after flow"
 
-#: A matcher gets the normalised and the original text; it returns the value to save, or None.
-Matcher = Callable[[str, str], Any]
-
 
 @dataclass(frozen=True, slots=True)
-class CompiledReply:
+class CompiledRule:
     event: str  # the transitions event; also the label in diagrams and traces
     matches: Matcher
     save: str | None
@@ -65,7 +57,7 @@ class CompiledNotify:
 @dataclass(frozen=True, slots=True)
 class CompiledCase:
     event: str
-    holds: Callable[[str, str], bool]  # (value, rendered argument) -> does the condition hold
+    holds: Condition  # (value, rendered argument) -> does the condition hold
     argument: BoundTemplate | None
     go: str
 
@@ -83,7 +75,7 @@ class CompiledState:
     say: tuple[BoundTemplate, ...]
     fetch: CompiledFetch | None
     notify: CompiledNotify | None
-    replies: tuple[CompiledReply, ...]
+    rules: tuple[CompiledRule, ...]  # what a person's text is matched against, in order
     otherwise: tuple[BoundTemplate, ...]
     go: str | None
     set: tuple[tuple[str, BoundTemplate], ...] = ()
@@ -94,7 +86,7 @@ class CompiledState:
 
     @property
     def waits(self) -> bool:
-        return bool(self.replies)
+        return bool(self.rules)
 
 
 @dataclass(slots=True)
@@ -146,20 +138,20 @@ def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
 
 def _compile_state(name: str, state: State) -> CompiledState:
     used: set[str] = {OTHERWISE_EVENT, NEXT_EVENT, FETCH_FAILED_EVENT, TIMEOUT_EVENT}
-    replies = tuple(_compile_reply(rule, _unique(_label(rule), used)) for rule in state.replies)
+    rules = tuple(_compile_rule(rule, unique_label(_label(rule), used)) for rule in state.rules)
     return CompiledState(
         name=name,
         say=_parse_all(state.say),
         fetch=_compile_fetch(state.fetch) if state.fetch else None,
         notify=CompiledNotify(templates.parse(state.notify.to), _parse_all(state.notify.say))
         if state.notify else None,
-        replies=replies,
+        rules=rules,
         otherwise=_parse_all(state.otherwise),
         go=state.go,
         set=tuple((name, templates.parse(text)) for name, text in state.set.items()),
         branch=_compile_branch(state.branch, used) if state.branch else None,
         timeout=(state.timeout.after, state.timeout.go) if state.timeout else None,
-        takes_anything=any(always_matches(rule) for rule in state.replies),
+        takes_anything=any(always_matches(rule) for rule in state.rules),
         enter=(state.enter.flow, state.enter.then) if state.enter else None,
     )
 
@@ -170,48 +162,15 @@ def _compile_branch(branch: Branch, used: set[str]) -> CompiledBranch:
         argument = getattr(case, case.condition)
         label = case.condition.replace("_", " ") + (f" {argument}" if isinstance(argument, str) else "")
         cases.append(CompiledCase(
-            event=_unique(label, used),
-            holds=_condition(case.condition, argument if case.condition == "regex" else None),
+            event=unique_label(label, used),
+            holds=matching.condition(case.condition, argument if case.condition == "regex" else None),
             argument=templates.parse(argument) if isinstance(argument, str) and case.condition != "regex" else None,
             go=case.go))
     return CompiledBranch(templates.parse(branch.value), tuple(cases), branch.otherwise)
 
 
-def _condition(name: str, pattern: str | None) -> Callable[[str, str], bool]:
-    """Studio's split conditions: case-insensitive, comma lists for the any-of forms."""
-    def listed(value: str, argument: str) -> bool:
-        return value.strip().casefold() in {item.strip().casefold() for item in argument.split(",")}
-
-    def number(text: str) -> Decimal | None:
-        return parse_number(text)
-
-    def compare(value: str, argument: str, less: bool) -> bool:
-        left, right = number(value), number(argument)
-        if left is None or right is None:
-            return False
-        return left < right if less else left > right
-
-    regex = re.compile(pattern, re.IGNORECASE) if pattern is not None else None
-    tests: dict[str, Callable[[str, str], bool]] = {
-        "equal_to": lambda v, a: v.strip().casefold() == a.strip().casefold(),
-        "not_equal_to": lambda v, a: v.strip().casefold() != a.strip().casefold(),
-        "matches_any_of": listed,
-        "does_not_match_any_of": lambda v, a: not listed(v, a),
-        "contains": lambda v, a: a.casefold() in v.casefold(),
-        "does_not_contain": lambda v, a: a.casefold() not in v.casefold(),
-        "starts_with": lambda v, a: v.casefold().startswith(a.casefold()),
-        "does_not_start_with": lambda v, a: not v.casefold().startswith(a.casefold()),
-        "regex": lambda v, a: regex is not None and regex.search(v) is not None,
-        "is_blank": lambda v, a: not v.strip(),
-        "is_not_blank": lambda v, a: bool(v.strip()),
-        "less_than": lambda v, a: compare(v, a, less=True),
-        "greater_than": lambda v, a: compare(v, a, less=False),
-    }
-    return tests[name]
-
-
 def _transition_specs(state: CompiledState) -> list[dict[str, Any]]:
-    specs = [{"trigger": rule.event, "source": state.name, "dest": rule.go} for rule in state.replies]
+    specs = [{"trigger": rule.event, "source": state.name, "dest": rule.go} for rule in state.rules]
     if state.waits and not state.takes_anything:
         specs.append({"trigger": OTHERWISE_EVENT, "source": state.name, "dest": None})
     if state.go is not None:
@@ -244,8 +203,8 @@ def _compile_fetch(fetch: Fetch) -> CompiledFetch:
     )
 
 
-def _compile_reply(rule: Reply, event: str) -> CompiledReply:
-    return CompiledReply(event=event, matches=_matcher(rule), save=rule.save,
+def _compile_rule(rule: Rule, event: str) -> CompiledRule:
+    return CompiledRule(event=event, matches=_matcher(rule), save=rule.save,
                          say=_parse_all(rule.say), go=rule.go)
 
 
@@ -253,16 +212,18 @@ def _parse_all(sources: list[str]) -> tuple[BoundTemplate, ...]:
     return tuple(templates.parse(source) for source in sources)
 
 
-def _unique(label: str, used: set[str]) -> str:
+def unique_label(label: str, used: set[str], numbered: str = "{label} ({count})") -> str:
+    """``label``, or ``label (2)``, ``label (3)``… — the first not in ``used`` (which it joins).
+    ``numbered`` spells the numbered ones (the Studio importer's state names: ``{label}_{count}``)."""
     candidate, count = label, 1
     while candidate in used:
         count += 1
-        candidate = f"{label} ({count})"
+        candidate = numbered.format(label=label, count=count)
     used.add(candidate)
     return candidate
 
 
-def _label(rule: Reply) -> str:
+def _label(rule: Rule) -> str:
     if rule.keywords is not None:
         return " / ".join(rule.keywords)
     if rule.any_of is not None:
@@ -283,69 +244,14 @@ def _range_label(bounds: NumberRange) -> str:
     return f"<= {high:g}" if high is not None else ""
 
 
-def _matcher(rule: Reply) -> Matcher:
+def _matcher(rule: Rule) -> Matcher:
     if rule.keywords is not None:
-        return _keywords_matcher(frozenset(normalise(word) for word in rule.keywords))
+        return matching.keywords_matcher(rule.keywords)
     if rule.any_of is not None:
-        return _any_of_matcher([normalise(word) for word in rule.any_of])
+        return matching.any_of_matcher(rule.any_of)
     if rule.pattern is not None:
-        return _pattern_matcher(re.compile(rule.pattern, re.IGNORECASE))
+        return matching.pattern_matcher(rule.pattern)
     if rule.number is not None:
-        return _number_matcher(rule.number)
-    return _answer_matcher(YES_WORDS if rule.answer == "yes" else NO_WORDS)
-
-
-def _keywords_matcher(accepted: frozenset[str]) -> Matcher:
-    def matches(normalised: str, original: str) -> Any:
-        return trim(original) if normalised in accepted else None
-    return matches
-
-
-def _any_of_matcher(accepted: list[str]) -> Matcher:
-    """Any entry's words appear in the message, together and in order ("e-mail" = "e mail")."""
-    single = frozenset(entry[0] for entry in (words(item) for item in accepted) if len(entry) == 1)
-    phrases = [entry for entry in (words(item) for item in accepted) if len(entry) > 1]
-
-    def matches(normalised: str, original: str) -> Any:
-        said = words(normalised)
-        if single.intersection(said) or any(_contains(said, phrase) for phrase in phrases):
-            return trim(original)
-        return None
-    return matches
-
-
-def _contains(said: list[str], phrase: list[str]) -> bool:
-    width = len(phrase)
-    return any(said[start:start + width] == phrase for start in range(len(said) - width + 1))
-
-
-def _pattern_matcher(pattern: re.Pattern[str]) -> Matcher:
-    def matches(normalised: str, original: str) -> Any:
-        found = pattern.search(trim(original))
-        if found is None:
-            return None
-        if pattern.groups and found.group(1) is not None:
-            return found.group(1)
-        return found.group(0)
-    return matches
-
-
-def _number_matcher(bounds: NumberRange) -> Matcher:
-    low = Decimal(str(bounds.min)) if bounds.min is not None else None
-    high = Decimal(str(bounds.max)) if bounds.max is not None else None
-
-    def matches(normalised: str, original: str) -> Any:
-        number = parse_number(original)
-        if number is None or (low is not None and number < low) or (high is not None and number > high):
-            return None
-        return int(number) if number == number.to_integral_value() else float(number)
-    return matches
-
-
-def _answer_matcher(accepted: frozenset[str]) -> Matcher:
-    def matches(normalised: str, original: str) -> Any:
-        if normalised in accepted:
-            return trim(original)
-        first = words(normalised)[:1]
-        return trim(original) if first and first[0] in accepted else None
-    return matches
+        return matching.number_matcher(rule.number.min, rule.number.max)
+    assert rule.answer is not None
+    return matching.answer_matcher(rule.answer)

@@ -19,7 +19,7 @@ from bot.flows.compile import CompiledFlow, compile_flow
 from bot.flows.problems import Finding, FlowLoadError, Path, Problem
 from bot.flows.schema import Flow, Program, ProgramTexts
 from bot.flows.yamlsource import SourceMap, YamlError, read_yaml
-from bot.keywords import normalise
+from bot.text.normalise import normalise
 
 PROGRAM_FILE = "program.yaml"
 
@@ -180,13 +180,18 @@ def _allowed_fields(model_type: type[BaseModel], path: Path) -> list[str]:
         current = _descend(current, part)
         if current is None:
             return []
-    return list(current.model_fields) if _is_model(current) else []
+    return list(_yaml_fields(current)) if _is_model(current) else []
+
+
+def _yaml_fields(model_type: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields by the names written in flow files (``replies`` for ``State.rules``)."""
+    return {info.alias or name: info for name, info in model_type.model_fields.items()}
 
 
 def _descend(annotation: Any, part: str | int) -> Any:
     """The type found one step into ``annotation`` along ``part`` (a field, a dict key, an index)."""
     if _is_model(annotation):
-        field_info = annotation.model_fields.get(str(part))
+        field_info = _yaml_fields(annotation).get(str(part))
         return field_info.annotation if field_info is not None else None
     origin = typing.get_origin(annotation)
     arguments = typing.get_args(annotation)

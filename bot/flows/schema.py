@@ -22,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from bot.keywords import COMPLIANCE_WORDS, normalise
+from bot.text.matching import CONDITION_NAMES
+from bot.text.normalise import normalise
+from bot.text.wordsets import COMPLIANCE_WORDS
 
 END = "end"  # the built-in target that ends a conversation
 MAX_FETCH_TIMEOUT = 14.0  # Twilio abandons a webhook after 15 s
@@ -128,7 +130,9 @@ class NumberRange(_Strict):
 MATCHERS = ("keywords", "any_of", "pattern", "number", "answer")
 
 
-class Reply(_Strict):
+# Flow files list these under ``replies:`` (the person's replies); the code calls them rules and
+# keeps the word "replies" for what the bot sends.
+class Rule(_Strict):
     """One way out of a waiting state: a test on the reply, and what to do when it passes."""
 
     keywords: Keywords | None = None  # the whole reply is one of these words or phrases
@@ -143,7 +147,7 @@ class Reply(_Strict):
     _compiles = field_validator("pattern")(lambda pattern: valid_regex(pattern))
 
     @model_validator(mode="after")
-    def _one_matcher(self) -> Reply:
+    def _one_matcher(self) -> Rule:
         present = [name for name in MATCHERS if getattr(self, name) is not None]
         if len(present) != 1:
             found = ", ".join(present) if present else "none"
@@ -152,10 +156,6 @@ class Reply(_Strict):
                 "write two replies for two tests"
             )
         return self
-
-    @property
-    def matcher(self) -> str:
-        return next(name for name in MATCHERS if getattr(self, name) is not None)
 
 
 class Fetch(_Strict):
@@ -198,9 +198,7 @@ class Notify(_Strict):
     say: Texts = Field(min_length=1)
 
 
-CONDITIONS = ("equal_to", "not_equal_to", "matches_any_of", "does_not_match_any_of", "contains",
-              "does_not_contain", "starts_with", "does_not_start_with", "regex", "is_blank", "is_not_blank",
-              "less_than", "greater_than")
+CONDITIONS = CONDITION_NAMES  # a case names exactly one of these
 
 
 class Timeout(_Strict):
@@ -279,7 +277,7 @@ class State(_Strict):
     say: Texts = []
     fetch: Fetch | None = None
     notify: Notify | None = None  # sent once each time the conversation enters the state
-    replies: list[Reply] = []
+    rules: list[Rule] = Field(default=[], alias="replies")  # written `replies:` in flow files
     otherwise: Texts = []  # said when a reply matches none of ``replies``; the state waits again
     go: str | None = None
     branch: Branch | None = None  # moves on by itself, to the state its first true case names
@@ -296,24 +294,24 @@ class State(_Strict):
 
     @model_validator(mode="after")
     def _waits_or_moves(self) -> State:
-        if self.timeout is not None and not self.replies:
+        if self.timeout is not None and not self.rules:
             raise ValueError("timeout is for a state that waits for replies")
-        if self.enter is not None and (self.replies or self.go is not None or self.branch is not None):
+        if self.enter is not None and (self.rules or self.go is not None or self.branch is not None):
             raise ValueError("a state that enters another flow carries on at enter.then: no replies, go or branch")
-        if self.branch is not None and (self.replies or self.go is not None):
+        if self.branch is not None and (self.rules or self.go is not None):
             raise ValueError("a state with a branch moves on by itself: it cannot also have replies or go")
-        if self.replies and self.go is not None:
+        if self.rules and self.go is not None:
             raise ValueError(
                 "a state either waits for replies or moves on with go, not both; "
                 "put the go inside one of the replies"
             )
-        if self.otherwise and not self.replies:
+        if self.otherwise and not self.rules:
             raise ValueError("otherwise only makes sense in a state that waits for replies")
         return self
 
     @property
     def waits(self) -> bool:
-        return bool(self.replies)
+        return bool(self.rules)
 
     @property
     def moves_on(self) -> bool:

@@ -6,7 +6,19 @@
 
 from __future__ import annotations
 
-from bot.store.base import CommitResult, Purged, Retention, Store, StoreBusy
+from bot.store.base import (
+    CommitResult,
+    Consent,
+    Forgetting,
+    Locks,
+    OutboundRecords,
+    Purged,
+    Retention,
+    Store,
+    StoreBusy,
+    Timers,
+    Turns,
+)
 
 
 def open_store(url: str, retention: Retention = Retention()) -> Store:
@@ -29,4 +41,5 @@ def open_store(url: str, retention: Retention = Retention()) -> Store:
                      "or memory://")
 
 
-__all__ = ["CommitResult", "Purged", "Retention", "Store", "StoreBusy", "open_store"]
+__all__ = ["CommitResult", "Consent", "Forgetting", "Locks", "OutboundRecords", "Purged", "Retention", "Store",
+           "StoreBusy", "Timers", "Turns", "open_store"]

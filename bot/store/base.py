@@ -60,27 +60,44 @@ class Snapshot:
     recorded_replies: tuple[str, ...] | None  # this MessageSid's answer, if it was processed
 
 
-class Store(Protocol):
+class Turns(Protocol):
+    """A turn's reads and its one atomic write (the pipeline in ``bot/inbox.py`` is their user)."""
+
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
-        """The sender's conversation and opt-out, and the MessageSid's recorded answer."""
-
-    async def load(self, sender: str) -> Conversation:
-        """The sender's conversation; a fresh idle one (version 0) when there is none."""
-
-    async def is_opted_out(self, sender: str) -> bool: ...
-
-    async def recorded_replies(self, message_sid: str) -> tuple[str, ...] | None:
-        """What was answered to this MessageSid, or None if it was never processed."""
+        """The sender's conversation (a fresh idle one, version 0, when there is none), their
+        opt-out, and the MessageSid's recorded answer — in one trip."""
 
     async def commit(self, turn: Turn) -> CommitResult:
         """Write a turn atomically: conversation (compare-and-set on version), opt-out,
-        the MessageSid with its replies, and the transcript."""
+        the MessageSid with its replies, the transcript and the deadline index."""
+
+
+class Locks(Protocol):
+    """Per-sender order, kept apart from the data as aiogram keeps it (state is loaded *after*
+    the lock is taken)."""
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
-        """Hold while handling one message, so a sender's messages go one at a time."""
+        """Hold while handling one turn, so a sender's turns go one at a time."""
+
+
+class Timers(Protocol):
+    """The deadline index of waiting states' timeouts (written by turns, read by the timer loop)."""
 
     async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
         """Senders whose waiting state's timeout is due: (sender, deadline), oldest first."""
+
+
+class Consent(Protocol):
+    """Who opted out, read and written outside a turn (sending checks it; Twilio's 21610 teaches it)."""
+
+    async def is_opted_out(self, sender: str) -> bool: ...
+
+    async def set_opt_out(self, number: str, opted_out: bool) -> None:
+        """Record an opt-out learnt outside a conversation (Twilio error 21610)."""
+
+
+class Forgetting(Protocol):
+    """Personal data leaves: on request, and when the retention period ends."""
 
     async def purge(self, sender: str) -> Purged:
         """Forget one sender on request: conversation, transcript, recorded reply texts.
@@ -89,7 +106,9 @@ class Store(Protocol):
     async def sweep(self, now: float) -> Purged:
         """Drop what the retention period no longer allows (stores with TTLs may do nothing)."""
 
-    # -- outbound messages (broadcasts, notifications) and what Twilio reported about them ------
+
+class OutboundRecords(Protocol):
+    """Messages we send (broadcasts, notifications) and what Twilio reported about them."""
 
     async def save_outbound(self, message: OutboundMessage) -> None:
         """Insert or replace by ``id`` (and index it by ``sid`` and ``broadcast``)."""
@@ -100,8 +119,9 @@ class Store(Protocol):
 
     async def broadcast_messages(self, broadcast: str) -> list[OutboundMessage]: ...
 
-    async def set_opt_out(self, number: str, opted_out: bool) -> None:
-        """Record an opt-out learnt outside a conversation (Twilio error 21610)."""
+
+class Store(Turns, Locks, Timers, Consent, Forgetting, OutboundRecords, Protocol):
+    """A whole backend (memory, SQLite, Redis): every concern above, and closing it."""
 
     async def close(self) -> None: ...
 

@@ -22,17 +22,12 @@ class MemoryStore:
         self.deadlines: dict[str, float] = {}
 
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
-        return Snapshot(await self.load(sender), sender in self.opted_out, self.processed.get(message_sid))
-
-    async def load(self, sender: str) -> Conversation:
         stored = self.conversations.get(sender)
-        return copy.deepcopy(stored) if stored is not None else Conversation(sender)
+        conversation = copy.deepcopy(stored) if stored is not None else Conversation(sender)
+        return Snapshot(conversation, sender in self.opted_out, self.processed.get(message_sid))
 
     async def is_opted_out(self, sender: str) -> bool:
         return sender in self.opted_out
-
-    async def recorded_replies(self, message_sid: str) -> tuple[str, ...] | None:
-        return self.processed.get(message_sid)
 
     async def commit(self, turn: Turn) -> CommitResult:
         sender = turn.inbound.sender

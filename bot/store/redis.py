@@ -26,6 +26,7 @@ from redis.exceptions import LockError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy
+from bot.store.records import bookkeeping, conversation_from_record
 from bot.types import Conversation, OutboundMessage, Turn
 
 P = ParamSpec("P")
@@ -160,28 +161,15 @@ class RedisStore:
                         _recorded(processed, replies))
 
     @_unavailable_is_busy
-    async def load(self, sender: str) -> Conversation:
-        stored = await self._redis.hmget(self.keys.conversation(sender), ["data", "version"])
-        return _conversation(sender, cast(list[str | None], stored))
-
-    @_unavailable_is_busy
     async def is_opted_out(self, sender: str) -> bool:
         return bool(await self._redis.exists(self.keys.opt_out(sender)))
-
-    @_unavailable_is_busy
-    async def recorded_replies(self, message_sid: str) -> tuple[str, ...] | None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.exists(self.keys.message(message_sid))
-            pipe.get(self.keys.reply(message_sid))
-            processed, replies = await pipe.execute()
-        return _recorded(processed, replies)
 
     @_unavailable_is_busy
     async def commit(self, turn: Turn) -> CommitResult:
         conversation, inbound = turn.conversation, turn.inbound
         sender = inbound.sender
         state = json.dumps({"flow": conversation.flow, "state": conversation.state, "vars": conversation.vars,
-                            "updated_at": conversation.updated_at})
+                            "engine": bookkeeping(conversation), "updated_at": conversation.updated_at})
         lines = [json.dumps({"at": turn.at, "dir": "in", "body": inbound.body, "sid": inbound.message_sid})]
         lines += [json.dumps({"at": turn.at, "dir": "out", "body": reply, "sid": inbound.message_sid})
                   for reply in turn.replies]
@@ -269,12 +257,6 @@ class RedisStore:
         else:
             await self._redis.delete(self.keys.opt_out(number))
 
-    async def transcript(self, sender: str) -> list[dict[str, object]]:
-        return [json.loads(line) for line in await self._redis.lrange(self.keys.transcript(sender), 0, -1)]
-
-    async def ping(self) -> bool:
-        return bool(await self._redis.ping())
-
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -283,7 +265,8 @@ def _conversation(sender: str, stored: list[str | None]) -> Conversation:
     if stored[0] is None:
         return Conversation(sender)
     data = json.loads(stored[0])
-    return Conversation(sender, data["flow"], data["state"], data["vars"], data["updated_at"], int(stored[1] or 0))
+    return conversation_from_record(sender, data["flow"], data["state"], data["vars"], data.get("engine"),
+                                    data["updated_at"], int(stored[1] or 0))
 
 
 def _recorded(processed: int, replies: str | None) -> tuple[str, ...] | None:

@@ -22,6 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy
+from bot.store.records import bookkeeping, conversation_from_record
 from bot.types import Conversation, OutboundMessage, Turn
 
 # Lean on purpose: every index is written on every message. The turn log needs none beyond its
@@ -32,9 +33,10 @@ CREATE TABLE IF NOT EXISTS conversations (
     sender TEXT PRIMARY KEY,
     flow TEXT,
     state TEXT,
-    vars TEXT NOT NULL,
+    vars TEXT NOT NULL,  -- the flow author's variables (JSON)
     updated_at REAL NOT NULL,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    engine TEXT  -- the engine's bookkeeping (JSON, bot/store/records.py); NULL in rows from before it
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS processed (
     message_sid TEXT NOT NULL UNIQUE,
@@ -70,7 +72,7 @@ CREATE VIEW IF NOT EXISTS transcript (id, sender, direction, body, message_sid, 
 _SNAPSHOT = """
 SELECT (SELECT replies FROM processed WHERE message_sid = ?),
        (SELECT 1 FROM opt_outs WHERE sender = ?),
-       c.flow, c.state, c.vars, c.updated_at, c.version
+       c.flow, c.state, c.vars, c.engine, c.updated_at, c.version
 FROM (SELECT 1) LEFT JOIN conversations AS c ON c.sender = ?
 """
 
@@ -87,7 +89,7 @@ class SqliteStore:
         # busy_timeout 0: never wait inside SQLite for another process's lock (that would stall
         # the event loop); writes retry from the loop instead, and WAL readers are not blocked.
         self._db = _connect(self.path, busy_timeout_ms=0)
-        _with_retries(lambda: self._db.executescript(SCHEMA))
+        _with_retries(lambda: _create_schema(self._db))
         # Checkpoints (copying the WAL into the database file, with an fsync) happen in a
         # background thread, not in whichever request's COMMIT crosses the WAL threshold.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
@@ -97,22 +99,16 @@ class SqliteStore:
         self._locks = KeyedLocks()
 
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
-        recorded, opted_out, flow, state, variables, updated_at, version = self._db.execute(
+        recorded, opted_out, flow, state, variables, engine, updated_at, version = self._db.execute(
             _SNAPSHOT, (message_sid, sender, sender)).fetchone()
         conversation = Conversation(sender) if version is None else \
-            Conversation(sender, flow, state, json.loads(variables), updated_at, version)
+            conversation_from_record(sender, flow, state, json.loads(variables),
+                                     json.loads(engine) if engine is not None else None, updated_at, version)
         return Snapshot(conversation, bool(opted_out),
                         tuple(json.loads(recorded)) if recorded is not None else None)
 
-    async def load(self, sender: str) -> Conversation:
-        return (await self.snapshot(sender, "")).conversation
-
     async def is_opted_out(self, sender: str) -> bool:
         return self._db.execute("SELECT 1 FROM opt_outs WHERE sender = ?", (sender,)).fetchone() is not None
-
-    async def recorded_replies(self, message_sid: str) -> tuple[str, ...] | None:
-        row = self._db.execute("SELECT replies FROM processed WHERE message_sid = ?", (message_sid,)).fetchone()
-        return tuple(json.loads(row[0])) if row is not None else None
 
     async def commit(self, turn: Turn) -> CommitResult:
         """Queue the turn for the next group commit and wait until it is durable.
@@ -254,11 +250,6 @@ class SqliteStore:
             else:
                 db.execute("DELETE FROM opt_outs WHERE sender = ?", (number,))
 
-    async def transcript(self, sender: str) -> list[dict[str, object]]:
-        rows = self._db.execute("SELECT at, direction, body, message_sid FROM transcript WHERE sender = ? "
-                                "ORDER BY id", (sender,)).fetchall()
-        return [{"at": at, "dir": direction, "body": body, "sid": sid} for at, direction, body, sid in rows]
-
     async def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.cancel()
@@ -267,6 +258,13 @@ class SqliteStore:
         with contextlib.suppress(sqlite3.OperationalError):
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._db.close()
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    db.executescript(SCHEMA)
+    columns = {name for _, name, *_ in db.execute("PRAGMA table_info(conversations)")}
+    if "engine" not in columns:  # a database from before the engine's bookkeeping had its column
+        db.execute("ALTER TABLE conversations ADD COLUMN engine TEXT")
 
 
 def _outbound(row: tuple[str] | None) -> OutboundMessage | None:
@@ -302,14 +300,14 @@ def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
                    (inbound.message_sid, inbound.sender, inbound.body, json.dumps(turn.replies), turn.at))
     except sqlite3.IntegrityError:
         return CommitResult.DUPLICATE
-    row = (conversation.flow, conversation.state, json.dumps(conversation.vars),
+    row = (conversation.flow, conversation.state, json.dumps(conversation.vars), json.dumps(bookkeeping(conversation)),
            conversation.updated_at, turn.expected_version + 1, inbound.sender)
     if turn.expected_version == 0:
-        cursor = db.execute("INSERT INTO conversations (flow, state, vars, updated_at, version, sender) "
-                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender) DO NOTHING", row)
+        cursor = db.execute("INSERT INTO conversations (flow, state, vars, engine, updated_at, version, sender) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender) DO NOTHING", row)
     else:
-        cursor = db.execute("UPDATE conversations SET flow = ?, state = ?, vars = ?, updated_at = ?, version = ? "
-                            "WHERE sender = ? AND version = ?", (*row, turn.expected_version))
+        cursor = db.execute("UPDATE conversations SET flow = ?, state = ?, vars = ?, engine = ?, updated_at = ?, "
+                            "version = ? WHERE sender = ? AND version = ?", (*row, turn.expected_version))
     if cursor.rowcount != 1:
         db.execute("DELETE FROM processed WHERE message_sid = ?", (inbound.message_sid,))
         return CommitResult.CONFLICT

@@ -32,7 +32,7 @@ class SignatureChecker:
     Twilio's rule (as ``RequestValidator.compute_signature`` implements it): HMAC-SHA1 with the
     auth token over the URL followed by every field name and value, names sorted, a repeated
     field's distinct values sorted, base64-encoded. Computed here directly because the SDK's
-    version costs several times more per request; tests/test_twilio_io.py proves by property
+    version costs several times more per request; tests/test_twilio_inbound.py proves by property
     test that both give the same signature for any form. Like ``RequestValidator.validate``, the
     URL is accepted with and without its default port, but the second HMAC is only computed
     when the first does not match.
@@ -166,7 +166,7 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 def render_twiml(replies: Iterable[str]) -> str:
     """TwiML with one ``<Message>`` per non-empty reply (long replies split): byte-for-byte what
     ``MessagingResponse`` produces for the same messages, in a fraction of its time (see
-    tests/test_twilio_io.py). Empty replies are dropped rather than sent as empty SMS."""
+    tests/test_twilio_inbound.py). Empty replies are dropped rather than sent as empty SMS."""
     messages = [
         f"<Message>{_escape(piece)}</Message>"
         for reply in replies

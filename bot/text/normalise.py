@@ -1,4 +1,4 @@
-"""How a texted message is normalised and compared with the words ops staff wrote.
+"""How a texted message is folded before it is compared with the words ops staff wrote.
 
 People type " Stop! ", "stop", "ＳＴＯＰ" and mean the same thing; everything that
 compares a message with a keyword goes through :func:`normalise` first.
@@ -9,20 +9,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from decimal import Decimal
-
-OPT_OUT_WORDS = frozenset(
-    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
-)
-OPT_IN_WORDS = frozenset({"start", "unstop"})
-OPT_IN_WHILE_OPTED_OUT = frozenset({"yes"})  # YES re-subscribes only someone who opted out
-HELP_WORDS = frozenset({"help", "info"})
-#: Words no flow may capture: carriers require them to work from any state.
-COMPLIANCE_WORDS = OPT_OUT_WORDS | OPT_IN_WORDS | HELP_WORDS
-
-YES_WORDS = frozenset(
-    {"yes", "y", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "correct", "si", "sí", "👍"}
-)
-NO_WORDS = frozenset({"no", "n", "nope", "nah", "not really", "👎"})
 
 _SPACE_RUN = re.compile(r"\s+")
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -1,7 +1,9 @@
 """A fake of the parts of Twilio's REST API the bot uses, served on loopback for the REAL SDK.
 
-Tests never reach api.twilio.com and never mock the SDK: ``bot.twilio_api.rest_client`` is pointed
-at :attr:`FakeTwilio.url` and the unmodified ``twilio.rest.Client`` talks HTTP to this server.
+``python -m bot fake-twilio [PORT]`` serves it for demos (try a broadcast without a Twilio
+account), and the test suite runs it in-process: tests never reach api.twilio.com and never mock
+the SDK; ``bot.twilio_outbound.rest_client`` is pointed at :attr:`FakeTwilio.url` and the unmodified
+``twilio.rest.Client`` talks HTTP to this server. It needs only the runtime dependencies.
 
 What it serves (Twilio's 2010-04-01 API, JSON, HTTP Basic auth with the account SID or an API key):
 
@@ -20,8 +22,8 @@ Status callbacks are posted by a background worker, form-encoded and signed with
 create response was sent: ``queued`` -> ``sent`` -> ``delivered``, or ``undelivered``/``failed``
 with ``ErrorCode`` for numbers given to :meth:`FakeTwilio.fail_delivery`.
 
-Use it as a context manager (``with FakeTwilio() as fake:``) or through the ``fake_twilio``
-pytest fixture defined here (``from tests.fake_twilio import fake_twilio``).
+Use it as a context manager (``with FakeTwilio() as fake:``), through :func:`serve` (the command),
+or in tests through the ``fake_twilio`` fixture (tests/fake_twilio_fixtures.py).
 """
 
 from __future__ import annotations
@@ -34,19 +36,19 @@ import json
 import math
 import queue
 import re
+import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -56,8 +58,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from twilio.request_validator import RequestValidator
 
-from bot.twilio_api import OutboundSettings
-from tests.twilio_fake import ACCOUNT_SID, AUTH_TOKEN, BOT_NUMBER
+from bot.twilio_outbound import OutboundSettings
 
 API_VERSION = "2010-04-01"
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -65,6 +66,13 @@ ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 SHORT_CODE = re.compile(r"^\d{5,6}$")
 MAX_BODY_CHARS = 1600
 SERVICE_NUMBER = "+15550002222"  # the number a Messaging Service "picks" from its sender pool
+
+# The credentials the fake accepts unless told otherwise, and the number to send from: made up,
+# so a demo needs no Twilio account (the README's broadcast example uses them).
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
+DEFAULT_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+DEFAULT_FROM = "+15550001111"
+DEFAULT_PORT = 8900
 
 # Twilio's error codes for what the fake refuses, with the message its API answers.
 AUTHENTICATE = 20003
@@ -101,7 +109,7 @@ def twilio_error(status: int, code: int, message: str, headers: dict[str, str] |
 
 
 def rfc2822(moment: datetime) -> str:
-    return format_datetime(moment.astimezone(timezone.utc))  # "Thu, 24 Aug 2023 05:01:45 +0000"
+    return format_datetime(moment.astimezone(UTC))  # "Thu, 24 Aug 2023 05:01:45 +0000"
 
 
 @dataclass(frozen=True)
@@ -204,8 +212,8 @@ class LoopbackServer:
 class FakeTwilio:
     """Twilio's Messages API on loopback, with knobs for the failures tests need."""
 
-    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN, *,
-                 service_number: str = SERVICE_NUMBER) -> None:
+    def __init__(self, account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT_AUTH_TOKEN, *,
+                 service_number: str = SERVICE_NUMBER, port: int = 0) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.service_number = service_number
@@ -223,7 +231,7 @@ class FakeTwilio:
             Route(base + "/Messages.json", self._create_message, methods=["POST"]),
             Route(base + "/Messages/{sid}.json", self._fetch_message, methods=["GET"]),
         ])
-        self._server = LoopbackServer(self.app, name="fake-twilio")
+        self._server = LoopbackServer(self.app, name="fake-twilio", port=port)  # port 0: a free one
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -261,9 +269,9 @@ class FakeTwilio:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def outbound_settings(self, from_number: str = BOT_NUMBER, messaging_service_sid: str = "",
+    def outbound_settings(self, from_number: str = DEFAULT_FROM, messaging_service_sid: str = "",
                           **overrides: str) -> OutboundSettings:
-        """Settings that aim ``bot.twilio_api.rest_client`` at this fake."""
+        """Settings that aim ``bot.twilio_outbound.rest_client`` at this fake."""
         values = {"account_sid": self.account_sid, "auth_token": self.auth_token,
                   "from_number": from_number, "messaging_service_sid": messaging_service_sid,
                   "api_base_url": self.url, **overrides}
@@ -379,7 +387,7 @@ class FakeTwilio:
             await asyncio.sleep(0.005)
 
     def post_callback(self, url: str, *, message_sid: str | None = None, status: str = "failed",
-                      to: str = "+15551234567", from_: str = BOT_NUMBER, error_code: int | None = None,
+                      to: str = "+15551234567", from_: str = DEFAULT_FROM, error_code: int | None = None,
                       messaging_service_sid: str | None = None, **extra: str) -> dict[str, str]:
         """Queue an arbitrary signed status callback (e.g. ``ErrorCode`` 21610 for a sid the bot
         never sent); the background worker posts it. Returns the form it will post."""
@@ -493,7 +501,7 @@ class FakeTwilio:
     def _accept(self, form: dict[str, str], media: list[str], ready: threading.Event,
                 generation: int) -> tuple[str, dict[str, Any], list[_Job]]:
         sid = "SM" + uuid.uuid4().hex
-        now = rfc2822(datetime.now(timezone.utc))
+        now = rfc2822(datetime.now(UTC))
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}.json"
         service_sid = form.get("MessagingServiceSid")
         body = form.get("Body", "")
@@ -522,8 +530,8 @@ class FakeTwilio:
             else:
                 steps = [("queued", None), ("sent", None), ("undelivered", failure[1])]
             if callback_url:
-                jobs = [_Job(url=callback_url, ready=ready, generation=generation, sid=sid, status=status, error_code=code)
-                        for status, code in steps]
+                jobs = [_Job(url=callback_url, ready=ready, generation=generation, sid=sid, status=status,
+                             error_code=code) for status, code in steps]
                 self._pending += len(jobs)
         return sid, dict(resource), jobs
 
@@ -564,7 +572,7 @@ class FakeTwilio:
             resource = self._messages.get(job.sid or "")
             if resource is None or job.generation != self._generation:
                 return None
-            now = rfc2822(datetime.now(timezone.utc))
+            now = rfc2822(datetime.now(UTC))
             if resource["from"] is None:  # a Messaging Service picked its sender
                 resource["from"] = self.service_number
             resource.update(status=job.status, date_updated=now)
@@ -614,55 +622,37 @@ class FakeTwilio:
                     self._idle.notify_all()
 
 
-@pytest.fixture(scope="session")
-def fake_twilio_server() -> Iterator[FakeTwilio]:
-    """One running :class:`FakeTwilio` for the session (starting and stopping uvicorn costs ~0.2 s)."""
-    with FakeTwilio() as fake:
-        yield fake
+def serve(port: int = DEFAULT_PORT, account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT_AUTH_TOKEN,
+          *, show_token: bool = True, out: Callable[[str], object] | None = None) -> None:
+    """Serve the fake on 127.0.0.1:``port`` until Ctrl-C or SIGTERM (``python -m bot fake-twilio``).
 
-
-@pytest.fixture
-def fake_twilio(fake_twilio_server: FakeTwilio, monkeypatch: pytest.MonkeyPatch) -> FakeTwilio:
-    """The session's fake Twilio, reset for this test (account ``ACCOUNT_SID``, token ``AUTH_TOKEN``).
-
-    TWILIO_REGION / TWILIO_EDGE are removed from the environment for the test: the SDK reads them
-    and then calls ``api.<edge>.<region>.twilio.com``, a host the rebasing client does not rewrite,
-    so a developer's shell setting would send the test's requests to the real Twilio."""
-    for name in ("TWILIO_REGION", "TWILIO_EDGE"):
-        monkeypatch.delenv(name, raising=False)
-    fake_twilio_server.reset()
-    return fake_twilio_server
-
-
-def main() -> None:
-    """Serve the fake on a fixed port for demos: ``python -m tests.fake_twilio [PORT]``.
-
-    It accepts TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN from the environment (or the test defaults),
-    and prints each message it "sends", so a broadcast can be tried without a Twilio account.
-    """
-    import os
-    import sys
-
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8900
-    fake = FakeTwilio(os.environ.get("TWILIO_ACCOUNT_SID") or ACCOUNT_SID,
-                      os.environ.get("TWILIO_AUTH_TOKEN") or AUTH_TOKEN)
-    fake._server.port = port
-    fake.start()
-    print(f"fake Twilio API on {fake.url} (account {fake.account_sid}); Ctrl-C to stop", flush=True)
-    print(f"use: TWILIO_API_BASE_URL={fake.url} TWILIO_ACCOUNT_SID={fake.account_sid} "
-          f"TWILIO_AUTH_TOKEN=<the same token> TWILIO_FROM=+15550001111", flush=True)
-    shown = 0
+    Prints the settings that point the bot at it, then a line per create request (accepted or
+    refused). ``show_token=False`` prints a placeholder instead of the auth token (one taken from
+    the environment may be a real one, and tokens are never printed)."""
+    out = out or _say
+    fake = FakeTwilio(account_sid, auth_token, port=port)
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        while True:
-            time.sleep(0.5)
+        fake.start()
+        token = auth_token if show_token else "<the TWILIO_AUTH_TOKEN already in your environment>"
+        out(f"fake Twilio API on {fake.url} (account {fake.account_sid}); Ctrl-C to stop\n"
+            "point the bot at it with these settings (environment or .env):\n"
+            f"  TWILIO_API_BASE_URL={fake.url}\n"
+            f"  TWILIO_ACCOUNT_SID={fake.account_sid}\n"
+            f"  TWILIO_AUTH_TOKEN={token}\n"
+            f"  TWILIO_FROM={DEFAULT_FROM}")
+        shown = 0
+        while not stopping.wait(0.2):
             attempts = fake.attempts
             for attempt in attempts[shown:]:
                 outcome = f"accepted {attempt.sid}" if attempt.accepted else f"refused {attempt.error_code}"
-                print(f"{attempt.to}: {attempt.body!r} -> {outcome}", flush=True)
+                out(f"{attempt.to}: {attempt.body!r} -> {outcome}")
             shown = len(attempts)
-    except KeyboardInterrupt:
+    finally:
         fake.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
-if __name__ == "__main__":
-    main()
+def _say(line: str) -> None:
+    print(line, flush=True)  # at once, also when stdout is a pipe

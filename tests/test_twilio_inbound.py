@@ -1,4 +1,4 @@
-"""bot/twilio_io.py against Twilio's own SDK: TwiML rendering, message splitting, the inbound
+"""bot/twilio_inbound.py against Twilio's own SDK: TwiML rendering, message splitting, the inbound
 form, and webhook signatures (computed with ``RequestValidator``, never re-implemented here)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.twilio_io import (
+from bot.twilio_inbound import (
     EMPTY_TWIML,
     MAX_MEDIA,
     MAX_MESSAGE_CHARS,
@@ -23,7 +23,7 @@ from bot.twilio_io import (
     split_message,
     xml_safe,
 )
-from tests.twilio_fake import AUTH_TOKEN, twilio_form
+from tests.signed_webhooks import AUTH_TOKEN, twilio_form
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -454,7 +454,7 @@ FORM_TEXT = st.lists(st.sampled_from(list("ab=&%+2F0C3e9Z ") + ["%41", "%C3%A9",
 def test_parse_form_is_parse_qsl_strict(body: str) -> None:
     from urllib.parse import parse_qsl
 
-    from bot.twilio_io import BadRequest, parse_form
+    from bot.twilio_inbound import BadRequest, parse_form
 
     try:
         expected: list[tuple[str, str]] | None = parse_qsl(

@@ -2,7 +2,8 @@
 
 import pytest
 
-from bot.keywords import COMPLIANCE_WORDS, normalise, parse_number, words
+from bot.text.normalise import normalise, parse_number, words
+from bot.text.wordsets import COMPLIANCE_WORDS
 
 
 @pytest.mark.parametrize(("typed", "expected"), [

@@ -1,0 +1,52 @@
+"""Where STOP, START and HELP are handled: before any flow, whatever state the sender is in.
+
+Carriers and Twilio require these words to work everywhere, and an opted-out number to get
+nothing. The engine asks :func:`compliance_answer` first on every message; only when it answers
+None does the message reach the flows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.flows.schema import ProgramTexts
+from bot.text.wordsets import HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS
+from bot.types import Inbound
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceAnswer:
+    rule: str  # for the trace: "compliance STOP", "Twilio OptOutType START", …
+    reply: str | None  # what to text back (None: nothing)
+    opt_out: bool | None  # True: opt out; False: opt back in; None: unchanged
+    ends_conversation: bool = False
+
+
+def compliance_answer(inbound: Inbound, word: str, opted_out: bool,
+                      program: ProgramTexts) -> ComplianceAnswer | None:
+    """The answer to a compliance word (``word`` is the normalised message), to Twilio's own
+    Advanced Opt-Out handling, or to anything from an opted-out number; None lets flows answer."""
+    if inbound.opt_out_type:
+        return _twilio_handled(inbound.opt_out_type.upper())
+    if word in OPT_OUT_WORDS:
+        if opted_out:
+            return ComplianceAnswer(f"compliance {word.upper()} (already opted out: silent)", None, None,
+                                    ends_conversation=True)
+        return ComplianceAnswer(f"compliance {word.upper()}", program.opt_out, True, ends_conversation=True)
+    if word in OPT_IN_WORDS or (opted_out and word in OPT_IN_WHILE_OPTED_OUT):
+        return ComplianceAnswer(f"compliance {word.upper()}", program.opt_in, False)
+    if opted_out:
+        return ComplianceAnswer("opted out: silent", None, None)
+    if word in HELP_WORDS:
+        return ComplianceAnswer(f"compliance {word.upper()}", program.help, None)
+    return None
+
+
+def _twilio_handled(kind: str) -> ComplianceAnswer:
+    """Twilio Advanced Opt-Out already answered: record what it did, say nothing."""
+    rule = f"Twilio OptOutType {kind}"
+    if kind == "STOP":
+        return ComplianceAnswer(rule, None, True, ends_conversation=True)
+    if kind == "START":
+        return ComplianceAnswer(rule, None, False)
+    return ComplianceAnswer(rule, None, None)

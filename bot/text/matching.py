@@ -1,0 +1,139 @@
+"""Where a person's text is matched against what ops staff wrote: rule matchers and split conditions.
+
+The flow compiler builds these once per rule at load time; the engine calls them per message.
+Studio's importer uses the same conditions to predict which way a split goes, so the two can
+never disagree about what "contains" or "greater than" means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+from bot.text.normalise import normalise, parse_number, trim, words
+from bot.text.wordsets import NO_WORDS, YES_WORDS
+
+#: A matcher gets the normalised and the original text; it returns the value to save, or None.
+Matcher = Callable[[str, str], Any]
+#: A condition gets the value and the rendered argument; it says whether the condition holds.
+Condition = Callable[[str, str], bool]
+
+
+def keywords_matcher(keywords: Iterable[str]) -> Matcher:
+    """The whole message is one of ``keywords`` (after normalisation)."""
+    accepted = frozenset(normalise(word) for word in keywords)
+
+    def matches(normalised: str, original: str) -> Any:
+        return trim(original) if normalised in accepted else None
+    return matches
+
+
+def any_of_matcher(entries: Iterable[str]) -> Matcher:
+    """Any entry's words appear in the message, together and in order ("e-mail" = "e mail")."""
+    split = [words(normalise(entry)) for entry in entries]
+    single = frozenset(entry[0] for entry in split if len(entry) == 1)
+    phrases = [entry for entry in split if len(entry) > 1]
+
+    def matches(normalised: str, original: str) -> Any:
+        said = words(normalised)
+        if single.intersection(said) or any(_contains(said, phrase) for phrase in phrases):
+            return trim(original)
+        return None
+    return matches
+
+
+def _contains(said: list[str], phrase: list[str]) -> bool:
+    width = len(phrase)
+    return any(said[start:start + width] == phrase for start in range(len(said) - width + 1))
+
+
+def pattern_matcher(pattern: str) -> Matcher:
+    """A regular expression (case-insensitive) found in the trimmed text; saves group 1 if any."""
+    compiled = re.compile(pattern, re.IGNORECASE)
+
+    def matches(normalised: str, original: str) -> Any:
+        found = compiled.search(trim(original))
+        if found is None:
+            return None
+        if compiled.groups and found.group(1) is not None:
+            return found.group(1)
+        return found.group(0)
+    return matches
+
+
+def number_matcher(low: float | None, high: float | None) -> Matcher:
+    """A number within the bounds (inclusive); saves it as an int when it is whole."""
+    lowest = Decimal(str(low)) if low is not None else None
+    highest = Decimal(str(high)) if high is not None else None
+
+    def matches(normalised: str, original: str) -> Any:
+        number = parse_number(original)
+        if number is None or (lowest is not None and number < lowest) or \
+                (highest is not None and number > highest):
+            return None
+        return int(number) if number == number.to_integral_value() else float(number)
+    return matches
+
+
+def answer_matcher(answer: str) -> Matcher:
+    """A yes or a no, as a whole message or as its first word ("yes please")."""
+    accepted = YES_WORDS if answer == "yes" else NO_WORDS
+
+    def matches(normalised: str, original: str) -> Any:
+        if normalised in accepted:
+            return trim(original)
+        first = words(normalised)[:1]
+        return trim(original) if first and first[0] in accepted else None
+    return matches
+
+
+# -- split conditions (Twilio Studio's, used by ``branch``) -----------------------------------
+
+def _folded(text: str) -> str:
+    return text.strip().casefold()
+
+
+def _listed(value: str, argument: str) -> bool:
+    return _folded(value) in {_folded(item) for item in argument.split(",")}
+
+
+def _compare(value: str, argument: str, less: bool) -> bool:
+    left, right = parse_number(value), parse_number(argument)
+    if left is None or right is None:
+        return False
+    return left < right if less else left > right
+
+
+_CONDITIONS: dict[str, Condition] = {
+    "equal_to": lambda v, a: _folded(v) == _folded(a),
+    "not_equal_to": lambda v, a: _folded(v) != _folded(a),
+    "matches_any_of": _listed,
+    "does_not_match_any_of": lambda v, a: not _listed(v, a),
+    "contains": lambda v, a: a.casefold() in v.casefold(),
+    "does_not_contain": lambda v, a: a.casefold() not in v.casefold(),
+    "starts_with": lambda v, a: v.casefold().startswith(a.casefold()),
+    "does_not_start_with": lambda v, a: not v.casefold().startswith(a.casefold()),
+    "is_blank": lambda v, a: not v.strip(),
+    "is_not_blank": lambda v, a: bool(v.strip()),
+    "less_than": lambda v, a: _compare(v, a, less=True),
+    "greater_than": lambda v, a: _compare(v, a, less=False),
+}
+
+#: Every condition a ``branch`` case may name: Studio's split conditions, in snake_case and its order.
+CONDITION_NAMES = ("equal_to", "not_equal_to", "matches_any_of", "does_not_match_any_of", "contains",
+                   "does_not_contain", "starts_with", "does_not_start_with", "regex", "is_blank", "is_not_blank",
+                   "less_than", "greater_than")
+assert set(CONDITION_NAMES) == {*_CONDITIONS, "regex"}
+
+
+def condition(name: str, pattern: str | None = None) -> Condition:
+    """Studio's split condition ``name``: case-insensitive, comma lists for the any-of forms.
+    ``regex`` takes its ``pattern`` here, compiled once; the others compare with the argument."""
+    if name == "regex":
+        if pattern is None:
+            raise ValueError("the regex condition needs a pattern")
+        compiled = re.compile(pattern, re.IGNORECASE)
+        return lambda value, argument: compiled.search(value) is not None
+    return _CONDITIONS[name]
