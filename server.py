@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         flows = load_flows(settings.flows_dir)
     except FlowLoadError as error:
-        print(f"error: the flows in {settings.flows_dir} cannot run:", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(f"error: the flows in {settings.flows_dir} cannot run:\n{error.listing()}", file=sys.stderr)
         return 1
     for warning in flows.warnings:
         logging.getLogger("bot.flows").warning("%s", warning)

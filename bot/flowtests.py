@@ -35,23 +35,16 @@ from pydantic import (
 from bot.actions import FetchFailed
 from bot.flows.loader import FlowSet, validation_problems
 from bot.flows.problems import Problem
-from bot.flows.schema import valid_regex
-from bot.flows.yamlsource import YamlError, read_yaml
+from bot.flows.schema import Texts, valid_regex  # Texts: one message or a list, numbers as text
+from bot.flows.yamlsource import UnreadableFile, read_yaml_file
 from bot.simulator import simulation
 
 DEFAULT_SENDER = "+15551234567"
 
 
-def _as_list(value: object) -> object:
-    return [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
-
-
 def _as_text(value: object) -> object:
     """``send: 123456`` is the text "123456", not a number."""
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
-Texts = Annotated[list[str], BeforeValidator(_as_list)]
 
 
 class TurnSpec(BaseModel):
@@ -78,12 +71,6 @@ class TurnSpec(BaseModel):
         return f"> {self.send}" if self.send is not None else f"(broadcast starts {self.start})"
 
     _compiles = field_validator("expect_regex")(lambda pattern: valid_regex(pattern))
-
-    @field_validator("expect", "expect_contains", mode="before")
-    @classmethod
-    def _texts(cls, value: object) -> object:
-        value = _as_list(value)
-        return [_as_text(item) for item in value] if isinstance(value, list) else value
 
 
 class CaseSpec(BaseModel):
@@ -141,11 +128,9 @@ def conversation_files(paths: list[Path]) -> list[Path]:
 def read_conversation_file(path: Path) -> tuple[ConversationFile | None, list[Problem]]:
     file = str(path)
     try:
-        data, source = read_yaml(path.read_text(encoding="utf-8"))
-    except YamlError as error:
-        return None, [Problem(file, error.line, error.col, error.message)]
-    except OSError as error:
-        return None, [Problem(file, 1, 1, f"cannot read the file: {error}")]
+        data, source = read_yaml_file(path)
+    except UnreadableFile as error:
+        return None, [error.problem]
     try:
         return ConversationFile.model_validate(data), []
     except ValidationError as error:

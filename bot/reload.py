@@ -34,8 +34,7 @@ class FlowReloader:
         try:
             flows = load_flows(self.folder)
         except FlowLoadError as error:
-            log.error("flow change rejected, still serving the previous flows:\n%s",
-                      "\n".join(f"  {problem}" for problem in error.problems))
+            log.error("flow change rejected, still serving the previous flows:\n%s", error.listing())
             return False
         for warning in flows.warnings:
             log.warning("%s", warning)

@@ -282,6 +282,7 @@ def test_broadcast_of_200_numbers(fake_twilio: FakeTwilio, tmp_path: Path) -> No
 
 # -- CLI end to end: --rate 1000, delivery reports to a running server, report, replies ----------
 
+@pytest.mark.slow  # real processes end to end: the bot, the broadcast CLI, delivery reports
 def test_cli_broadcast_then_delivery_report_then_replies(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
     db = tmp_path / "bot.db"
     numbers = [f"+1555040{i:04d}" for i in range(11)]
@@ -380,6 +381,7 @@ def test_cli_dry_run_sends_nothing(fake_twilio: FakeTwilio, tmp_path: Path) -> N
 
 # -- kill -9 mid-run, then resume: no duplicates; a send in doubt is reported, not re-sent ----------
 
+@pytest.mark.slow  # kill -9 of a real broadcast process, then a resume
 def test_kill_mid_run_then_resume_sends_each_number_once(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
     db = tmp_path / "bot.db"
     numbers = [f"+1555060{i:04d}" for i in range(60)]

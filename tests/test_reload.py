@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import SHIPPED_FLOWS, ServerProcess, replies_of
 from tests.signed_webhooks import AUTH_TOKEN, signed_request, twilio_form
@@ -34,6 +35,7 @@ def reloads(server: ServerProcess) -> int:
     return int(httpx.get(server.url + "/healthz", timeout=5).json()["reloads"])
 
 
+@pytest.mark.slow  # a real server process, waiting in real time for its file watcher
 def test_hot_reload(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     shutil.copytree(SHIPPED_FLOWS, flows)

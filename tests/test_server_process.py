@@ -120,6 +120,7 @@ def post_bytes(port: int, body: bytes, *, host: bytes | None = None,
 
 # -- a signed conversation over real HTTP, across a restart ----------------------------------
 
+@pytest.mark.slow  # two real server processes in turn, one stopped mid-conversation
 def test_status_conversation_survives_a_restart(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'bot.db'}"
     settings = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "STORE_URL": store, "FLOWS_DIR": str(SHIPPED_FLOWS)}

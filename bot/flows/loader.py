@@ -18,7 +18,7 @@ from bot.flows.checks import CheckOptions, check_flow, check_flow_set
 from bot.flows.compile import CompiledFlow, compile_flow
 from bot.flows.problems import Finding, FlowLoadError, Path, Problem
 from bot.flows.schema import Flow, Program, ProgramTexts
-from bot.flows.yamlsource import SourceMap, YamlError, read_yaml
+from bot.flows.yamlsource import SourceMap, UnreadableFile, read_yaml_file
 from bot.text.normalise import normalise
 
 PROGRAM_FILE = "program.yaml"
@@ -112,12 +112,9 @@ def _inspect(files: list[FilePath], options: CheckOptions,
 def _parse_file(path: FilePath, problems: list[Problem]) -> _Parsed:
     file = str(path)
     try:
-        data, source = read_yaml(path.read_text(encoding="utf-8"))
-    except YamlError as error:
-        problems.append(Problem(file, error.line, error.col, error.message))
-        return _Parsed(file, SourceMap())
-    except (OSError, UnicodeDecodeError) as error:
-        problems.append(Problem(file, 1, 1, f"cannot read the file: {error}"))
+        data, source = read_yaml_file(path)
+    except UnreadableFile as error:
+        problems.append(error.problem)
         return _Parsed(file, SourceMap())
     item = _Parsed(file, source)
     if not isinstance(data, dict) or not ({"flow", "program"} & set(data)):

@@ -39,3 +39,7 @@ class FlowLoadError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(problem) for problem in problems))
+
+    def listing(self) -> str:
+        """One indented line per problem, as every caller shows them."""
+        return "\n".join(f"  {problem}" for problem in self.problems)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path as FilePath
 from typing import Any
 
 import yaml
 
-from bot.flows.problems import Path
+from bot.flows.problems import Path, Problem
 
 
 class _Loader(yaml.SafeLoader):
@@ -100,6 +101,25 @@ def read_yaml(text: str) -> tuple[Any, SourceMap]:
         raise YamlError(f"YAML: {error}", 1, 1) from None
     finally:
         loader.dispose()
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be read as YAML; ``problem`` says where and why."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def read_yaml_file(path: FilePath) -> tuple[Any, SourceMap]:
+    """Read a flow or conversation-test file; raises :class:`UnreadableFile` with its position."""
+    file = str(path)
+    try:
+        return read_yaml(path.read_text(encoding="utf-8"))
+    except YamlError as error:
+        raise UnreadableFile(Problem(file, error.line, error.col, error.message)) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UnreadableFile(Problem(file, 1, 1, f"cannot read the file: {error}")) from None
 
 
 def _syntax_error(error: yaml.MarkedYAMLError) -> YamlError:

@@ -1,0 +1,41 @@
+"""``python -m bot <command>``: the tools for people who run the bot and write its flows.
+
+lint, chat, test, graph and schema work on flow files alone — no server, no Twilio account;
+webhook texts a running server exactly as Twilio would. Each module here adds its own commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bot.cli import authoring, operations, sending, studio_import
+from bot.cli.common import CommandError
+from bot.flows.problems import FlowLoadError
+from bot.logs import CLI_FORMAT, configure_logging
+from bot.settings import SettingsError
+from bot.twilio_outbound import OutboundNotConfigured
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Warnings (a failed fetch, a template error) matter to flow authors; routine INFO does not.
+    configure_logging("warning", CLI_FORMAT)
+    try:
+        return int(args.run(args))
+    except (SettingsError, CommandError, OutboundNotConfigured) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except FlowLoadError as error:
+        print(f"error: the flows cannot run:\n{error.listing()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="textflow SMS bot tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (authoring, studio_import, sending, operations):
+        module.add_commands(commands)
+    return parser

@@ -1,0 +1,170 @@
+"""Commands for people who write flows: lint, chat, test, graph, schema — flow files alone, no
+server and no Twilio account."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from bot import segments
+from bot.cli.common import CommandError, Commands, add_check_options, add_flows_option, flows_dir, load_for, write_file
+from bot.flows import graph
+from bot.flows.checks import CheckOptions
+from bot.flows.loader import FlowSet, lint_paths, load_flows
+from bot.flows.schema import json_schema
+from bot.flowtests import run_conversations
+from bot.settings import load_settings
+from bot.simulator import simulation
+
+
+def add_commands(commands: Commands) -> None:
+    lint = commands.add_parser("lint", help="check flow files", description=(
+        "Check flow files and folders. Prints each finding as file:line:col: severity: message (hint). "
+        "Exit status 0 when there are no errors (warnings allowed), 1 when there are errors."))
+    lint.add_argument("paths", nargs="*", type=Path, help="flow files or folders (default: FLOWS_DIR)")
+    add_check_options(lint)
+    lint.set_defaults(run=_lint)
+
+    chat = commands.add_parser("chat", help="text the flows from the terminal (simulator)", description=(
+        "Talk to the real engine and flows as a given number, one message per line (stdin may be "
+        "piped). Shows each reply with its SMS segment count and encoding. The store is thrown away "
+        "at the end unless --store says otherwise; fetch steps really run."))
+    chat.add_argument("--from", dest="sender", default="+15551234567", help="the number you text as")
+    chat.add_argument("--trace", action="store_true", help="show the rule that matched and state before -> after")
+    chat.add_argument("--store", default="memory://", help="STORE_URL to use (default: a throwaway memory store)")
+    add_flows_option(chat)
+    chat.set_defaults(run=_chat)
+
+    test = commands.add_parser("test", help="run conversation tests", description=(
+        "Replay conversation tests (YAML files of send/expect turns) against the real engine. "
+        "Exit status 1 with a diff at the first mismatch of any test."))
+    test.add_argument("paths", nargs="*", type=Path, help="test files or folders (default: FLOWS_DIR/tests)")
+    add_flows_option(test)
+    test.set_defaults(run=_test)
+
+    draw = commands.add_parser("graph", help="draw a flow as a Mermaid diagram", description=(
+        "Print a flow's Mermaid stateDiagram-v2 (drawn by transitions' diagram support), or write "
+        "it to a .md file that GitHub renders."))
+    draw.add_argument("flow", help="the flow's name, or its file")
+    draw.add_argument("-o", "--output", type=Path, help="write here (.md: wrapped in a mermaid block)")
+    add_flows_option(draw)
+    draw.set_defaults(run=_graph)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of flow files", description=(
+        "Print the JSON Schema of flow files (for editor autocompletion; see docs/flows.md)."))
+    schema.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    schema.set_defaults(run=_schema)
+
+
+# -- lint -------------------------------------------------------------------------------------
+
+def _lint(args: argparse.Namespace) -> int:
+    options = CheckOptions(max_segments=args.max_segments, assumed_variable_length=args.assume_var_length)
+    problems = lint_paths(args.paths or [Path(load_settings().flows_dir)], options)
+    for problem in problems:
+        print(problem)
+    errors = sum(problem.severity == "error" for problem in problems)
+    warnings = len(problems) - errors
+    print(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+# -- chat -------------------------------------------------------------------------------------
+
+def _chat(args: argparse.Namespace) -> int:
+    flows = load_for(args)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Texting as {args.sender}. Flows: {', '.join(sorted(flows.flows))}. Ctrl-D to quit.")
+    return asyncio.run(_chat_loop(flows, args, _lines(interactive)))
+
+
+def _lines(interactive: bool) -> Iterator[str]:
+    if not interactive:
+        yield from (line.rstrip("\n") for line in sys.stdin)
+        return
+    while True:
+        try:
+            yield input("you> ")
+        except EOFError:
+            print()
+            return
+
+
+async def _chat_loop(flows: FlowSet, args: argparse.Namespace, lines: Iterable[str]) -> int:
+    async with simulation(flows, store_url=args.store) as sim:
+        for line in lines:
+            if not sys.stdin.isatty():
+                print(f"you> {line}")
+            received = await sim.text(line, args.sender)
+            for reply in received.replies:
+                print(f"bot> {reply}   [{segments.cost(reply)}]")
+            if not received.replies:
+                print("bot> (no reply)")
+            if args.trace:
+                for step in received.trace:
+                    print(f"     · {step.before} -> {step.after}  ({step.rule})")
+    return 0
+
+
+# -- test -------------------------------------------------------------------------------------
+
+def _test(args: argparse.Namespace) -> int:
+    logging.getLogger("bot.engine").setLevel(logging.ERROR)  # a stubbed failing fetch is expected here
+    folder = flows_dir(args)
+    flows = load_for(args)
+    paths = args.paths or [folder / "tests"]
+    run = asyncio.run(run_conversations(flows, paths))
+    for problem in run.problems:
+        print(problem)
+    for result in run.results:
+        if result.passed:
+            print(f"ok    {result.file}: {result.name}")
+        else:
+            print(f"FAIL  {result.file}: {result.name}")
+            print("      " + result.report.replace("\n", "\n      "))
+    failed = sum(not result.passed for result in run.results)
+    print(f"{len(run.results) - failed} passed, {failed} failed"
+          + (f", {len(run.problems)} problem(s) in test files" if run.problems else ""), file=sys.stderr)
+    if not run.results and not run.problems:
+        print(f"no conversation tests found in {', '.join(map(str, paths))}", file=sys.stderr)
+        return 1
+    return 0 if run.ok else 1
+
+
+# -- graph and schema -------------------------------------------------------------------------
+
+def _graph(args: argparse.Namespace) -> int:
+    as_file = Path(args.flow)
+    if as_file.suffix in {".yaml", ".yml"} and as_file.is_file():
+        flows = load_flows(as_file.parent)
+        matches = [flow for flow in flows.flows.values() if Path(flow.file).resolve() == as_file.resolve()]
+    else:
+        flows = load_for(args)
+        matches = [flows.flows[args.flow]] if args.flow in flows.flows else []
+    if not matches:
+        raise CommandError(f"no flow {args.flow!r}; flows: {', '.join(sorted(flows.flows))}")
+    flow = matches[0]
+    if args.output is None:
+        print(graph.mermaid(flow), end="")
+    else:
+        text = graph.markdown(flow) if args.output.suffix == ".md" else graph.mermaid(flow)
+        write_file(args.output, text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        print(text, end="")
+    else:
+        write_file(args.output, text)
+    return 0
+
+

@@ -1,0 +1,162 @@
+"""Commands that text people through Twilio's API: send, broadcast, and a broadcast's report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from bot.actions import HttpFetcher
+from bot.broadcast import (
+    Broadcast,
+    BroadcastError,
+    Recipient,
+    SendWindow,
+    default_name,
+    progress_printer,
+    read_recipients,
+)
+from bot.cli.common import CommandError, Commands, add_flows_option, load_for
+from bot.engine import Engine
+from bot.flows.loader import FlowSet
+from bot.outbound import Outbox, TwilioUnreachable, retrying
+from bot.privacy import mask
+from bot.settings import Settings, load_settings
+from bot.store import open_store
+from bot.types import OutboundMessage, OutboundState
+
+
+def add_commands(commands: Commands) -> None:
+    send = commands.add_parser("send", help="send one text message now", description=(
+        "Send a text through Twilio's API (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM or "
+        "TWILIO_MESSAGING_SERVICE_SID needed). Opted-out numbers are never texted."))
+    send.add_argument("--to", required=True, help="the number to text, E.164 (+15551234567)")
+    send.add_argument("text", help="the message")
+    send.add_argument("--from", dest="from_number", default="", help="send from this number (default: TWILIO_FROM)")
+    send.set_defaults(run=_send)
+
+    broadcast = commands.add_parser("broadcast", help="start a flow for every number in a CSV", description=(
+        "Start FLOW for each recipient of a CSV file (header row; number in column 'phone'; other "
+        "columns become flow variables such as {{ name }}). Skips opted-out and invalid numbers, "
+        "paces itself, retries 'too many requests', waits outside BROADCAST_WINDOW, and resumes where "
+        "it stopped when run again: a message Twilio accepted is never sent twice."))
+    broadcast.add_argument("--flow", required=True, help="the flow to start")
+    broadcast.add_argument("--to", required=True, type=Path, dest="csv", help="CSV file of recipients")
+    broadcast.add_argument("--name", help="the broadcast's name (default: flow and CSV file path)")
+    broadcast.add_argument("--rate", type=float, default=1.0, help="messages per second (default 1)")
+    broadcast.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
+    add_flows_option(broadcast)
+    broadcast.set_defaults(run=_broadcast)
+
+    report = commands.add_parser("report", help="a broadcast's delivery counts", description=(
+        "Show how a broadcast's messages fared: sent, skipped, failed, in doubt, and the delivery "
+        "statuses Twilio reported (delivered, undelivered with error codes, …)."))
+    report.add_argument("broadcast", help="the broadcast's name (as printed by broadcast)")
+    report.set_defaults(run=_report)
+
+
+# -- send, broadcast, report -------------------------------------------------------------------
+
+def _send(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    settings.outbound.require("send")
+    return asyncio.run(_send_one(settings, args))
+
+
+async def _send_one(settings: Settings, args: argparse.Namespace) -> int:
+    store = open_store(settings.store_url)
+    outbox = Outbox(store, settings.outbound, status_callback=settings.status_callback_url)
+    try:
+        message = OutboundMessage(f"send|{uuid.uuid4().hex}", args.to, args.text, from_number=args.from_number)
+        result = await retrying(lambda: outbox.send(message), asyncio.sleep)
+    except TwilioUnreachable as error:
+        raise CommandError(str(error)) from None
+    finally:
+        await outbox.close()
+        await store.close()
+    if result.state == OutboundState.ACCEPTED:
+        print(f"sent to {mask(args.to)}: {result.sid}")
+        return 0
+    print(f"not sent to {mask(args.to)}: {result.state}, {result.reason}", file=sys.stderr)
+    return 1
+
+
+def _broadcast(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not args.dry_run:
+        settings.outbound.require("broadcast")
+    if args.rate <= 0:
+        raise CommandError("--rate must be above 0")
+    try:
+        window = SendWindow.parse(settings.broadcast_window, settings.broadcast_timezone) \
+            if settings.broadcast_window else None
+        recipients = read_recipients(args.csv)
+    except BroadcastError as error:
+        raise CommandError(str(error)) from None
+    flows = load_for(args)
+    name = args.name or default_name(args.flow, args.csv)
+    return asyncio.run(_run_broadcast(settings, flows, name, args, window, recipients))
+
+
+async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: argparse.Namespace,
+                         window: SendWindow | None, recipients: list[Recipient]) -> int:
+    store = open_store(settings.store_url)
+    outbox = None if args.dry_run else Outbox(store, settings.outbound, status_callback=settings.status_callback_url)
+    async with httpx.AsyncClient() as client:
+        engine = Engine(flows, HttpFetcher(client, settings.local_base_url))
+        run = Broadcast(name, args.flow, store, engine, outbox, rate=args.rate, window=window,
+                        show=progress_printer())
+        print(f"broadcast {name!r}{' (dry run: nothing is sent)' if args.dry_run else ''}", file=sys.stderr)
+        try:
+            report = await run.run(recipients)
+        except BroadcastError as error:
+            raise CommandError(str(error)) from None
+        finally:
+            if outbox is not None:
+                await outbox.close()
+            await store.close()
+    print(file=sys.stderr)
+    print(report.summary())
+    if report.stopped:
+        return 2
+    return 0 if not report.failed and not report.in_doubt else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    return asyncio.run(_show_report(settings.store_url, args.broadcast))
+
+
+async def _show_report(store_url: str, name: str) -> int:
+    store = open_store(store_url)
+    try:
+        messages = await store.broadcast_messages(name)
+    finally:
+        await store.close()
+    if not messages:
+        raise CommandError(f"no broadcast named {name!r} in {store_url}")
+    states = Counter(message.state for message in messages)
+    statuses = Counter(message.status or "(no report yet)" for message in messages
+                       if message.state == OutboundState.ACCEPTED)
+    errors = Counter(message.error_code for message in messages if message.error_code)
+    print(f"broadcast {name}: {len(messages)} recipients")
+    labels = {OutboundState.ACCEPTED: "sent (accepted by Twilio)", OutboundState.SKIPPED: "skipped",
+              OutboundState.FAILED: "failed", OutboundState.SENDING: "in doubt",
+              OutboundState.PREPARED: "not sent yet"}
+    for state, label in labels.items():
+        if states[state]:
+            print(f"  {label}: {states[state]}")
+    if statuses:
+        print("delivery reported by Twilio:")
+        for status, count in statuses.most_common():
+            print(f"  {status}: {count}")
+    if errors:
+        print("error codes: " + ", ".join(f"{code} x{count}" for code, count in errors.most_common()))
+    return 0
+
+
