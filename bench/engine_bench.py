@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.webhooks import order_number, sender_number
 from bot.engine import Engine
 from bot.flows.loader import load_flows
 from bot.types import Conversation, Inbound, Message, Outcome
-
-from bench.webhooks import order_number, sender_number
 
 
 class _NoFetch:
@@ -74,4 +73,4 @@ def run(flows_dir: Path, cycles: int, repeats: int = 5) -> EngineResult:
                 raise RuntimeError(f"the benchmark flow did not walk as expected: {outcome}")
         if sum(spent) / cycles / 1000 < sum(best):
             best = [s / cycles / 1000 for s in spent]
-    return EngineResult(sum(best) / 3, dict(zip(names, best)), cycles * 3, repeats)
+    return EngineResult(sum(best) / 3, dict(zip(names, best, strict=True)), cycles * 3, repeats)

@@ -23,14 +23,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import engine_bench, loadgen, store_fill
-from bench.servers import (BENCH, ROOT, Server, cpu_of, cpu_pressure, free_port, route_counts, runqueue_seconds,
-                           waited)
-from bench.webhooks import AUTH_TOKEN, STEP_AFTER_STATUS, Signer, SidSource, Traffic, sender_number
+from bench.servers import BENCH, ROOT, Server, cpu_of, cpu_pressure, free_port, route_counts, runqueue_seconds, waited
+from bench.webhooks import AUTH_TOKEN, STEP_AFTER_STATUS, SidSource, Signer, Traffic, sender_number
 
 RESULTS = BENCH / "results"
 WRK_SCRIPT = BENCH / "wrk.lua"
@@ -163,7 +162,7 @@ class Throughput:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         pool_file.unlink()
-        line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH ")), None)
+        line = next((text for text in done.stdout.splitlines() if text.startswith("BENCH ")), None)
         if done.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         raw = json.loads(line[6:])
@@ -318,7 +317,7 @@ class Bench:
             banner = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
             wrk_version = banner.split(" Copyright")[0].replace(" [epoll]", "")
         report.meta = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "commit": commit.stdout.strip() + (" + uncommitted changes in bot/" if dirty.stdout.strip() else ""),
             "python": platform.python_version(), "cpu": model, "cpus": os.cpu_count(),
             "load_average_at_start": os.getloadavg(), "mode": "quick" if self.quick else "full",
@@ -352,8 +351,9 @@ class Bench:
                     # The floor runs at tens of thousands of req/s: a shorter run keeps its request pool small.
                     seconds = min(2, plan.throughput_seconds) if kind == "floor" else plan.throughput_seconds
                     guess = 40_000 if kind == "floor" else warm["rate"]
+                    # measured at once (the lambdas below never outlive their iteration)
                     result = self.least_disturbed(f"{kind} throughput round {number}", lambda: self.throughput.run(
-                        server, traffic, seconds, expected.get(kind, guess)))
+                        server, traffic, seconds, expected.get(kind, guess)))  # noqa: B023
                     expected[kind] = result["rate"]
                     self.report.throughput.setdefault(f"{kind}-w1", []).append(result)
                     say(f"  throughput {result['rate']:,.0f} req/s  (server CPU {result['server_cpu']:.0%}, "
@@ -363,7 +363,7 @@ class Bench:
                     for rate in plan.rates:
                         time.sleep(0.3)
                         lat = self.least_disturbed(f"{kind} latency @{rate} round {number}", lambda: latency(
-                            server, traffic, rate, plan.latency_seconds, plan.timeout))
+                            server, traffic, rate, plan.latency_seconds, plan.timeout))  # noqa: B023
                         self.report.samples.setdefault(f"{kind}@{rate}", []).extend(lat.pop("samples_ms"))
                         self.report.latency.setdefault(str(rate), {}).setdefault(kind, []).append(lat)
                         say(f"  @{rate} req/s, new connection each: p50 {lat['p50_ms']:.2f} ms, p99 "
@@ -408,7 +408,8 @@ class Bench:
             seconds = store_fill.fill(path, size)
             say(f"  {seconds:.1f} s, {path.stat().st_size / 1e6:.0f} MB")
             stores[size] = path
-            chosen = range(size) if size <= plan.store_load_senders else rng.sample(range(size), plan.store_load_senders)
+            chosen = (range(size) if size <= plan.store_load_senders
+                      else rng.sample(range(size), plan.store_load_senders))
             senders = [sender_number(index) for index in chosen]
             # Stored conversations wait at ask_number: their next message is the order number.
             traffics[size] = self.traffic(senders, first_step=STEP_AFTER_STATUS)
@@ -421,8 +422,8 @@ class Bench:
                     warm = latency(server, traffics[size], plan.store_rate, 1.0 if not self.quick else 0.3,
                                    plan.timeout)
                     self.check(f"store {size} warm-up", warm)
-                    lat = self.least_disturbed(f"store {size} round {number}", lambda: latency(
-                        server, traffics[size], plan.store_rate, plan.store_seconds, plan.timeout))
+                    lat = self.least_disturbed(f"store {size} round {number}", lambda: latency(  # measured at once
+                        server, traffics[size], plan.store_rate, plan.store_seconds, plan.timeout))  # noqa: B023
                     lat["rss_mb"], lat["peak_rss_mb"] = server.rss_mb()
                     self.report.samples.setdefault(f"store{size}", []).extend(lat.pop("samples_ms"))
                     self.report.store.setdefault(str(size), []).append(lat)
@@ -510,7 +511,7 @@ def _spread(rounds: list[dict[str, Any]], key: str = "rate", digits: int = 0) ->
 
 def _paired_ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str = "rate") -> float:
     """Median of round-by-round ratios: rounds were interleaved, so each pair shared the machine's mood."""
-    pairs = [x[key] / y[key] for x, y in zip(a, b) if y[key]]
+    pairs = [x[key] / y[key] for x, y in zip(a, b, strict=False) if y[key]]
     return statistics.median(pairs) if pairs else float("nan")
 
 

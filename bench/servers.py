@@ -107,7 +107,8 @@ class Server:
     def _wait_for_workers(self, deadline: float) -> None:
         """uvicorn's supervisor listens before its workers have started; wait for all of them."""
         while time.monotonic() < deadline:
-            if len(self.worker_pids()) >= self.workers and self.output().count(b"Application startup complete") >= self.workers:
+            started = self.output().count(b"Application startup complete")
+            if len(self.worker_pids()) >= self.workers and started >= self.workers:
                 return
             time.sleep(0.05)
         self.stop()

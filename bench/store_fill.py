@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bot.store.sqlite import SCHEMA
-
 from bench.webhooks import sender_number
+from bot.store.sqlite import SCHEMA
 
 ASK_NUMBER = "What's your order number? (6 digits, like 123456)"
 BATCH = 100_000
@@ -31,6 +30,7 @@ Row = dict[str, Any]  # one stored conversation: sender, sid, at
 
 def _conversation(row: Row) -> dict[str, Any]:
     return {"sender": row["sender"], "flow": "bench_order", "state": "ask_number", "vars": "{}",
+            "engine": json.dumps({"timeout": None, "returns": [], "channel": "+15550001111"}),
             "updated_at": row["at"], "version": 1}
 
 

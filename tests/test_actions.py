@@ -11,7 +11,6 @@ import pytest
 
 from bot.actions import FetchFailed, HttpFetcher
 
-
 _handlers: set[asyncio.Task[None]] = set()
 
 

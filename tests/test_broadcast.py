@@ -172,7 +172,7 @@ def test_broadcast_of_200_numbers(fake_twilio: FakeTwilio, tmp_path: Path) -> No
             for i, number in enumerate(valid)]
     rows[40:40] = [{"phone": number, "name": "Nobody", "date": "never"} for number in invalid[:5]]
     rows[120:120] = [{"phone": number, "name": "Nobody", "date": "never"} for number in invalid[5:]]
-    for position, number in zip(range(60, 200, 9), duplicates):
+    for position, number in zip(range(60, 200, 9), duplicates, strict=False):
         same = number.replace(" ", "")
         rows.insert(position, {"phone": number, "name": names[same], "date": dates[same]})
     assert len(rows) == 200
@@ -506,7 +506,7 @@ def test_quiet_hours_wait_for_the_window(fake_twilio: FakeTwilio, tmp_path: Path
 
 def test_quiet_hours_are_in_the_configured_time_zone(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
     """10:30 UTC is 06:30 in New York: a UTC window sends at once, a New York one waits."""
-    moment = dt.datetime(2024, 3, 15, 10, 30, tzinfo=dt.timezone.utc).timestamp()
+    moment = dt.datetime(2024, 3, 15, 10, 30, tzinfo=dt.UTC).timestamp()
     recipients = [Recipient(2, "+15550810001", {"name": "Kim"})]
     utc_clock = FakeClock(moment)
     utc = asyncio.run(run_broadcast(tmp_path / "a.db", fake_twilio, "utc", recipients, utc_clock,

@@ -61,7 +61,8 @@ def send(client: httpx.Client, server: ServerProcess, form: dict[str, str]) -> l
 
 
 FIELDS = list(twilio_form("x"))
-long_text = st.builds(lambda char, count: char * count, st.characters(exclude_categories=("Cs",)), st.integers(1500, 3000))
+long_text = st.builds(lambda char, count: char * count, st.characters(exclude_categories=("Cs",)),
+                      st.integers(1500, 3000))
 text = st.text(max_size=50) | long_text | st.sampled_from(
     ["STOP", "help", "STATUS", "123456", "JOIN", "yes", "", " ", "%", "&", "=", "\x00", "😀", "ＳＴＯＰ"])
 
@@ -91,7 +92,8 @@ def requests(draw: st.DrawFn) -> tuple[str, dict[str, str | bytes], bytes]:
         body = draw(st.binary(max_size=300))
     headers: dict[str, str | bytes] = {"Content-Type": draw(st.sampled_from([
         "application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=utf-8",
-        "application/json", "multipart/form-data; boundary=x", "text/plain", "", "application/x-www-form-urlencoded;;;"]))}
+        "application/json", "multipart/form-data; boundary=x", "text/plain", "",
+        "application/x-www-form-urlencoded;;;"]))}
     signature = draw(st.sampled_from(["valid", "valid", "forged", "missing", "garbage"]))
     if signature == "valid":
         headers["X-Twilio-Signature"] = sign(PUBLIC_URL + "/sms", form)

@@ -203,7 +203,7 @@ async def test_kill_9_mid_burst_loses_nothing_acknowledged(tmp_path: Path, store
                 state, processed = stored_state(store_url, who)
                 count = int((state or "n0")[1:])
                 assert processed == count + 1, (who, state, processed)  # nothing half-written
-                ours = [sid for (status, _, sid), index in zip(results, range(len(results)))
+                ours = [sid for (status, _, sid), index in zip(results, range(len(results)), strict=True)
                         if index % SENDERS == n and status == 200]
                 assert count >= len(ours)
                 for sid in ours:  # every acknowledged message is stored

@@ -21,8 +21,16 @@ import httpx
 import pytest
 
 from bot.flows.loader import load_flows
-from tests.conftest import (PROGRAM_YAML, ROOT, SHIPPED_FLOWS, ServerProcess, free_port, replies_of, terminate,
-                            write_flows)
+from tests.conftest import (
+    PROGRAM_YAML,
+    ROOT,
+    SHIPPED_FLOWS,
+    ServerProcess,
+    free_port,
+    replies_of,
+    terminate,
+    write_flows,
+)
 from tests.signed_webhooks import AUTH_TOKEN, sign, signed_request, twilio_form
 
 #: Everything bot.settings (and the shipped flows, via ORDERS_API) read from the environment.
@@ -367,6 +375,6 @@ def test_malformed_requests_never_get_a_5xx(signed_server: ServerProcess, case: 
 
 
 def test_server_still_answers_after_malformed_requests(signed_server: ServerProcess) -> None:
-    for case, (request, _) in _cases(signed_server.port).items():
+    for request, _ in _cases(signed_server.port).values():
         raw_status(signed_server.port, request)
     assert text(signed_server, "HELP", "+15550008888") == [HELP_TEXT]

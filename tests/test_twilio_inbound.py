@@ -217,7 +217,7 @@ def test_split_message_long_reply_cut_at_whitespace() -> None:
     assert " ".join(pieces) == words  # cut exactly at spaces, no word broken
     assert all(piece.split()[-1].startswith("word") and len(piece.split()[-1]) == 8 for piece in pieces)
     # as late as possible: the next word would not have fitted
-    for piece, after in zip(pieces, pieces[1:]):
+    for piece, after in zip(pieces, pieces[1:], strict=False):
         assert len(piece) + 1 + len(after.split()[0]) > MAX_MESSAGE_CHARS
 
 
