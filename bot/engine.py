@@ -127,12 +127,7 @@ class Engine:
             self._step(outcome, f"start of {start.flow} skipped: opted out", before)
             return True
         flow = self.flows.flows[start.flow]
-        conversation.end()
-        conversation.flow, conversation.state = flow.name, flow.machine.initial
-        conversation.vars.update(_studio_context(start.inbound))
-        conversation.vars.update(start.variables)
-        self._step(outcome, f"started by broadcast of {flow.name}", before)
-        await self._run_states(flow, "", outcome)
+        await self._begin(flow, start.inbound, start.variables, f"started by broadcast of {flow.name}", outcome)
         if not outcome.replies:
             outcome.skipped = Skip.SILENT
         return False
@@ -174,13 +169,8 @@ class Engine:
         if started is None and flow is None and self.flows.catch_all is not None and not was_reset:
             started = self.flows.catch_all
         if started is not None:
-            before = where(conversation)
-            conversation.end()
-            conversation.flow, conversation.state = started.name, started.machine.initial
-            conversation.vars.update(_studio_context(inbound))
             rule = f"trigger {word.upper()}" if word in started.triggers else f"any message starts {started.name}"
-            self._step(outcome, rule, before)
-            await self._run_states(started, text, outcome)
+            await self._begin(started, inbound, {}, rule, outcome)
         elif flow is not None:
             await self._answer(flow, word, text, outcome)
         elif was_reset:
@@ -189,6 +179,19 @@ class Engine:
         else:
             self._step(outcome, "fallback", "idle")
             outcome.replies.append(self.flows.program.fallback)
+
+    async def _begin(self, flow: CompiledFlow, inbound: Inbound, variables: Mapping[str, Any], rule: str,
+                     outcome: Outcome) -> None:
+        """Start ``flow`` from its first state, whatever the conversation was doing: the one way
+        into a flow, for a trigger word, a catch-all flow and a start from outside."""
+        conversation = outcome.conversation
+        before = where(conversation)
+        conversation.end()
+        conversation.flow, conversation.state = flow.name, flow.machine.initial
+        conversation.vars.update(_studio_context(inbound))
+        conversation.vars.update(variables)
+        self._step(outcome, rule, before)
+        await self._run_states(flow, inbound.body, outcome)
 
     def _current_flow(self, conversation: Conversation) -> tuple[CompiledFlow | None, bool]:
         """The flow the sender is in, or None — ending conversations that expired or went stale.

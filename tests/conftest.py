@@ -17,6 +17,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from bench.servers import free_port
 from bot import demo
 from bot.actions import HttpFetcher
 from bot.app import create_app
@@ -106,12 +107,6 @@ def demo_fetcher() -> HttpFetcher:
     """The real fetcher, with ``/demo/...`` URLs served in-process by the demo order service."""
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=demo.app))
     return HttpFetcher(client, "http://demo.invalid")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def terminate(process: subprocess.Popen[bytes]) -> None:

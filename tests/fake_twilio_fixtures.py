@@ -1,4 +1,4 @@
-"""The pytest fixtures for the fake Twilio API (bot/fake_twilio_api.py), registered by conftest.py.
+"""The pytest fixtures for the fake Twilio API (bot/fake_twilio/), registered by conftest.py.
 
 The fake answers to the test credentials of tests/signed_webhooks.py (``ACCOUNT_SID``,
 ``AUTH_TOKEN``), so status callbacks it signs pass the bot's signature check in the tests.
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.fake_twilio_api import FakeTwilio
+from bot.fake_twilio import FakeTwilio
 from tests.signed_webhooks import ACCOUNT_SID, AUTH_TOKEN
 
 

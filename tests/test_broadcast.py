@@ -4,7 +4,7 @@ Mostly in-process through ``bot.broadcast.Broadcast`` with an injected clock and
 realistic 1 message/s costs no real time), plus ``python -m bot broadcast`` as real subprocesses:
 ``--rate 1000`` end to end with delivery reports and ``report``, ``--dry-run``, and a ``kill -9``
 mid-run followed by a resume. Every message goes through the REAL twilio SDK to the fake Twilio API
-(bot/fake_twilio_api.py) on 127.0.0.1; the creates it saw are what is counted.
+(bot/fake_twilio/) on 127.0.0.1; the creates it saw are what is counted.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from bot.actions import HttpFetcher
 from bot.app import create_app
 from bot.broadcast import Broadcast, Recipient, Report, SendWindow, default_name, read_recipients
 from bot.engine import Engine
-from bot.fake_twilio_api import FakeTwilio
+from bot.fake_twilio import FakeTwilio
 from bot.flows.loader import load_flows
 from bot.outbound import Outbox
 from bot.settings import Settings

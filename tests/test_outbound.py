@@ -1,6 +1,6 @@
 """Outbound messages (issue 6): ``python -m bot send``, a flow's ``notify``, and delivery status.
 
-Everything outbound goes through the REAL twilio SDK to the fake Twilio API in bot/fake_twilio_api.py
+Everything outbound goes through the REAL twilio SDK to the fake Twilio API in bot/fake_twilio/
 on 127.0.0.1 (never api.twilio.com, never a mock of the SDK); inbound requests and status callbacks
 are signed exactly as Twilio signs them. The helpers at the top are shared with test_broadcast.py.
 """
@@ -22,7 +22,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bot.app import create_app
-from bot.fake_twilio_api import FakeTwilio
+from bot.fake_twilio import FakeTwilio
 from bot.flows.loader import load_flows
 from bot.outbound import Outbox
 from bot.settings import Settings

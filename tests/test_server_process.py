@@ -20,13 +20,13 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from bench.servers import free_port
 from bot.flows.loader import load_flows
 from tests.conftest import (
     PROGRAM_YAML,
     ROOT,
     SHIPPED_FLOWS,
     ServerProcess,
-    free_port,
     replies_of,
     terminate,
     write_flows,

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bot.app import create_app
-from bot.fake_twilio_api import FakeTwilio, LoopbackServer
+from bot.fake_twilio import FakeTwilio, LoopbackServer
 from bot.flows.loader import load_flows
 from bot.settings import Settings
 from tests.conftest import SignedClient, write_flows

@@ -302,8 +302,8 @@ class TestRedisSpecifics:
 
 
 async def test_redis_down_is_a_temporary_failure_not_a_crash() -> None:
+    from bench.servers import free_port
     from bot.store import StoreBusy
-    from tests.conftest import free_port
 
     store = open_store(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     with pytest.raises(StoreBusy, match="Redis unavailable"):

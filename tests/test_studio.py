@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from bot import studio
 from bot.actions import HttpFetcher
-from bot.fake_twilio_api import LoopbackServer
+from bot.fake_twilio import LoopbackServer
 from bot.flows.loader import lint_paths, load_flows
 from bot.flowtests import run_conversations
 from bot.simulator import simulation

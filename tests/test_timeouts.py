@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.fake_twilio_api import FakeTwilio
+from bot.fake_twilio import FakeTwilio
 from tests.conftest import ServerProcess, replies_of, write_flows
 from tests.signed_webhooks import ACCOUNT_SID, AUTH_TOKEN, signed_request, twilio_form
 

@@ -646,8 +646,8 @@ def test_long_reply_is_split_into_several_messages(tmp_path: Path) -> None:
 
 def test_store_unavailable_answers_503_not_500(tmp_path: Path) -> None:
     """Redis down: Twilio (with #rc retries) and operators get a clear, temporary 503."""
+    from bench.servers import free_port
     from bot.store import open_store
-    from tests.conftest import free_port
 
     settings = Settings(twilio_auth_token=AUTH_TOKEN, flows_dir=str(SHIPPED_FLOWS))
     store = open_store(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there

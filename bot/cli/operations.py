@@ -115,7 +115,7 @@ def _webhook(args: argparse.Namespace) -> int:
 def _fake_twilio(args: argparse.Namespace) -> int:
     import os
 
-    from bot.fake_twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, serve
+    from bot.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, serve
 
     if not 0 <= args.port <= 65535:
         raise CommandError(f"PORT must be 0-65535, not {args.port}")
