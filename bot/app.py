@@ -22,13 +22,12 @@ from bot.engine import Engine
 from bot.flows.loader import FlowSet, load_flows
 from bot.inbox import Deliver, Inbox, Patience
 from bot.logs import configure_logging
-from bot.outbound import Outbox, retrying
-from bot.privacy import mask
+from bot.outbound import Outbox, send_for_turn
 from bot.reload import FlowReloader
 from bot.settings import Settings, load_settings
 from bot.store import Forgetting, Retention, Store, Timers, open_store
 from bot.twilio_inbound import SignatureChecker
-from bot.types import Inbound, OutboundMessage
+from bot.types import Inbound
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
             def notifier(inbound: Inbound, notifications: list[tuple[str, str]]) -> None:
                 assert outbox is not None
-                task = asyncio.create_task(_send_from_texted_number(outbox, inbound, "notify", notifications))
+                task = asyncio.create_task(send_for_turn(outbox, inbound, "notify", notifications))
                 background.add(task)
                 task.add_done_callback(background.discard)
 
@@ -66,7 +65,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
             async def deliver_later(inbound: Inbound, replies: tuple[str, ...]) -> None:
                 assert outbox is not None
-                await _send_from_texted_number(outbox, inbound, "later", [(inbound.sender, text) for text in replies])
+                await send_for_turn(outbox, inbound, "later", [(inbound.sender, text) for text in replies])
 
             def patience() -> Patience | None:
                 """Slow lookups are answered later only when we can send (outbound configured)."""
@@ -141,18 +140,6 @@ class BotApp(Starlette):
                 await send({"type": "http.response.start", "status": 500,
                             "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
                 await send({"type": "http.response.body", "body": b"Internal Server Error\n"})
-
-
-async def _send_from_texted_number(outbox: Outbox, inbound: Inbound, kind: str,
-                                   messages: list[tuple[str, str]]) -> None:
-    """Messages a turn sends after it was saved (its ``notify`` texts, or its answer sent later),
-    from the number the person texted; each has a stable id, so a resend is recognised."""
-    for index, (to, text) in enumerate(messages):
-        message = OutboundMessage(f"{kind}|{inbound.message_sid}|{index}", to, text, from_number=inbound.to)
-        try:
-            await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
-        except Exception:
-            log.exception("could not send a %s message to %s", kind, mask(to))
 
 
 TIMEOUT_POLL_SECONDS = 1.0

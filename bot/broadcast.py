@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.engine import Engine
 from bot.inbox import Inbox
-from bot.outbound import Outbox, TwilioUnreachable, retrying, valid_number
+from bot.outbound import Outbox, TwilioUnreachable, retrying, send_for_turn, valid_number
 from bot.store import Store, StoreBusy
-from bot.types import OutboundMessage, OutboundState, Skip
+from bot.types import Inbound, OutboundMessage, OutboundState, Skip
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -200,12 +200,18 @@ class Broadcast:
         """Put the recipient into the flow (saved once: the turn's id is the message id) and
         record the opening message as prepared. A dry run goes the same way and saves nothing."""
         phone = recipient.phone
+        # A start may pass through states that notify staff: those texts go out once it is saved.
+        notes: list[tuple[Inbound, list[tuple[str, str]]]] = []
+        inbox = Inbox(self.store, self.engine, lambda record, notifications: notes.append((record, notifications)))
         try:
-            started = await Inbox(self.store, self.engine).start(
-                phone, self.flow, recipient.variables, f"broadcast:{message_id}", dry_run=self.outbox is None)
+            started = await inbox.start(phone, self.flow, recipient.variables, f"broadcast:{message_id}",
+                                        dry_run=self.outbox is None)
         except StoreBusy:
             report.failed["conversation changed while starting; run again"] += 1
             return None
+        for record, notifications in notes:
+            assert self.outbox is not None  # a dry run stops before anything is saved or notified
+            await send_for_turn(self.outbox, record, "notify", notifications)
         if started.skipped is Skip.OPTED_OUT:
             report.skipped["opted out"] += 1
             await self._record(OutboundMessage(message_id, phone, "", self.name, OutboundState.SKIPPED,

@@ -8,6 +8,7 @@ starts the turn (a message, a start, a timeout) and the sender's opt-out status,
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -63,6 +64,14 @@ def _studio_context(inbound: Inbound) -> dict[str, Any]:
             "flow": {"channel": {"address": inbound.to}, "variables": {}}}
 
 
+class _Clock(enum.Enum):
+    """What a turn does to the conversation's clocks (``updated_at`` and the waiting state's timeout)."""
+
+    RESTART = "restart"  # it moved on or was answered: stamp it, arm the state's timeout afresh
+    KEEP = "keep"  # a compliance word: stamp it, but the waiting state's timeout keeps running
+    UNTOUCHED = "untouched"  # nothing happened (a stale timeout, a skipped start): leave both
+
+
 def where(conversation: Conversation) -> str:
     return f"{conversation.flow}:{conversation.state}" if conversation.active else "idle"
 
@@ -85,21 +94,22 @@ class Engine:
         outcome = Outcome(conversation)
         armed_before = conversation.timeout
         if isinstance(event, Message):
-            keep_clock = await self._on_message(event.inbound, outcome, opted_out)
+            clock = await self._on_message(event.inbound, outcome, opted_out)
         elif isinstance(event, Start):
-            keep_clock = await self._on_start(event, outcome, opted_out)
+            clock = await self._on_start(event, outcome, opted_out)
         else:
-            keep_clock = await self._on_timeout(event, outcome)
+            clock = await self._on_timeout(event, outcome)
         # The end of every turn: stamp it, arm the timeout of the state it now waits in, cap replies.
-        conversation.updated_at = self.clock()
-        self._arm_timeout(outcome, armed_before, keep_clock)
+        if clock is not _Clock.UNTOUCHED:
+            conversation.updated_at = self.clock()
+        self._arm_timeout(outcome, armed_before, keep_clock=clock is not _Clock.RESTART)
         if isinstance(event, TimeoutDue):
             outcome.deadline_changed = True  # the index pointed here: rewrite it even when stale
         del outcome.replies[MAX_REPLIES_PER_TURN:]
         return outcome
 
-    async def _on_message(self, inbound: Inbound, outcome: Outcome, opted_out: bool) -> bool:
-        """Answer a text; True when the waiting state's clock keeps running (compliance words)."""
+    async def _on_message(self, inbound: Inbound, outcome: Outcome, opted_out: bool) -> _Clock:
+        """Answer a text; compliance words keep the waiting state's clock running."""
         conversation = outcome.conversation
         if inbound.to:
             conversation.channel = inbound.to
@@ -107,7 +117,7 @@ class Engine:
         answer = compliance_answer(inbound, word, opted_out, self.flows.program)
         if answer is None:
             await self._route(word, inbound.body, outcome, inbound)
-            return False
+            return _Clock.RESTART
         before = where(conversation)
         if answer.ends_conversation:
             conversation.end()
@@ -115,9 +125,9 @@ class Engine:
         self._step(outcome, answer.rule, before)
         if answer.reply is not None:
             outcome.replies.append(answer.reply)
-        return True
+        return _Clock.KEEP
 
-    async def _on_start(self, start: Start, outcome: Outcome, opted_out: bool) -> bool:
+    async def _on_start(self, start: Start, outcome: Outcome, opted_out: bool) -> _Clock:
         """Start a flow for someone who did not text first: its opening messages are the replies,
         sent through the REST API. Opted-out people are never started."""
         conversation = outcome.conversation
@@ -125,14 +135,16 @@ class Engine:
         if opted_out:
             outcome.skipped = Skip.OPTED_OUT
             self._step(outcome, f"start of {start.flow} skipped: opted out", before)
-            return True
+            return _Clock.UNTOUCHED
+        # Its messages go out from the default sender, not from a number they texted some time ago.
+        conversation.channel = start.inbound.to
         flow = self.flows.flows[start.flow]
         await self._begin(flow, start.inbound, start.variables, f"started by broadcast of {flow.name}", outcome)
         if not outcome.replies:
             outcome.skipped = Skip.SILENT
-        return False
+        return _Clock.RESTART
 
-    async def _on_timeout(self, due: TimeoutDue, outcome: Outcome) -> bool:
+    async def _on_timeout(self, due: TimeoutDue, outcome: Outcome) -> _Clock:
         """The waiting state's timeout fired: follow its timeout branch (Studio's ``timeout``).
         A stale index entry (answered meanwhile, or re-armed) changes nothing but the index."""
         conversation = outcome.conversation
@@ -140,10 +152,10 @@ class Engine:
         flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
         state = flow.states.get(conversation.state or "") if flow is not None else None
         if armed is None or armed.at != due.due_at or flow is None or state is None or state.timeout is None:
-            return True
+            return _Clock.UNTOUCHED
         self._fire(flow, TIMEOUT_EVENT, outcome, where(conversation))
         await self._run_states(flow, "", outcome)
-        return False
+        return _Clock.RESTART
 
     def _arm_timeout(self, outcome: Outcome, before: ArmedTimeout | None, keep_clock: bool) -> None:
         """Arm the timeout of the state the conversation now waits in (if it has one), and say

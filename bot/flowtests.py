@@ -126,11 +126,11 @@ def conversation_files(paths: list[Path]) -> list[Path]:
 
 
 def read_conversation_file(path: Path) -> tuple[ConversationFile | None, list[Problem]]:
-    file = str(path)
     try:
         data, source = read_yaml_file(path)
     except UnreadableFile as error:
         return None, [error.problem]
+    file = str(path)
     try:
         return ConversationFile.model_validate(data), []
     except ValidationError as error:

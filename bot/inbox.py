@@ -194,7 +194,7 @@ def _logged(event: Event, received: Received, started: float) -> Received:
     """One line per turn: the answer to "why did the bot say that?"."""
     if log.isEnabledFor(logging.INFO):
         if received.duplicate:
-            route = "duplicate: recorded reply"
+            route = "duplicate MessageSid: recorded reply"  # bench/servers.py counts these
         else:
             route = "; ".join(f"{step.before} -> {step.after} ({step.rule})" for step in received.trace)
         log.info("from=%s sid=%s %s replies=%d ms=%.1f", mask(event.inbound.sender), event.inbound.message_sid,

@@ -7,6 +7,7 @@ doubt*, never silently re-sent), and learns opt-outs from Twilio's error 21610.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -19,7 +20,7 @@ from twilio.base.exceptions import TwilioRestException
 from bot.privacy import mask
 from bot.store import Consent, OutboundRecords
 from bot.twilio_outbound import OutboundSettings, rest_client
-from bot.types import OutboundMessage, OutboundState
+from bot.types import Inbound, OutboundMessage, OutboundState
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +162,14 @@ async def retrying(send: Callable[[], Awaitable[OutboundMessage]], sleep: Callab
             await sleep(wait)
             wait *= 2
     raise AssertionError("unreachable")
+
+
+async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: list[tuple[str, str]]) -> None:
+    """Messages a turn sends after it was saved (its ``notify`` texts, or its answer sent later),
+    from the number the person texted; each has a stable id, so a resend is recognised."""
+    for index, (to, text) in enumerate(messages):
+        message = OutboundMessage(f"{kind}|{inbound.message_sid}|{index}", to, text, from_number=inbound.to)
+        try:
+            await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
+        except Exception:
+            log.exception("could not send a %s message to %s", kind, mask(to))

@@ -62,6 +62,7 @@ class MemoryStore:
 
     async def purge(self, sender: str) -> Purged:
         conversations = int(self.conversations.pop(sender, None) is not None)
+        self.deadlines.pop(sender, None)
         kept = [line for line in self.transcript if line[0] != sender]
         lines, self.transcript = len(self.transcript) - len(kept), kept
         blanked = 0
@@ -75,6 +76,7 @@ class MemoryStore:
         stale = [sender for sender, c in self.conversations.items() if c.updated_at < now - self.retention.seconds]
         for sender in stale:
             del self.conversations[sender]
+            self.deadlines.pop(sender, None)
         kept = [line for line in self.transcript if line[3] >= now - self.retention.seconds]
         lines, self.transcript = len(self.transcript) - len(kept), kept
         for sid, (_, at) in list(self.processed_meta.items()):

@@ -102,9 +102,10 @@ redis.call('PEXPIRE', KEYS[4], ARGV[6])
 return 'committed'
 """
 
-# KEYS: conversation, transcript, sender's message set; ARGV: reply key prefix
+# KEYS: conversation, transcript, sender's message set, deadlines; ARGV: reply key prefix, sender
 _PURGE = """
 local conversations = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[4], ARGV[2])
 local lines = redis.call('LLEN', KEYS[2])
 redis.call('DEL', KEYS[2])
 local blanked = 0
@@ -215,8 +216,9 @@ class RedisStore:
     @_unavailable_is_busy
     async def purge(self, sender: str) -> Purged:
         conversations, lines, blanked = await self._purge(
-            keys=[self.keys.conversation(sender), self.keys.transcript(sender), self.keys.sender_messages(sender)],
-            args=[self.keys.reply("")])
+            keys=[self.keys.conversation(sender), self.keys.transcript(sender), self.keys.sender_messages(sender),
+                  self.keys.deadlines()],
+            args=[self.keys.reply(""), sender])
         return Purged(int(conversations), int(lines), int(blanked))
 
     async def sweep(self, now: float | None = None) -> Purged:

@@ -205,6 +205,7 @@ class SqliteStore:
     async def purge(self, sender: str) -> Purged:
         async with self._writing() as db:
             conversations = db.execute("DELETE FROM conversations WHERE sender = ?", (sender,)).rowcount
+            db.execute("DELETE FROM deadlines WHERE sender = ?", (sender,))  # no timeout brings them back
             lines = db.execute("SELECT COUNT(*) FROM transcript WHERE sender = ? AND body != ''",
                                (sender,)).fetchone()[0]
             blanked = db.execute("UPDATE processed SET body = '', replies = '[]' WHERE sender = ?",
@@ -262,9 +263,15 @@ class SqliteStore:
 
 def _create_schema(db: sqlite3.Connection) -> None:
     db.executescript(SCHEMA)
+    # A database from before the engine's bookkeeping had its column. Workers open the store at the
+    # same moment, so another may add it between our look and our change: that is success too.
     columns = {name for _, name, *_ in db.execute("PRAGMA table_info(conversations)")}
-    if "engine" not in columns:  # a database from before the engine's bookkeeping had its column
-        db.execute("ALTER TABLE conversations ADD COLUMN engine TEXT")
+    if "engine" not in columns:
+        try:
+            db.execute("ALTER TABLE conversations ADD COLUMN engine TEXT")
+        except sqlite3.OperationalError as error:
+            if "duplicate column name" not in str(error):
+                raise
 
 
 def _outbound(row: tuple[str] | None) -> OutboundMessage | None:
@@ -361,6 +368,9 @@ def _drop_idle_conversations(db: sqlite3.Connection, cutoff: float) -> int:
         with _transaction(db):  # checked again: the conversation may have moved on meanwhile
             db.executemany("DELETE FROM conversations WHERE sender = ? AND updated_at < ?",
                            idle[start:start + SWEEP_BATCH])
+            db.executemany("DELETE FROM deadlines WHERE sender = ? AND NOT EXISTS "
+                           "(SELECT 1 FROM conversations WHERE sender = deadlines.sender)",
+                           [(sender,) for sender, _ in idle[start:start + SWEEP_BATCH]])
     return len(idle)
 
 
