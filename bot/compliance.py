@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.flows.schema import ProgramTexts
-from bot.text.wordsets import HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS
+from bot.text.normalise import normalise
+from bot.text.wordsets import COMPLIANCE_WORDS, HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS
 from bot.types import Inbound
 
 
@@ -20,6 +21,13 @@ class ComplianceAnswer:
     reply: str | None  # what to text back (None: nothing)
     opt_out: bool | None  # True: opt out; False: opt back in; None: unchanged
     ends_conversation: bool = False
+
+
+def answered_at_once(inbound: Inbound) -> bool:
+    """A message the compliance rules answer whatever else the sender's conversation is doing
+    (a slow lookup, a timeout firing): it must not queue behind that turn. YES is left out: it
+    re-subscribes only someone opted out (who has no turn in flight) and is otherwise a flow's answer."""
+    return bool(inbound.opt_out_type) or normalise(inbound.body) in COMPLIANCE_WORDS
 
 
 def compliance_answer(inbound: Inbound, word: str, opted_out: bool,

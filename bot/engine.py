@@ -121,6 +121,7 @@ class Engine:
         before = where(conversation)
         if answer.ends_conversation:
             conversation.end()
+        outcome.conversation_changed = answer.ends_conversation
         outcome.opt_out = answer.opt_out
         self._step(outcome, answer.rule, before)
         if answer.reply is not None:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.compliance import answered_at_once
 from bot.engine import Engine
 from bot.privacy import mask
 from bot.store.base import CommitResult, Locks, StoreBusy, Turns
@@ -140,7 +141,7 @@ class Inbox:
         started = time.perf_counter()
         engine = self.engine
         sender = event.inbound.sender
-        async with self.store.lock(sender):
+        async with self.store.lock(_lane(event)):
             ticket.locked.set()
             for _ in range(MAX_ATTEMPTS):
                 # Read under the lock: a twin of this turn (a Twilio retry) may have just won.
@@ -163,7 +164,8 @@ class Inbox:
                 record = event.inbound if event.inbound.to else \
                     dataclasses.replace(event.inbound, to=outcome.conversation.channel)
                 turn = Turn(record, outcome.conversation, expected_version, recorded, outcome.opt_out,
-                            deadline=outcome.deadline, deadline_changed=outcome.deadline_changed)
+                            deadline=outcome.deadline, deadline_changed=outcome.deadline_changed,
+                            conversation_changed=outcome.conversation_changed)
                 result = await self.store.commit(turn)
                 if result is CommitResult.COMMITTED:
                     if outcome.notifications:
@@ -188,6 +190,16 @@ class Inbox:
                       ", ".join(mask(to) for to, _ in notifications), "see README: TWILIO_ACCOUNT_SID, TWILIO_FROM")
             return
         self.notifier(inbound, notifications)
+
+
+def _lane(event: Event) -> str:
+    """Which per-sender lock a turn takes. A sender's turns go one at a time, except compliance
+    words (STOP, START, HELP…): they have their own lane, so they are recorded and answered at once
+    even while a slow lookup holds the sender's turn. That turn cannot then answer after a STOP:
+    STOP changes the conversation's version, so the slow turn's commit conflicts, and its redo sees
+    the opt-out and stays silent."""
+    sender = event.inbound.sender
+    return f"{sender} compliance" if isinstance(event, Message) and answered_at_once(event.inbound) else sender
 
 
 def _logged(event: Event, received: Received, started: float) -> Received:

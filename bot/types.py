@@ -137,6 +137,9 @@ class Outcome:
     deadline: float | None = None  # when the waiting state's timeout fires (None: no timeout pending)
     deadline_changed: bool = False  # the store's deadline index needs updating
     skipped: Skip | None = None  # nothing to save or send
+    #: False when the turn left the conversation as it was (HELP, START): then it is not written,
+    #: so a compliance word answered beside a slow turn never makes that turn conflict and redo.
+    conversation_changed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,7 @@ class Turn:
     at: float = field(default_factory=time.time)
     deadline: float | None = None
     deadline_changed: bool = False  # only then is the deadline index written (keeps turns lean)
+    conversation_changed: bool = True  # False: record the turn, leave the stored conversation alone
 
 
 class OutboundState(enum.StrEnum):

@@ -33,12 +33,13 @@ class MemoryStore:
         sender = turn.inbound.sender
         if turn.inbound.message_sid in self.processed:
             return CommitResult.DUPLICATE
-        stored = self.conversations.get(sender)
-        if (stored.version if stored else 0) != turn.expected_version:
-            return CommitResult.CONFLICT
-        saved = copy.deepcopy(turn.conversation)
-        saved.version = turn.expected_version + 1
-        self.conversations[sender] = saved
+        if turn.conversation_changed:
+            stored = self.conversations.get(sender)
+            if (stored.version if stored else 0) != turn.expected_version:
+                return CommitResult.CONFLICT
+            saved = copy.deepcopy(turn.conversation)
+            saved.version = turn.expected_version + 1
+            self.conversations[sender] = saved
         if turn.opt_out is True:
             self.opted_out.add(sender)
         elif turn.opt_out is False:

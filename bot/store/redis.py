@@ -81,14 +81,17 @@ class KeyBuilder:
 
 
 # KEYS: conversation, message, opt-out, transcript, sender's message set, reply, deadlines, sender
-# ARGV: expected version, conversation JSON, replies JSON, dedup ttl ms, opt-out (1/0/-),
+# ARGV: expected version ('-': conversation unchanged, not written), conversation JSON, replies JSON,
+#       dedup ttl ms, opt-out (1/0/-),
 #       retention ttl ms, now, message sid, deadline (time / clear / -), transcript lines...
 _COMMIT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
-local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if version ~= tonumber(ARGV[1]) then return 'conflict' end
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version + 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+if ARGV[1] ~= '-' then
+  local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+  if version ~= tonumber(ARGV[1]) then return 'conflict' end
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version + 1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
 redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[6])
 redis.call('SADD', KEYS[5], ARGV[8])
@@ -180,7 +183,8 @@ class RedisStore:
             keys=[self.keys.conversation(sender), self.keys.message(inbound.message_sid), self.keys.opt_out(sender),
                   self.keys.transcript(sender), self.keys.sender_messages(sender),
                   self.keys.reply(inbound.message_sid), self.keys.deadlines(), sender],
-            args=[turn.expected_version, state, json.dumps(turn.replies), int(self.retention.dedup_seconds * 1000),
+            args=[turn.expected_version if turn.conversation_changed else "-", state, json.dumps(turn.replies),
+                  int(self.retention.dedup_seconds * 1000),
                   opt_out, int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid,
                   deadline, *lines])
         return CommitResult(result)

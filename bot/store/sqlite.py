@@ -301,21 +301,13 @@ def _with_retries(action: Callable[[], object], seconds: float = 5.0) -> None:
 
 def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
     """Write one turn inside the open transaction; on a duplicate or a conflict, write nothing."""
-    conversation, inbound = turn.conversation, turn.inbound
+    inbound = turn.inbound
     try:
         db.execute("INSERT INTO processed (message_sid, sender, body, replies, at) VALUES (?, ?, ?, ?, ?)",
                    (inbound.message_sid, inbound.sender, inbound.body, json.dumps(turn.replies), turn.at))
     except sqlite3.IntegrityError:
         return CommitResult.DUPLICATE
-    row = (conversation.flow, conversation.state, json.dumps(conversation.vars), json.dumps(bookkeeping(conversation)),
-           conversation.updated_at, turn.expected_version + 1, inbound.sender)
-    if turn.expected_version == 0:
-        cursor = db.execute("INSERT INTO conversations (flow, state, vars, engine, updated_at, version, sender) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender) DO NOTHING", row)
-    else:
-        cursor = db.execute("UPDATE conversations SET flow = ?, state = ?, vars = ?, engine = ?, updated_at = ?, "
-                            "version = ? WHERE sender = ? AND version = ?", (*row, turn.expected_version))
-    if cursor.rowcount != 1:
+    if turn.conversation_changed and not _write_conversation(db, turn):
         db.execute("DELETE FROM processed WHERE message_sid = ?", (inbound.message_sid,))
         return CommitResult.CONFLICT
     if turn.opt_out is True:
@@ -328,6 +320,20 @@ def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
         else:
             db.execute("INSERT OR REPLACE INTO deadlines (sender, at) VALUES (?, ?)", (inbound.sender, turn.deadline))
     return CommitResult.COMMITTED
+
+
+def _write_conversation(db: sqlite3.Connection, turn: Turn) -> bool:
+    """Compare-and-set the conversation on its version; False when another turn got there first."""
+    conversation = turn.conversation
+    row = (conversation.flow, conversation.state, json.dumps(conversation.vars), json.dumps(bookkeeping(conversation)),
+           conversation.updated_at, turn.expected_version + 1, conversation.sender)
+    if turn.expected_version == 0:
+        cursor = db.execute("INSERT INTO conversations (flow, state, vars, engine, updated_at, version, sender) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender) DO NOTHING", row)
+    else:
+        cursor = db.execute("UPDATE conversations SET flow = ?, state = ?, vars = ?, engine = ?, updated_at = ?, "
+                            "version = ? WHERE sender = ? AND version = ?", (*row, turn.expected_version))
+    return cursor.rowcount == 1
 
 
 def _apply_in_savepoint(db: sqlite3.Connection, turn: Turn) -> CommitResult:
