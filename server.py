@@ -14,11 +14,8 @@ from typing import Any
 
 import uvicorn
 
-from bot.app import create_app
-from bot.flows.loader import load_flows
-from bot.flows.problems import FlowLoadError
-from bot.logs import configure_logging
-from bot.settings import SettingsError, load_settings
+from bot.app import StartUpRefused, create_app, prepare
+from bot.http_limits import BoundedHttpToolsProtocol
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,24 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dev:
         os.environ["DEV_MODE"] = "1"
     try:
-        settings = load_settings()
-        settings.validate()
-    except SettingsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    try:
-        flows = load_flows(settings.flows_dir)
-    except FlowLoadError as error:
-        print(f"error: the flows in {settings.flows_dir} cannot run:\n{error.listing()}", file=sys.stderr)
-        return 1
+        settings, flows = prepare()  # the same checks as the uvicorn factory, bot.app:app_from_environment
+    except StartUpRefused as refused:
+        print(refused.message, file=sys.stderr)
+        return refused.exit_code
     for warning in flows.warnings:
         logging.getLogger("bot.flows").warning("%s", warning)
     logging.getLogger("bot").info("loaded flows %s from %s; store %s", ", ".join(sorted(flows.flows)),
                                   settings.flows_dir, settings.store_url)
-    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "http": "httptools", "loop": "uvloop",
-               "access_log": False, "log_level": settings.log_level, "server_header": False,
-               "date_header": False}
+    # httptools with a cap on the request head (bot/http_limits.py): httptools alone has none.
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "http": BoundedHttpToolsProtocol,
+                               "loop": "uvloop", "access_log": False, "log_level": settings.log_level,
+                               "server_header": False, "date_header": False}
     if settings.workers > 1:
         # Each worker process builds its own app from the same (already checked) settings and flows.
         uvicorn.run("bot.app:app_from_environment", factory=True, workers=settings.workers, **options)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,13 +21,19 @@ from starlette.routing import Route
 from bot import demo, webhook
 from bot.actions import Fetcher, HttpFetcher
 from bot.engine import Engine
+from bot.flows.checks import CheckOptions
 from bot.flows.loader import FlowSet, load_flows
-from bot.inbox import Deliver, Inbox, Patience
+from bot.flows.problems import FlowLoadError
+from bot.inbox import Inbox, Patience
+from bot.limits import NotifyLimiter, limited
 from bot.logs import configure_logging
 from bot.outbound import Outbox, send_for_turn
 from bot.reload import FlowReloader
-from bot.settings import Settings, load_settings
-from bot.store import Forgetting, Retention, Store, Timers, open_store
+from bot.settings import Settings, SettingsError, load_settings
+from bot.store import Forgetting, Retention, Store, open_store
+from bot.store.base import StoreUnavailable
+from bot.text import templates
+from bot.timers import TIMEOUT_POLL_SECONDS, TimeoutScheduler
 from bot.twilio_inbound import SignatureChecker
 from bot.types import Inbound
 
@@ -39,7 +47,10 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
     Flows are loaded (and refused) before this is called, so a broken flow stops start-up
     with its file and line instead of a traceback from inside the server.
     ``store`` and ``fetcher`` default to the ones the settings name; tests may pass their own.
+    The settings are validated here, whoever calls it (server.py, a uvicorn factory, a test): an
+    app that would accept unsigned requests without dev mode is never built (``SettingsError``).
     """
+    settings.validate()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -49,7 +60,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             active_fetcher = fetcher or HttpFetcher(client, settings.local_base_url)
 
             def make_engine(loaded: FlowSet) -> Engine:
-                return Engine(loaded, active_fetcher)
+                return Engine(loaded, active_fetcher, env=templates.public_environment(settings.flow_env))
 
             outbox = Outbox(active_store, settings.outbound, status_callback=settings.status_callback_url) \
                 if not settings.outbound.missing() else None
@@ -61,7 +72,10 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 background.add(task)
                 task.add_done_callback(background.discard)
 
-            inbox = Inbox(active_store, make_engine(flows), notifier if outbox is not None else None)
+            # Staff are paged at most so often, however often people pass a notify state (held back: logged).
+            notify_limiter = NotifyLimiter(settings.notify_per_sender_per_hour, settings.notify_per_hour)
+            inbox = Inbox(active_store, make_engine(flows),
+                          limited(notifier, notify_limiter) if outbox is not None else None)
 
             async def deliver_later(inbound: Inbound, replies: tuple[str, ...]) -> None:
                 assert outbox is not None
@@ -75,38 +89,49 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             checker = SignatureChecker(settings.twilio_auth_token) if settings.checks_signatures else None
             if checker is None:
                 log.warning("DEV MODE: TWILIO_AUTH_TOKEN is not set, so webhook signatures are NOT "
-                            "checked. Never expose this server beyond %s.", settings.host)
+                            "checked; only clients on loopback are answered (others get 403). Never "
+                            "expose this server beyond %s.", settings.host)
             reloader = FlowReloader(settings.flows_dir, inbox, make_engine)
             stop = asyncio.Event()
             watcher = asyncio.create_task(reloader.watch(stop)) if settings.reload_flows else None
             sweeper = asyncio.create_task(_sweep_periodically(active_store, stop))
             deliver = deliver_later if outbox is not None else None
-            timer = asyncio.create_task(_fire_timeouts(inbox, active_store, deliver, stop))
+            timeouts = TimeoutScheduler(inbox, active_store, deliver, poll_seconds=TIMEOUT_POLL_SECONDS)
+            timer = asyncio.create_task(timeouts.run(stop))
             try:
                 yield {"settings": settings, "inbox": inbox, "store": active_store, "signature_checker": checker,
                        "reloader": reloader, "outbox": outbox, "patience": patience}
             finally:
                 stop.set()
+                await timer  # first: timeouts firing now still send (and notify) through the outbox
                 pending = background | inbox.pending()
                 if pending:
                     await asyncio.wait(pending, timeout=15)
                 if outbox is not None:
                     await outbox.close()
                 await sweeper
-                await timer
                 if watcher is not None:
                     await watcher
                 if store is None:
                     await active_store.close()
 
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "flows": sorted(request.state.inbox.engine.flows.flows),
-                             "reloads": request.state.reloader.reloads, "pid": os.getpid()})
+        """For load balancers and probes: 503 with the store's problem when it could not take a turn
+        now (every message would get 503 too) or would lose it at the next restart."""
+        health = await request.state.store.health()
+        body: dict[str, Any] = {"status": "ok" if health.ok else "unavailable",
+                                "flows": sorted(request.state.inbox.engine.flows.flows),
+                                "reloads": request.state.reloader.reloads}
+        if not health.ok:
+            body["store"] = health.problem
+        if settings.dev_mode:  # never in production: which process answered is nobody else's business
+            body["pid"] = os.getpid()
+        return JSONResponse(body, status_code=200 if health.ok else 503)
 
     routes = [
         Route("/sms/status", webhook.StatusWebhook()),
         Route("/healthz", healthz, methods=["GET"]),
-        *demo.routes,
+        *(demo.routes if settings.serves_demo else []),  # a demo, not a service: DEV_MODE or DEMO_ORDERS
     ]
     return BotApp(routes=routes, lifespan=lifespan)
 
@@ -142,21 +167,6 @@ class BotApp(Starlette):
                 await send({"type": "http.response.body", "body": b"Internal Server Error\n"})
 
 
-TIMEOUT_POLL_SECONDS = 1.0
-
-
-async def _fire_timeouts(inbox: Inbox, timers: Timers, deliver: Deliver | None, stop: asyncio.Event) -> None:
-    """Fire due wait timeouts (kept in the store, so they survive restarts) until the app stops."""
-    while not stop.is_set():
-        try:
-            for sender, due_at in await timers.due(time.time()):
-                await inbox.time_out(sender, due_at, deliver)
-        except Exception:  # one failure must not stop the timer; the entry stays due and is retried
-            log.exception("firing wait timeouts failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), TIMEOUT_POLL_SECONDS)
-
-
 SWEEP_EVERY_SECONDS = 3600.0
 FIRST_SWEEP_AFTER_SECONDS = 60.0
 
@@ -178,8 +188,56 @@ async def _sweep_periodically(store: Forgetting, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), SWEEP_EVERY_SECONDS)
 
 
-def app_from_environment() -> Starlette:
-    """The app as ``server.py`` configures it; the factory uvicorn workers call in each process."""
-    settings = load_settings()
+class StartUpRefused(Exception):
+    """The bot must not start: ``message`` (``error: …``, what is wrong and the fix) is printed
+    instead of a traceback, and the process exits with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
+
+
+def prepare() -> tuple[Settings, FlowSet]:
+    """Settings from the environment (validated), logging, the flows, and the store opened once:
+    what every way of starting the bot checks before it serves (server.py, and the factory below)."""
+    try:
+        settings = load_settings()
+        settings.validate()
+    except SettingsError as error:
+        raise StartUpRefused(f"error: {error}", 2) from None
     configure_logging(settings.log_level)
-    return create_app(settings, load_flows(settings.flows_dir))
+    try:
+        flows = load_flows(settings.flows_dir, CheckOptions.of_the_bot(settings.flow_env))
+    except FlowLoadError as error:
+        raise StartUpRefused(f"error: the flows in {settings.flows_dir} cannot run:\n{error.listing()}", 1) from None
+    try:
+        _open_store_once(settings)
+    except StoreUnavailable as error:
+        raise StartUpRefused(f"error: {error}", 1) from None
+    except ValueError as error:  # an unknown STORE_URL scheme, a malformed Redis URL
+        raise StartUpRefused(f"error: STORE_URL: {error}", 2) from None
+    return settings, flows
+
+
+def _open_store_once(settings: Settings) -> None:
+    """Open the store and close it again before serving: SQLite refuses a file it cannot write
+    (StoreUnavailable, naming the file and the fix) here rather than in the first STOP. In a thread
+    of its own, as uvicorn calls the factory from inside its running event loop."""
+
+    async def open_and_close() -> None:
+        await open_store(settings.store_url, Retention(settings.retention_seconds)).close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, open_and_close()).result()
+
+
+def app_from_environment() -> Starlette:
+    """The app as ``server.py`` configures it: what ``uvicorn bot.app:app_from_environment
+    --factory`` calls, and each of server.py's worker processes. It refuses what server.py
+    refuses, the same way (``error: …`` on stderr, a non-zero exit), instead of serving."""
+    try:
+        settings, flows = prepare()
+    except StartUpRefused as refused:
+        print(refused.message, file=sys.stderr, flush=True)
+        raise SystemExit(refused.exit_code) from None
+    return create_app(settings, flows)

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.engine import Engine
 from bot.inbox import Inbox
+from bot.limits import NotifyLimiter, limited
 from bot.outbound import Outbox, TwilioUnreachable, retrying, send_for_turn, valid_number
 from bot.store import Store, StoreBusy
 from bot.types import Inbound, OutboundMessage, OutboundState, Skip
@@ -127,6 +128,7 @@ class Broadcast:
     clock: Callable[[], float] = time.time
     sleep: Sleep = asyncio.sleep
     show: Callable[[str], None] = lambda line: None  # progress lines
+    notify_limiter: NotifyLimiter = field(default_factory=NotifyLimiter)  # staff texts from the starts' notify
 
     async def run(self, recipients: list[Recipient]) -> Report:
         if self.flow not in self.engine.flows.flows:
@@ -202,7 +204,8 @@ class Broadcast:
         phone = recipient.phone
         # A start may pass through states that notify staff: those texts go out once it is saved.
         notes: list[tuple[Inbound, list[tuple[str, str]]]] = []
-        inbox = Inbox(self.store, self.engine, lambda record, notifications: notes.append((record, notifications)))
+        notify = limited(lambda record, notifications: notes.append((record, notifications)), self.notify_limiter)
+        inbox = Inbox(self.store, self.engine, notify)
         try:
             started = await inbox.start(phone, self.flow, recipient.variables, f"broadcast:{message_id}",
                                         dry_run=self.outbox is None)

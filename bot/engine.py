@@ -9,6 +9,7 @@ starts the turn (a message, a start, a timeout) and the sender's opt-out status,
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -81,8 +82,9 @@ class Engine:
                  clock: Callable[[], float] = time.time) -> None:
         """Run conversations on ``flows``.
 
-        ``env`` is what templates see as ``{{ env.NAME }}`` (default: the process environment
-        minus anything that looks secret); ``clock`` is injectable so tests can expire conversations.
+        ``env`` is what templates see as ``{{ env.NAME }}`` (default: nothing; the app passes the
+        variables FLOW_ENV allows, ``templates.public_environment(settings.flow_env)``); ``clock`` is
+        injectable so tests can expire conversations.
         """
         self.flows = flows
         self.fetcher = fetcher
@@ -315,20 +317,33 @@ class Engine:
         return parent
 
     async def _fetch(self, fetch: CompiledFetch, conversation: Conversation, text: str) -> Any:
+        """Ask the state's web service. Every conversation value (a reply, a ``set`` copying one,
+        ``flow.*``, a lookup's answer) is only ever one value of the request: percent-encoded in
+        the URL, one query or form field, one JSON string. A failure to build it fails the lookup."""
         values = self._user_values(conversation, text)
-        # flow.* holds what the flow's author set (Studio's flow.variables, the channel): a base URL
-        # kept there must stay a URL; everything else people may have typed is percent-encoded.
-        url = templates.render_url(fetch.url, {k: v for k, v in values.items() if k != "flow"},
-                                   {"env": self.env, "flow": values.get("flow", {})})
+        context = {**values, "env": self.env}
+        try:
+            written = templates.written_by_flows(values, self._constant_sets, {"env": self.env})
+            url = templates.render_url(fetch.url, values, {"env": self.env}, written)
+            params = {key: templates.render(template, context) for key, template in fetch.params}
+            form = {key: templates.render(template, context) for key, template in fetch.form} \
+                if fetch.form is not None else None
+            json_body = templates.render_json(fetch.json_body, context) if fetch.json_body is not None else None
+        except (templates.UnsafeURL, LiquidError) as error:
+            # Its kind only: the message quotes the address, and so what the person typed (it is logged).
+            raise FetchFailed(f"the request cannot be made: {type(error).__name__}") from None
         if fetch.method == "GET" and not fetch.params:
             return await self.fetcher.get_json(url, fetch.timeout)
-        context = {**values, "env": self.env}
-        params = {key: templates.render(template, context) for key, template in fetch.params}
-        form = {key: templates.render(template, context) for key, template in fetch.form} \
-            if fetch.form is not None else None
-        json_body = templates.render(fetch.json_body, context) if fetch.json_body is not None else None
         return await self.fetcher.get_json(url, fetch.timeout, method=fetch.method, params=params,
                                            json_body=json_body, form=form)
+
+    @functools.cached_property
+    def _constant_sets(self) -> tuple[tuple[str, BoundTemplate], ...]:
+        """Every ``set`` in the loaded flows whose template reads nothing but ``env``: the values a
+        URL may use as written when a conversation holds exactly what they give (a base URL
+        Studio keeps in ``flow.variables``)."""
+        return tuple((path, template) for flow in self.flows.flows.values() for state in flow.states.values()
+                     for path, template in state.set if templates.variables(template) <= {"env"})
 
     def _choose(self, branch: CompiledBranch, conversation: Conversation, text: str) -> str:
         """The event of the first case that holds for the branch's value, else ``otherwise``."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,7 +80,7 @@ class CaseSpec(BaseModel):
     name: str
     sender: str = Field(DEFAULT_SENDER, alias="from")
     fetch: dict[str, Any] = {}  # URL -> JSON answer, or the word "fail"
-    env: dict[str, str] = {}  # what templates see as {{ env.NAME }} in this test
+    env: dict[str, str] = {}  # what templates see as {{ env.NAME }} in this test (these names are allowed)
     turns: list[TurnSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -137,19 +138,21 @@ def read_conversation_file(path: Path) -> tuple[ConversationFile | None, list[Pr
         return None, validation_problems(file, source, ConversationFile, error)
 
 
-async def run_conversations(flows: FlowSet, paths: list[Path]) -> RunResult:
+async def run_conversations(flows: FlowSet, paths: list[Path], allowed_env: Iterable[str] = ()) -> RunResult:
+    """Run every test in ``paths``; templates see the ``allowed_env`` names of the process
+    environment (``python -m bot test`` passes FLOW_ENV) and each test's own ``env:``."""
     run = RunResult()
     for path in conversation_files(paths):
         spec, problems = read_conversation_file(path)
         run.problems.extend(problems)
         if spec is not None:
             for case in spec.tests:
-                run.results.append(await run_case(flows, str(path), case))
+                run.results.append(await run_case(flows, str(path), case, allowed_env))
     return run
 
 
-async def run_case(flows: FlowSet, file: str, case: CaseSpec) -> CaseResult:
-    async with simulation(flows, env=case.env) as sim:
+async def run_case(flows: FlowSet, file: str, case: CaseSpec, allowed_env: Iterable[str] = ()) -> CaseResult:
+    async with simulation(flows, env=case.env, allowed_env=allowed_env) as sim:
         stubs = {url: FetchFailed("stubbed to fail") if answer == "fail" else answer
                  for url, answer in case.fetch.items()}
         sim.stub(stubs)

@@ -19,6 +19,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from bot.privacy import mask
 from bot.store import Consent, OutboundRecords
+from bot.twilio_inbound import WHATSAPP, channel_of, outgoing_messages
 from bot.twilio_outbound import OutboundSettings, rest_client
 from bot.types import Inbound, OutboundMessage, OutboundState
 
@@ -39,7 +40,21 @@ class TwilioUnreachable(Exception):
 
 
 def valid_number(number: str) -> bool:
-    return bool(E164.match(number))
+    """An address Twilio can send to: an E.164 number, or a WhatsApp one (``whatsapp:+15551234567``)."""
+    return bool(E164.match(number.removeprefix(WHATSAPP)))
+
+
+def _on_channel_of(to: str, from_number: str) -> str:
+    """``from_number`` as a sender on ``to``'s channel ("" when it cannot be one).
+
+    Twilio refuses a message whose From and To are on different channels (21910): a WhatsApp
+    recipient is written to from the ``whatsapp:`` twin of our number, and a WhatsApp sender is
+    no sender for an SMS (a notify from a WhatsApp conversation to staff's phone)."""
+    if not from_number:
+        return ""
+    if to.startswith(WHATSAPP):
+        return from_number if from_number.startswith(WHATSAPP) else WHATSAPP + from_number
+    return "" if from_number.startswith(WHATSAPP) else from_number
 
 
 class SendingStore(OutboundRecords, Consent, Protocol):
@@ -99,12 +114,13 @@ class Outbox:
         if self._client is None:
             self._client = self._client_factory()
         options: dict[str, Any] = {"to": message.to, "body": message.body}
-        if message.from_number:
-            options["from_"] = message.from_number
+        from_number = _on_channel_of(message.to, message.from_number)
+        if from_number:
+            options["from_"] = from_number
         elif self.settings.messaging_service_sid:
             options["messaging_service_sid"] = self.settings.messaging_service_sid
         else:
-            options["from_"] = self.settings.from_number
+            options["from_"] = _on_channel_of(message.to, self.settings.from_number)
         if self.status_callback:
             options["status_callback"] = self.status_callback
         return await self._client.messages.create_async(**options)
@@ -166,8 +182,15 @@ async def retrying(send: Callable[[], Awaitable[OutboundMessage]], sleep: Callab
 
 async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: list[tuple[str, str]]) -> None:
     """Messages a turn sends after it was saved (its ``notify`` texts, or its answer sent later),
-    from the number the person texted; each has a stable id, so a resend is recognised."""
-    for index, (to, text) in enumerate(messages):
+    from the number the person texted; each has a stable id, so a resend is recognised.
+
+    Each recipient's texts are split and capped as a webhook answer would be (``outgoing_messages``):
+    one turn never costs one number more than the channel's budget."""
+    by_recipient: dict[str, list[str]] = {}
+    for to, text in messages:
+        by_recipient.setdefault(to, []).append(text)
+    pieces = [(to, piece) for to, texts in by_recipient.items() for piece in outgoing_messages(texts, channel_of(to))]
+    for index, (to, text) in enumerate(pieces):
         message = OutboundMessage(f"{kind}|{inbound.message_sid}|{index}", to, text, from_number=inbound.to)
         try:
             await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]

@@ -15,6 +15,9 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")  # cost two septets each
+#: What one turn may cost at most: replies beyond it are cut (``outgoing_messages`` in
+#: bot/twilio_inbound.py), and lint warns about texts that can grow past it.
+MAX_TURN_SEGMENTS = 10
 
 
 @dataclass(frozen=True, slots=True)

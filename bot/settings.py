@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasGenerator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticUseDefault
-from pydantic_settings import BaseSettings, DotEnvSettingsSource, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 from bot.twilio_outbound import TWILIO_API, OutboundSettings
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
+MIN_TOKEN_LENGTH = 16  # Twilio's tokens have 32; a short one could be guessed, and then every signature forged
 
 
 class SettingsError(ValueError):
@@ -60,6 +62,14 @@ def _duration(raw: str) -> float:
     return seconds
 
 
+def _names(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not name.isidentifier() or not name.isascii():
+            raise ValueError(f"must be environment variable names separated by commas (got {name!r})")
+    return names
+
+
 # How each kind of variable is read; the text kinds keep their spaces, as they always have, except Word.
 Flag = Annotated[bool, _read(_flag)]
 Whole = Annotated[int, _read(_whole)]
@@ -68,6 +78,7 @@ Text = Annotated[str, _read(str, strip=False)]
 Word = Annotated[str, _read(str)]
 Lower = Annotated[str, _read(str.lower, strip=False)]
 Url = Annotated[str, _read(lambda raw: raw.rstrip("/"), strip=False)]  # paths are appended to it
+Names = Annotated[tuple[str, ...], NoDecode, _read(_names)]  # "ORDERS_API, ONCALL_NUMBER", not JSON
 
 
 class Settings(BaseModel):
@@ -84,6 +95,7 @@ class Settings(BaseModel):
     host: Text = "127.0.0.1"
     port: Whole = 8000
     dev_mode: Flag = False  # accept unsigned requests (loopback only, no auth token)
+    demo_orders: Flag = False  # serve the demo order service at /demo (always on in dev mode)
     max_body_bytes: Whole = 64 * 1024
     log_level: Lower = "info"
     reload_flows: Flag = True  # watch FLOWS_DIR and swap in changed flows that pass the checks
@@ -98,6 +110,10 @@ class Settings(BaseModel):
     slow_reply_seconds: Seconds = 5.0  # answer "one moment" after this, send the real answer later
     broadcast_window: Word = ""  # "09:00-20:00": broadcasts wait outside it (empty: any time)
     broadcast_timezone: Word = "UTC"
+    notify_per_sender_per_hour: Whole = 3  # staff notifications (notify:) for one person's turns; more are held
+    notify_per_hour: Whole = 20  # staff notifications in all (per process); more are held back and logged
+    # The environment variables flows may read as {{ env.NAME }} (an allow-list: nothing else, so no secret)
+    flow_env: Names = ("ORDERS_API", "ONCALL_NUMBER")
 
     @property
     def outbound(self) -> OutboundSettings:
@@ -114,6 +130,11 @@ class Settings(BaseModel):
         return bool(self.twilio_auth_token)
 
     @property
+    def serves_demo(self) -> bool:
+        """The demo order service (``/demo``) is for trying the bot, not for production."""
+        return self.dev_mode or self.demo_orders
+
+    @property
     def local_base_url(self) -> str:
         """How the bot reaches itself (for ``fetch`` URLs starting with ``/``)."""
         host = "127.0.0.1" if self.host in {"0.0.0.0", "", "::"} else self.host
@@ -121,6 +142,18 @@ class Settings(BaseModel):
         return f"http://{host}:{self.port}"
 
     def validate(self) -> None:  # type: ignore[override]  # replaces pydantic v1's deprecated classmethod
+        """Refuse settings that cannot work or would serve unsafely. ``create_app`` calls it, so the
+        app is never built (by server.py, a uvicorn factory or a test) around settings that accept
+        unsigned requests without dev mode, or sign with a token anyone could guess."""
+        token = self.twilio_auth_token
+        if token and len(token.strip()) < MIN_TOKEN_LENGTH:
+            raise SettingsError(
+                f"TWILIO_AUTH_TOKEN is {'blank' if not token.strip() else 'too short'} "
+                f"({len(token.strip())} characters, at least {MIN_TOKEN_LENGTH} characters needed): anyone "
+                "who guesses it can sign requests. Set it to your account's auth token (Console → "
+                "Account info), or for local tries to a random secret such as the output of "
+                "`python -c 'import secrets; print(secrets.token_hex(16))'`."
+            )
         if not self.twilio_auth_token and not self.dev_mode:
             raise SettingsError(
                 "TWILIO_AUTH_TOKEN is not set, so Twilio's signatures cannot be checked. Set it "
@@ -149,12 +182,33 @@ class _Variables(Settings, BaseSettings):
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """Whether every address ``host`` stands for is a loopback one. A name is resolved first:
+    ``localhost`` is whatever the resolver (``/etc/hosts``) says, and a name that does not resolve
+    is not trusted."""
+    if is_loopback_address(host):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ipaddress.ip_address(host)
+        return False  # an address, and not a loopback one
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {str(info[4][0]) for info in found}
+    return bool(addresses) and all(is_loopback_address(address) for address in addresses)
+
+
+def is_loopback_address(address: str) -> bool:
+    """``127.0.0.0/8``, ``::1``, or an IPv4-mapped IPv6 form of a loopback address; names are not."""
+    try:
+        parsed = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return parsed.ipv4_mapped.is_loopback
+    return parsed.is_loopback
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env") -> Settings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,15 +65,18 @@ class Simulation:
 
 
 @asynccontextmanager
-async def simulation(flows: FlowSet, store_url: str = "memory://",
-                     env: Mapping[str, str] | None = None) -> AsyncIterator[Simulation]:
-    """A working bot without HTTP in front of it; the store is thrown away unless ``store_url`` says."""
+async def simulation(flows: FlowSet, store_url: str = "memory://", env: Mapping[str, str] | None = None,
+                     allowed_env: Iterable[str] = ()) -> AsyncIterator[Simulation]:
+    """A working bot without HTTP in front of it; the store is thrown away unless ``store_url`` says.
+
+    Templates see the process environment's ``allowed_env`` names (the FLOW_ENV setting, as the
+    server does) plus ``env`` (a conversation test's own values, allowed because it sets them)."""
     store: Store = open_store(store_url)
     mounts: dict[str, httpx.AsyncBaseTransport] = {LOCAL_BASE_URL: httpx.ASGITransport(app=demo.app)}
     async with httpx.AsyncClient(mounts=mounts) as client:
         fetcher = HttpFetcher(client, LOCAL_BASE_URL)
         try:
-            environment = {**templates.public_environment(), **(env or {})}
+            environment = {**templates.public_environment(allowed_env), **(env or {})}
             notified: list[tuple[str, str]] = []
             inbox = Inbox(store, Engine(flows, fetcher, env=environment),
                           lambda inbound, notifications: notified.extend(notifications))

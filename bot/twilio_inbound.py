@@ -1,4 +1,5 @@
-"""Twilio's side of the wire: webhook signatures, the form Twilio posts, and TwiML answers."""
+"""Twilio's side of the wire: webhook signatures, the form Twilio posts, TwiML answers, and what one
+turn may send on each channel (SMS, or WhatsApp through Twilio)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlparse
 
 from twilio.request_validator import add_port, remove_port
 
+from bot import segments
+from bot.segments import MAX_TURN_SEGMENTS  # what one SMS turn may cost at most, however long the texts render
 from bot.types import Inbound
 
-MAX_MESSAGE_CHARS = 1600  # Twilio refuses longer message bodies
+MAX_MESSAGE_CHARS = 1600  # Twilio refuses longer message bodies (error 21617), on WhatsApp too
+MAX_WHATSAPP_CHARS = 4096  # what a WhatsApp message may hold, so what a WhatsApp user can send us
 MAX_FIELD_CHARS = 64  # SIDs and phone numbers are far shorter
 MAX_MEDIA = 10  # Twilio's MMS limit
+WHATSAPP = "whatsapp:"  # Twilio's prefix of WhatsApp addresses (From, To)
+#: The only values Twilio's Advanced Opt-Out puts in ``OptOutType``.
+OPT_OUT_TYPES = frozenset({"STOP", "START", "HELP"})
+CUT_MARK = "..."  # ends a reply cut at the turn's budget (GSM-7, so the cut never switches to UCS-2)
 
 # Characters XML 1.0 cannot carry at all, not even escaped.
 _XML_FORBIDDEN = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -114,16 +123,28 @@ def parse_inbound(form: Mapping[str, str]) -> Inbound:
         if len(value) > MAX_FIELD_CHARS or not value.isprintable():
             raise BadRequest(f"{name} is not a valid value")
     body = xml_safe(form.get("Body", ""))
-    if len(body) > MAX_MESSAGE_CHARS:
-        raise BadRequest(f"Body longer than {MAX_MESSAGE_CHARS} characters")
+    limit = channel_of(sender).max_inbound_chars
+    if len(body) > limit:
+        raise BadRequest(f"Body longer than {limit} characters")
     return Inbound(
         message_sid=message_sid,
         sender=sender,
         to=form.get("To", ""),
         body=body,
         media=_media_urls(form),
-        opt_out_type=form.get("OptOutType") or None,
+        opt_out_type=_opt_out_type(form.get("OptOutType", "")),
     )
+
+
+def _opt_out_type(value: str) -> str | None:
+    """Twilio's ``OptOutType`` (STOP, START or HELP), or None for anything else.
+
+    An unknown value is treated as absent rather than refused: the message is still a message, and
+    a 400 would only make Twilio retry it. It is never kept, so it never reaches the trace or the
+    log (a newline in it once forged a log line).
+    """
+    kind = value.upper()
+    return kind if kind in OPT_OUT_TYPES else None
 
 
 def _media_urls(form: Mapping[str, str]) -> tuple[str, ...]:
@@ -154,6 +175,91 @@ def split_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
     if text:
         pieces.append(text)
     return pieces
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """What Twilio and the network behind it accept on one channel, and what one turn may cost there."""
+
+    name: str
+    max_inbound_chars: int  # the longest Body a person can send us
+    max_message_chars: int  # the longest Body Twilio takes from us (longer replies are split)
+    turn_budget: int  # what all of one turn's messages may cost together, in ``cost`` units
+    cost: Callable[[str], int]  # SMS: segments (what the carrier bills); WhatsApp: characters
+
+
+def _sms_segments(text: str) -> int:
+    return segments.cost(text).segments
+
+
+SMS = Channel("sms", MAX_MESSAGE_CHARS, MAX_MESSAGE_CHARS, MAX_TURN_SEGMENTS, _sms_segments)
+# WhatsApp has no segments: a turn may say one full WhatsApp message's worth, in 1,600-character Bodies.
+WHATSAPP_CHANNEL = Channel("whatsapp", MAX_WHATSAPP_CHARS, MAX_MESSAGE_CHARS, MAX_WHATSAPP_CHARS, len)
+
+
+def channel_of(address: str) -> Channel:
+    """The channel of a Twilio address: ``whatsapp:+15551234567`` is WhatsApp, anything else SMS."""
+    return WHATSAPP_CHANNEL if address.startswith(WHATSAPP) else SMS
+
+
+def outgoing_messages(replies: Iterable[str], channel: Channel = SMS) -> list[str]:
+    """The messages one turn's replies go out as, in TwiML and through the REST API alike.
+
+    Each reply is made XML-safe and split at the channel's Body limit; then the turn is capped at
+    the channel's budget (10 SMS segments; 4,096 WhatsApp characters), because a template that
+    renders a long lookup answer or an echoed text would otherwise become any number of billed
+    messages. The message that crosses the budget is cut, at whitespace when there is some, and
+    ends with ``...``; the ones after it are dropped.
+    """
+    pieces = [piece for reply in replies for piece in split_message(xml_safe(reply), channel.max_message_chars)]
+    if _surely_within(pieces, channel):
+        return pieces  # the common case: a few short replies, no need to count segments exactly
+    sent: list[str] = []
+    left = channel.turn_budget
+    for piece in pieces:
+        cost = channel.cost(piece)
+        if cost <= left:
+            sent.append(piece)
+            left -= cost
+            continue
+        cut = _cut_to(piece, left, channel)
+        if cut:
+            sent.append(cut)
+        elif sent:  # no room left even for the mark: the last message sent carries it instead
+            last = sent.pop()
+            sent.extend(filter(None, [_cut_to(last, channel.cost(last), channel)]))
+        break
+    return sent
+
+
+def _surely_within(pieces: list[str], channel: Channel) -> bool:
+    """Whether the pieces fit the budget by an upper bound that needs no exact count: a text of n
+    characters is at most 2n UTF-16 units (or GSM-7 septets), so at most 1 segment up to 35
+    characters and ceil(2n / 67) beyond."""
+    if channel.cost is len:
+        return sum(map(len, pieces)) <= channel.turn_budget
+    bound = sum(1 if len(piece) <= 35 else -(-2 * len(piece) // 67) for piece in pieces)
+    return bound <= channel.turn_budget
+
+
+def _cut_to(text: str, budget: int, channel: Channel) -> str:
+    """The longest start of ``text`` that, with the cut mark, costs at most ``budget`` (cut at the
+    last whitespace in its second half, if any); empty when not even the mark fits."""
+    if budget <= 0 or channel.cost(CUT_MARK) > budget:
+        return ""
+    low, high = 0, len(text)  # the cost only grows with the length: search the longest fitting start
+    while low < high:
+        middle = (low + high + 1) // 2
+        if channel.cost(text[:middle].rstrip() + CUT_MARK) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    head = text[:low]
+    space = max(head.rfind(" "), head.rfind("\n"))
+    if space >= low // 2:
+        head = head[:space]
+    head = head.rstrip()
+    return head + CUT_MARK if head else ""
 
 
 def _escape(text: str) -> str:

@@ -12,9 +12,17 @@ from typing import Any
 
 from bot.inbox import Inbox
 from bot.outbound import record_delivery
-from bot.settings import Settings
-from bot.store.base import StoreBusy
-from bot.twilio_inbound import BadRequest, SignatureChecker, parse_form, parse_inbound, render_twiml
+from bot.settings import Settings, is_loopback_address
+from bot.store.base import StoreBusy, StoreUnavailable
+from bot.twilio_inbound import (
+    BadRequest,
+    SignatureChecker,
+    channel_of,
+    outgoing_messages,
+    parse_form,
+    parse_inbound,
+    render_twiml,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +64,31 @@ class StatusWebhook:
 
 
 async def _record_status(scope: Scope, receive: Receive) -> str:
-    form = await _signed_form(scope, receive)
-    message_sid, status = form.get("MessageSid", ""), form.get("MessageStatus") or form.get("SmsStatus", "")
+    await _record_delivery(scope, await _signed_form(scope, receive))
+    return ""
+
+
+async def _record_delivery(scope: Scope, form: dict[str, str]) -> None:
+    message_sid, status = form.get("MessageSid", ""), _status_of(form)
     if not message_sid or not status:
         raise _Refused(400, "missing MessageSid or MessageStatus")
     await record_delivery(scope["state"]["store"], message_sid, status, form.get("ErrorCode") or None,
                           form.get("To", ""))
-    return ""
+
+
+#: What Twilio reports about a message we sent; a message someone sends us is "received".
+DELIVERY_STATUSES = frozenset({"accepted", "scheduled", "canceled", "queued", "sending", "sent", "failed",
+                               "delivered", "undelivered", "read", "partially_delivered"})
+
+
+def _status_of(form: dict[str, str]) -> str:
+    return form.get("MessageStatus") or form.get("SmsStatus", "")
+
+
+def _is_delivery_report(form: dict[str, str]) -> bool:
+    """A status callback Twilio posted to /sms (a number or Messaging Service whose status
+    callback URL is the webhook's): a report on a message we sent, not a text to answer."""
+    return _status_of(form).lower() in DELIVERY_STATUSES
 
 
 async def _answer(send: Send, work: Awaitable[str], status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -72,9 +98,11 @@ async def _answer(send: Send, work: Awaitable[str], status: int, headers: list[t
     except _Refused as refused:
         await _respond(send, refused.status, refused.reason + "\n", extra=_allow_post(refused.status))
         return
-    except StoreBusy as error:
-        log.warning("%s", error)
-        await _respond(send, 503, "busy, try again\n", extra=[(b"retry-after", b"1")])
+    except StoreBusy as error:  # contention, or the store unavailable: Twilio tries again later
+        unavailable = isinstance(error, StoreUnavailable)
+        log.log(logging.ERROR if unavailable else logging.WARNING, "%s", error)
+        await _respond(send, 503, "store unavailable, try again\n" if unavailable else "busy, try again\n",
+                       extra=[(b"retry-after", b"1")])
         return
     body = text.encode("utf-8")
     await send({"type": "http.response.start", "status": status,
@@ -84,6 +112,9 @@ async def _answer(send: Send, work: Awaitable[str], status: int, headers: list[t
 
 async def _handle(scope: Scope, receive: Receive) -> str:
     form = await _signed_form(scope, receive)
+    if _is_delivery_report(form):  # else it would be a text from our own number, and answered
+        await _record_delivery(scope, form)
+        return render_twiml(())
     try:
         inbound = parse_inbound(form)
     except BadRequest as error:
@@ -92,7 +123,7 @@ async def _handle(scope: Scope, receive: Receive) -> str:
     inbox: Inbox = state["inbox"]
     patience = state.get("patience")
     received = await inbox.receive(inbound, patience() if patience is not None else None)
-    return render_twiml(received.replies)
+    return render_twiml(outgoing_messages(received.replies, channel_of(inbound.sender)))
 
 
 async def _signed_form(scope: Scope, receive: Receive) -> dict[str, str]:
@@ -102,6 +133,11 @@ async def _signed_form(scope: Scope, receive: Receive) -> dict[str, str]:
     state = scope["state"]
     settings: Settings = state["settings"]
     headers = _headers(scope)
+    checker: SignatureChecker | None = state["signature_checker"]
+    if checker is None and not _from_loopback(scope, headers):
+        # Dev mode without a token checks no signature, so it answers this machine and no other,
+        # however the server was started (uvicorn --host 0.0.0.0) or reached (a tunnel's agent).
+        raise _Refused(403, "unsigned requests are only answered from loopback (dev mode)")
     content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
     if content_type != FORM_TYPE.encode():
         raise _Refused(415, f"expected {FORM_TYPE}, as Twilio sends")
@@ -116,7 +152,6 @@ async def _signed_form(scope: Scope, receive: Receive) -> dict[str, str]:
         form.setdefault(key, value)
         every.setdefault(key, []).append(value)
 
-    checker: SignatureChecker | None = state["signature_checker"]
     if checker is not None:
         signature = headers.get(b"x-twilio-signature")
         signed = every if len(every) != len(pairs) else form
@@ -124,6 +159,18 @@ async def _signed_form(scope: Scope, receive: Receive) -> dict[str, str]:
                                                   signature.decode("latin-1")):
             raise _Refused(403, "invalid or missing X-Twilio-Signature")
     return form
+
+
+_RELAYED = (b"x-forwarded-for", b"forwarded", b"x-real-ip", b"x-forwarded-host")
+
+
+def _from_loopback(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """The client is this machine, and not a proxy or tunnel on it relaying someone else
+    (uvicorn already replaces the client with X-Forwarded-For's when the proxy is on loopback)."""
+    client = scope.get("client")
+    if not client or not is_loopback_address(str(client[0])):
+        return False
+    return not any(name in headers for name in _RELAYED)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -101,9 +101,18 @@ async def test_not_found_is_told_apart(fetcher: HttpFetcher) -> None:
 
 
 async def test_post_json_form_and_query_parameters(fetcher: HttpFetcher) -> None:
-    sent = await fetcher.get_json("/echo", 2, method="POST", json_body='{"a": 1}')
-    assert (sent["method"], sent["type"], sent["body"]) == ("POST", "application/json", '{"a": 1}')
+    sent = await fetcher.get_json("/echo", 2, method="POST", json_body={"a": 1, "b": 'x", "c": "y'})
+    assert (sent["method"], sent["type"], sent["body"]) == ("POST", "application/json",
+                                                            '{"a":1,"b":"x\\", \\"c\\": \\"y"}')
     sent = await fetcher.get_json("/echo", 2, method="POST", form={"name": "Zoë & co"})
     assert sent["type"] == "application/x-www-form-urlencoded" and sent["body"] == "name=Zo%C3%AB+%26+co"
     sent = await fetcher.get_json("/echo", 2, params={"caller": "+15551234567"})
     assert sent["path"] == "/echo?caller=%2B15551234567"
+
+
+async def test_params_are_added_to_the_query_the_url_already_has(fetcher: HttpFetcher) -> None:
+    """httpx's own params= replaces the URL's query: the flow's ?q=… was silently dropped."""
+    sent = await fetcher.get_json("/echo?q=a%2Fb&fixed=1", 2, method="POST", params={"p": "x&admin=1"},
+                                  json_body=["one", {"two": None}])
+    assert sent["path"] == "/echo?q=a%2Fb&fixed=1&p=x%26admin%3D1"
+    assert sent["body"] == '["one",{"two":null}]'

@@ -76,7 +76,7 @@ BLOCK_MARKERS = {"yaml": YAML_MARKERS, "text": TEXT_MARKERS, "console": CONSOLE_
                  "log": set(), "mermaid": {"graph"}, "json": set(), "": set()}
 #: Everything bot.settings (and the shipped flows, via ORDERS_API) read from the environment.
 SETTING_NAMES = ("TWILIO_AUTH_TOKEN", "PUBLIC_URL", "TRUST_PROXY", "STORE_URL", "FLOWS_DIR", "HOST", "PORT",
-                 "DEV_MODE", "MAX_BODY_BYTES", "LOG_LEVEL", "ORDERS_API", "RELOAD_FLOWS")
+                 "DEV_MODE", "MAX_BODY_BYTES", "LOG_LEVEL", "ORDERS_API", "RELOAD_FLOWS", "FLOW_ENV")
 
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _MARKER = re.compile(r"^<!--\s*([a-z-]+):\s*(.*?)\s*-->$")
@@ -387,7 +387,9 @@ async def _replay(block: Block, flowset: FlowSet, flow_text: str, *, shipped: bo
         # The shipped flows look orders up in the demo service the bot serves at /demo.
         fetcher = HttpFetcher(client, "http://bot.invalid") if shipped and canned is None else service
         clock = Clock()
-        engine = Engine(flowset, fetcher, clock=clock)  # env: the real (filtered) process environment
+        # env: what the guide sets, as a conversation test's env: (those names count as in FLOW_ENV)
+        env = dict(setting.partition("=")[::2] for setting in block.markers.get("env", []))
+        engine = Engine(flowset, fetcher, env=env, clock=clock)
         await _run_turns(block, engine, clock)
     expected_urls = block.markers.get("fetched-url", [])
     if expected_urls:

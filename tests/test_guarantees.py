@@ -42,7 +42,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def start_servers(tmp_path: Path, store_url: str, count: int = 2, workers: int = 1) -> list[ServerProcess]:
     flows = write_flows(tmp_path / "flows", {"counting.yaml": counting_flow(MESSAGES)})
     env = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_URL": PUBLIC_URL, "STORE_URL": store_url,
-           "FLOWS_DIR": str(flows), "LOG_LEVEL": "warning", "RELOAD_FLOWS": "0", "DEV_MODE": "0",
+           "FLOWS_DIR": str(flows), "LOG_LEVEL": "warning", "RELOAD_FLOWS": "0",
+           "DEV_MODE": "1" if workers > 1 else "0",  # dev mode (token still checked): /healthz shows the pid
            "WORKERS": str(workers)}
     return [ServerProcess(env, cwd=tmp_path).start() for _ in range(count)]
 

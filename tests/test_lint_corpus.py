@@ -130,3 +130,123 @@ def test_long_templated_say_fits_with_the_default_assumed_length() -> None:
     path = CORPUS / "long_templated_say.yaml"
     assert read_expectation(path).options == CheckOptions(assumed_variable_length=40)
     assert lint_paths([path], CheckOptions(assumed_variable_length=10)) == []
+
+
+# -- issue 11: {{ env.NAME }} is an allow-list (FLOW_ENV) -----------------------------------------
+
+ENV_FLOW = """\
+flow: env_reader
+triggers: [ENV]
+start: show
+states:
+  show:
+    say:
+      - "Orders: {{ env.ORDERS_API | default: '/demo' }}"
+      - "Password: {{ env.MYSQL_PWD }}"
+      - "{% if env['SHOP_NAME'] %}Shop{% endif %}"
+"""
+
+
+def test_env_name_not_in_flow_env_is_a_warning_naming_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "env_reader.yaml"
+    path.write_text(ENV_FLOW, encoding="utf-8")
+    problems = lint_paths([path], CheckOptions(allowed_env=frozenset({"ORDERS_API"})))
+    assert [(problem.severity, problem.line) for problem in problems] == [("warning", 8), ("warning", 9)]
+    first, second = problems
+    assert "{{ env.MYSQL_PWD }}" in first.message and "FLOW_ENV" in first.message
+    assert "MYSQL_PWD" in first.hint and "FLOW_ENV" in first.hint
+    assert "{{ env.SHOP_NAME }}" in second.message
+    assert lint_paths([path], CheckOptions(allowed_env=frozenset({"ORDERS_API", "MYSQL_PWD", "SHOP_NAME"}))) == []
+    assert lint_paths([path]) == []  # the loader's default knows no allow-list: only lint and the server pass it
+
+
+def test_lint_command_checks_env_names_against_flow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from bot import cli
+
+    path = tmp_path / "env_reader.yaml"
+    path.write_text(ENV_FLOW, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    monkeypatch.delenv("FLOW_ENV", raising=False)
+    assert cli.main(["lint", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "MYSQL_PWD" in out and "SHOP_NAME" in out and "ORDERS_API" not in out  # the default allows ORDERS_API
+    assert "0 errors, 2 warnings" in err
+    monkeypatch.setenv("FLOW_ENV", "ORDERS_API,MYSQL_PWD,SHOP_NAME")
+    assert cli.main(["lint", str(path)]) == 0
+    assert "0 errors, 0 warnings" in capsys.readouterr().err
+
+
+# -- issue 11: a text that renders a value of any length ------------------------------------------
+
+AS_THE_BOT = CheckOptions.of_the_bot(["ORDERS_API", "ONCALL_NUMBER"])  # what lint and the server check
+
+GROWING_FLOW = """\
+flow: growing
+triggers: [GROW]
+start: ask
+states:
+  ask:
+    say: "Order number, and a note?"
+    replies:
+      - pattern: '^\\d{6}$'
+        save: order
+        go: lookup
+      - pattern: '(?s).+'
+        save: note
+        go: lookup
+    otherwise: "Six digits, please."
+  lookup:
+    fetch:
+      url: "/demo/orders/{{ order | default: '000000' }}"
+      save: result
+      fallback: "Down."
+    say:
+      - "Order {{ order }} is {{ result.status }}."
+      - "{{ result.detail | truncate: 200 }} {{ note | truncatewords: 20 }} ({{ result.items | size }} items)"
+      - "You wrote: {{ note }}"
+      - "Your text: {{ message }}"
+"""
+
+
+def test_unbounded_value_in_a_text_is_a_warning_unless_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "growing.yaml"
+    path.write_text(GROWING_FLOW, encoding="utf-8")
+    problems = [problem for problem in lint_paths([path], AS_THE_BOT) if "any length" in problem.message]
+    assert [(problem.line, problem.severity) for problem in problems] == [(21, "warning"), (23, "warning"),
+                                                                          (24, "warning")]
+    first, second, third = problems
+    assert "{{ result.status }}" in first.message and "lookup" in first.message
+    assert "truncate" in first.hint and "10 SMS segments" in first.message
+    assert "{{ note }}" in second.message and "reply" in second.message
+    assert "{{ message }}" in third.message
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(GROWING_FLOW.replace("{{ result.status }}", "{{ result.status | truncate: 30 }}")
+                     .replace("{{ note }}", "{{ note | truncate: 100 }}")
+                     .replace("{{ message }}", "{{ message | truncate: 100 }}"), encoding="utf-8")
+    assert [problem for problem in lint_paths([fixed], AS_THE_BOT) if "any length" in problem.message] == []
+    assert lint_paths([path]) == []  # the loader on its own does not know the bot's cap: only lint and the server
+
+
+def test_a_notify_text_of_any_length_is_a_warning_too(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("""\
+flow: agent
+triggers: [AGENT]
+start: ask
+states:
+  ask:
+    say: "What do you need?"
+    replies:
+      - any_of: [parcel, refund]
+        save: request
+        go: handed_over
+    otherwise: "Tell me more."
+  handed_over:
+    notify:
+      to: "+15550009999"
+      say: "Request: {{ request }}"
+    say: "Thanks."
+""", encoding="utf-8")
+    [problem] = [problem for problem in lint_paths([path], AS_THE_BOT) if "any length" in problem.message]
+    assert problem.line == 15 and "{{ request }}" in problem.message

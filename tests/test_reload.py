@@ -40,7 +40,7 @@ def test_hot_reload(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     shutil.copytree(SHIPPED_FLOWS, flows)
     server = ServerProcess({"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "FLOWS_DIR": str(flows), "DEV_MODE": "0",
-                            "STORE_URL": f"sqlite:///{tmp_path / 'bot.db'}", "PUBLIC_URL": ""},
+                            "STORE_URL": f"sqlite:///{tmp_path / 'bot.db'}", "PUBLIC_URL": "", "DEMO_ORDERS": "1"},
                            cwd=tmp_path).start()
     try:
         assert text(server, "JOIN", "+15550000001") == ["Welcome to Acme Orders updates! What's your first name?"]

@@ -35,7 +35,7 @@ from tests.signed_webhooks import AUTH_TOKEN, sign, signed_request, twilio_form
 
 #: Everything bot.settings (and the shipped flows, via ORDERS_API) read from the environment.
 SETTING_NAMES = ("TWILIO_AUTH_TOKEN", "PUBLIC_URL", "TRUST_PROXY", "STORE_URL", "FLOWS_DIR", "HOST", "PORT",
-                 "DEV_MODE", "MAX_BODY_BYTES", "LOG_LEVEL", "ORDERS_API")
+                 "DEV_MODE", "MAX_BODY_BYTES", "LOG_LEVEL", "ORDERS_API", "DEMO_ORDERS")
 
 SERVER_SCRIPT = str(ROOT / "server.py")
 SHIPPED = load_flows(SHIPPED_FLOWS)
@@ -131,7 +131,8 @@ def post_bytes(port: int, body: bytes, *, host: bytes | None = None,
 @pytest.mark.slow  # two real server processes in turn, one stopped mid-conversation
 def test_status_conversation_survives_a_restart(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'bot.db'}"
-    settings = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "STORE_URL": store, "FLOWS_DIR": str(SHIPPED_FLOWS)}
+    settings = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "STORE_URL": store, "FLOWS_DIR": str(SHIPPED_FLOWS),
+                "DEMO_ORDERS": "1"}  # the STATUS flow looks orders up in the demo service
     sender = "+15557654321"
 
     first = server_process(tmp_path, **settings)
@@ -153,7 +154,7 @@ def test_status_conversation_survives_a_restart(tmp_path: Path) -> None:
 
 def test_help_over_real_http(tmp_path: Path) -> None:
     server = server_process(tmp_path, TWILIO_AUTH_TOKEN=AUTH_TOKEN, FLOWS_DIR=str(SHIPPED_FLOWS),
-                            STORE_URL=f"sqlite:///{tmp_path / 'bot.db'}")
+                            STORE_URL=f"sqlite:///{tmp_path / 'bot.db'}", DEMO_ORDERS="1")
     with running(server):
         assert text(server, "HELP") == [HELP_TEXT]
         assert text(server, " help! ") == [HELP_TEXT]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, is_loopback, load_settings
+
+TOKEN = "a-token-of-16-chars"  # validate() refuses shorter ones (issue 11, finding 3)
 
 
 def test_defaults() -> None:
@@ -44,9 +47,9 @@ def test_unreadable_values(environ: dict[str, str], message: str) -> None:
 @pytest.mark.parametrize(("settings", "message"), [
     (Settings(), "TWILIO_AUTH_TOKEN is not set"),
     (Settings(dev_mode=True, host="0.0.0.0"), "only listens on loopback"),
-    (Settings(twilio_auth_token="t", workers=0), "WORKERS must be 1 or more"),
-    (Settings(twilio_auth_token="t", workers=2, store_url="memory://"), "WORKERS > 1 needs a shared store"),
-    (Settings(twilio_auth_token="t", public_url="abc.ngrok.app"), "PUBLIC_URL must start with https://"),
+    (Settings(twilio_auth_token=TOKEN, workers=0), "WORKERS must be 1 or more"),
+    (Settings(twilio_auth_token=TOKEN, workers=2, store_url="memory://"), "WORKERS > 1 needs a shared store"),
+    (Settings(twilio_auth_token=TOKEN, public_url="abc.ngrok.app"), "PUBLIC_URL must start with https://"),
 ])
 def test_settings_that_cannot_work_are_refused(settings: Settings, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
@@ -55,7 +58,7 @@ def test_settings_that_cannot_work_are_refused(settings: Settings, message: str)
 
 def test_settings_that_work() -> None:
     Settings(dev_mode=True).validate()
-    Settings(twilio_auth_token="t", host="0.0.0.0", workers=4, public_url="https://abc.ngrok.app").validate()
+    Settings(twilio_auth_token=TOKEN, host="0.0.0.0", workers=4, public_url="https://abc.ngrok.app").validate()
     assert Settings(host="0.0.0.0", port=8123).local_base_url == "http://127.0.0.1:8123"
     assert Settings(host="::1").local_base_url == "http://[::1]:8000"
 
@@ -124,3 +127,41 @@ def test_settings_are_immutable_and_hashable() -> None:
         settings.port = 1  # type: ignore[misc]
     assert hash(settings) == hash(Settings(twilio_auth_token="t"))
     assert settings.model_copy(update={"port": 1}).port == 1
+
+
+# -- issue 11, finding 3: the auth token and the loopback rule ---------------------------------------
+
+GOOD_TOKEN = "0123456789abcdef"  # 16 characters: the shortest accepted (Twilio's are 32 hex digits)
+
+
+@pytest.mark.parametrize("token", ["   ", "\t\n", "short-secret", "x" * 15, " " + "x" * 14 + " "])
+def test_finding_3_blank_or_short_auth_token_is_refused(token: str) -> None:
+    """A token anyone can guess signs requests anyone can forge: refused at start-up, dev mode or not."""
+    for settings in (Settings(twilio_auth_token=token), Settings(twilio_auth_token=token, dev_mode=True)):
+        with pytest.raises(SettingsError, match=r"TWILIO_AUTH_TOKEN .*16 characters"):
+            settings.validate()
+
+
+def test_finding_3_a_16_character_token_and_the_test_token_are_accepted() -> None:
+    from tests.signed_webhooks import AUTH_TOKEN
+
+    Settings(twilio_auth_token=GOOD_TOKEN).validate()
+    Settings(twilio_auth_token=AUTH_TOKEN, host="0.0.0.0").validate()
+    assert len(AUTH_TOKEN) >= 16
+
+
+def test_finding_3_localhost_is_resolved_before_it_is_trusted_as_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``HOST=localhost`` is what the resolver says it is, not what its name suggests."""
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("no-such-host.invalid")
+    real = socket.getaddrinfo
+
+    def hostile_hosts_file(host: str, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        if host == "localhost":  # an /etc/hosts that maps localhost to a public interface
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.2", 0))]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", hostile_hosts_file)
+    assert not is_loopback("localhost")
+    with pytest.raises(SettingsError, match="only listens on loopback"):
+        Settings(dev_mode=True, host="localhost").validate()

@@ -50,7 +50,7 @@ def test_a_slow_lookup_is_answered_later_in_order(tmp_path: Path, fake_twilio: F
     monkeypatch.setenv("SLOW_API", slow_api.url)
     flows = write_flows(tmp_path / "flows", {"slow.yaml": SLOW_FLOW})
     settings = Settings(twilio_auth_token=AUTH_TOKEN, store_url=f"sqlite:///{tmp_path / 'bot.db'}",
-                        flows_dir=str(flows), reload_flows=False, slow_reply_seconds=0.3,
+                        flows_dir=str(flows), reload_flows=False, slow_reply_seconds=0.3, flow_env=("SLOW_API",),
                         twilio_account_sid=ACCOUNT_SID, twilio_from="+15550007777",
                         twilio_api_base_url=fake_twilio.url)
     with TestClient(create_app(settings, load_flows(flows))) as client:
@@ -80,6 +80,6 @@ def test_without_outbound_settings_the_webhook_simply_waits(tmp_path: Path, slow
     monkeypatch.setenv("SLOW_API", slow_api.url)
     flows = write_flows(tmp_path / "flows", {"slow.yaml": SLOW_FLOW})
     settings = Settings(twilio_auth_token=AUTH_TOKEN, store_url=f"sqlite:///{tmp_path / 'bot.db'}",
-                        flows_dir=str(flows), reload_flows=False, slow_reply_seconds=0.3)
+                        flows_dir=str(flows), reload_flows=False, slow_reply_seconds=0.3, flow_env=("SLOW_API",))
     with TestClient(create_app(settings, load_flows(flows))) as client:
         assert SignedClient(client).replies("SLOW") == ["The answer is 42."]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.store import CommitResult, Purged, Retention, Store, Turns, open_store
-from bot.store.base import KeyedLocks
+from bot.store.base import KeyedLocks, StoreHealth, StoreUnavailable
 from bot.store.redis import RedisStore
 from bot.types import ArmedTimeout, Conversation, Inbound, ReturnPoint, Turn
 
@@ -215,6 +218,19 @@ class TestTimers:
         assert await store.due(1000.0) == [("+1", 100.0)]
         await store.commit(Turn(Inbound("SMd4", "+1"), await load(store, "+1"), 1, (), None))  # unchanged
         assert await store.due(1000.0) == [("+1", 100.0)]
+
+    async def test_drop_deadline_removes_only_that_entry(self, store: Store) -> None:
+        """A timeout given up (it kept failing) leaves the index; a deadline armed since stays."""
+        for index, (sender, at) in enumerate([("+1", 100.25), ("+2", 1_700_000_050.123456)]):
+            await store.commit(Turn(Inbound(f"SMx{index}", sender), await load(store, sender), 0, (), None,
+                                    deadline=at, deadline_changed=True))
+        await store.drop_deadline("+1", 100.25)
+        assert await store.due(2e9) == [("+2", 1_700_000_050.123456)]
+        await store.drop_deadline("+2", 1_700_000_050.0)  # re-armed since: not the entry that was given up
+        await store.drop_deadline("+3", 1.0)  # nothing there: nothing happens
+        assert await store.due(2e9) == [("+2", 1_700_000_050.123456)]
+        await store.drop_deadline(*(await store.due(2e9))[0])  # exactly as due() reported it
+        assert await store.due(2e9) == []
 
 
 def test_sqlite_survives_reopening(tmp_path: Path) -> None:
@@ -439,5 +455,100 @@ async def test_redis_reads_conversations_saved_before_the_bookkeeping_had_its_fi
         _assert_read_in_the_new_shape(conversation)
         assert await store.commit(turn(conversation, "SM1")) is CommitResult.COMMITTED
         _assert_read_in_the_new_shape(await load(store, "+1"))
+    finally:
+        await store.close()
+
+
+# -- health: whether a turn could be written now (issue 11, finding 9) ---------------------------------
+
+@contextlib.contextmanager
+def read_only(*paths: Path) -> Iterator[None]:
+    """Make files (or folders) unwritable to this user, as a read-only copy or mount would. For an
+    ordinary user that is chmod; root ignores permissions, so for root it is the immutable attribute
+    (``chattr +i``), which stops everyone. Undone on the way out so the test can clean up."""
+    modes = {path: path.stat().st_mode for path in paths}
+    try:
+        for path in paths:
+            if os.geteuid() == 0:
+                subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
+            else:
+                path.chmod(modes[path] & ~0o222)
+        yield
+    finally:
+        for path in paths:
+            if os.geteuid() == 0:
+                subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
+            path.chmod(modes[path])
+
+
+async def make_sqlite_store(path: Path) -> None:
+    """A store file with its schema and one turn, closed again."""
+    store = open_store(f"sqlite:///{path}")
+    await store.commit(turn(Conversation("+1"), "SM-first"))
+    await store.close()
+
+
+class TestHealth:
+    """Health: whether a turn could be written now, and if not, why (``GET /healthz`` shows it)."""
+
+    async def test_a_working_store_is_healthy(self, store: Store) -> None:
+        assert await store.health() == StoreHealth()
+        assert (await store.health()).ok
+        await store.commit(turn(Conversation("+1"), "SMh1"))
+        assert (await store.health()).problem is None
+
+
+async def test_sqlite_that_cannot_be_written_is_refused_at_open_naming_the_file_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    await make_sqlite_store(path)
+    with read_only(path), pytest.raises(StoreUnavailable) as refused:
+        open_store(f"sqlite:///{path}")
+    message = str(refused.value)
+    assert str(path) in message and "writable" in message and "STORE_URL" in message, message
+    with pytest.raises(StoreUnavailable, match="missing-folder"):
+        open_store(f"sqlite:///{tmp_path / 'missing-folder' / 'bot.db'}")
+
+
+async def test_sqlite_health_reports_a_deleted_file_and_refuses_to_write_to_it(tmp_path: Path) -> None:
+    """Writes to a deleted file would be lost at the next restart (every opt-out with them)."""
+    path = tmp_path / "bot.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        await store.commit(turn(Conversation("+1"), "SMd1"))
+        for name in ("bot.db", "bot.db-wal", "bot.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        health = await store.health()
+        assert not health.ok and str(path) in (health.problem or "") and "deleted" in (health.problem or "")
+        with pytest.raises(StoreUnavailable, match="deleted"):
+            await store.commit(turn(await load(store, "+2"), "SMd2", opt_out=True))
+        with pytest.raises(StoreUnavailable, match="deleted"):
+            await store.set_opt_out("+3", True)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_health_reports_a_file_made_read_only_while_open(tmp_path: Path) -> None:
+    """The open connection could still write, but the next start could not: say so now."""
+    path = tmp_path / "bot.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        await store.commit(turn(Conversation("+1"), "SMr1"))
+        with read_only(path):
+            health = await store.health()
+            assert not health.ok and "read-only" in (health.problem or "") and str(path) in (health.problem or "")
+        assert (await store.health()).ok
+    finally:
+        await store.close()
+
+
+async def test_redis_health_reports_an_unreachable_server() -> None:
+    from bench.servers import free_port
+
+    store = open_store(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    try:
+        health = await asyncio.wait_for(store.health(), 10)
+        assert not health.ok and "Redis" in (health.problem or "")
+        with pytest.raises(StoreUnavailable, match="Redis unavailable"):
+            await load(store, "+1")
     finally:
         await store.close()

@@ -12,12 +12,15 @@ from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from bot.segments import cost as segment_cost
 from bot.twilio_inbound import (
     EMPTY_TWIML,
     MAX_MEDIA,
     MAX_MESSAGE_CHARS,
     BadRequest,
     SignatureChecker,
+    channel_of,
+    outgoing_messages,
     parse_inbound,
     render_twiml,
     split_message,
@@ -469,3 +472,57 @@ def test_parse_form_is_parse_qsl_strict(body: str) -> None:
         assert ours == [] and expected in ([], None)
     else:
         assert ours == expected
+
+
+# -- issue 11: OptOutType, WhatsApp bodies, the cap on a turn --------------------------------------
+
+@pytest.mark.parametrize("value", [
+    "STOP\n2030-01-01 00:00:00,000 INFO bot.route: from=+1555…0000 forged line",  # a forged log line
+    "UNSUBSCRIBE", "STOPALL", "OPTOUT", "STOP ", " START", "HELP!", "<STOP>", "STOP\x00", "x" * 5000,
+])
+def test_opt_out_type_is_validated_unknown_values_are_ignored(value: str) -> None:
+    """Twilio sends only STOP, START or HELP; anything else is not Twilio's and is treated as absent
+    (the message itself is still a message: a 400 would make Twilio retry it and then drop it)."""
+    inbound = parse_inbound(twilio_form("hello", OptOutType=value))
+    assert inbound.opt_out_type is None
+    assert inbound.body == "hello"
+
+
+@pytest.mark.parametrize(("value", "kind"), [("STOP", "STOP"), ("start", "START"), ("Help", "HELP")])
+def test_opt_out_type_known_values_are_kept_in_capitals(value: str, kind: str) -> None:
+    assert parse_inbound(twilio_form("x", OptOutType=value)).opt_out_type == kind
+
+
+def test_whatsapp_body_limit_is_4096_and_sms_stays_1600() -> None:
+    whatsapp = {"From": "whatsapp:+15557654321", "To": "whatsapp:+15550001111"}
+    assert parse_inbound({**twilio_form("x" * 4096), **whatsapp}).body == "x" * 4096
+    with pytest.raises(BadRequest, match="Body longer than 4096"):
+        parse_inbound({**twilio_form("x" * 4097), **whatsapp})
+    with pytest.raises(BadRequest, match="Body longer than 1600"):
+        parse_inbound(twilio_form("x" * 1601, "+15557654321"))
+
+
+REPLIES = st.lists(st.one_of(XML_TEXT, long_text(XML_TEXT, 10, 120)), max_size=6)
+
+
+@PROPERTY
+@given(REPLIES, st.sampled_from(["+15557654321", "whatsapp:+15557654321"]))
+def test_outgoing_messages_cap_a_turn_at_the_channel_budget(replies: list[str], sender: str) -> None:
+    channel = channel_of(sender)
+    messages = outgoing_messages(replies, channel)
+    assert all(0 < len(message) <= MAX_MESSAGE_CHARS for message in messages)
+    if sender.startswith("whatsapp:"):
+        assert sum(len(message) for message in messages) <= 4096
+    else:
+        assert sum(segment_cost(message).segments for message in messages) <= 10
+    uncapped = [piece for reply in replies for piece in split_message(xml_safe(reply))]
+    if messages != uncapped:  # cut: everything before the cut went out as it was, and the cut shows
+        assert messages[:-1] == uncapped[:len(messages) - 1]
+        assert messages[-1].endswith("...")
+    assert parsed_messages(render_twiml(messages)) == [xml_line_ends(message) for message in messages]
+
+
+def test_outgoing_messages_leave_a_normal_turn_alone() -> None:
+    replies = ["Order 123456 is shipped.", "It should arrive in 2-3 days. Text STATUS for another order."]
+    assert outgoing_messages(replies, channel_of("+15557654321")) == replies
+    assert outgoing_messages(["", "hi", ""], channel_of("+15557654321")) == ["hi"]

@@ -23,8 +23,9 @@ from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
 from bot.flows.loader import load_flows
+from bot.segments import cost as segment_cost
 from bot.settings import Settings
-from bot.twilio_inbound import EMPTY_TWIML, MAX_MESSAGE_CHARS
+from bot.twilio_inbound import EMPTY_TWIML, MAX_MESSAGE_CHARS, MAX_TURN_SEGMENTS
 from tests.conftest import SHIPPED_FLOWS, SignedClient, counting_flow, demo_fetcher, replies_of, write_flows
 from tests.signed_webhooks import AUTH_TOKEN, new_message_sid, twilio_form
 
@@ -630,6 +631,8 @@ LONG_TEXT = " ".join(f"Word{n:04d}" for n in range(600)) + " & <done>"
 
 
 def test_long_reply_is_split_into_several_messages(tmp_path: Path) -> None:
+    """Split at Twilio's 1,600 characters, and (issue 11) capped at 10 segments a turn: a text that
+    long is cut once, visibly, instead of becoming any number of billed messages."""
     flows = write_flows(tmp_path / "flows", {
         "long.yaml": one_state_flow("long", "LONG", LONG_TEXT),
         "solid.yaml": one_state_flow("solid", "SOLID", "x" * 3500),
@@ -637,11 +640,13 @@ def test_long_reply_is_split_into_several_messages(tmp_path: Path) -> None:
     with running(make_settings(tmp_path, flows)) as client:
         bot = SignedClient(client)
         messages = bot.replies("LONG")
-        assert len(messages) == 4
+        assert len(messages) == 1
         assert all(0 < len(message) <= MAX_MESSAGE_CHARS for message in messages)
-        assert " ".join(messages) == LONG_TEXT  # cut at spaces, no word broken
-        assert messages[-1].endswith("& <done>")
-        assert bot.replies("SOLID") == ["x" * 1600, "x" * 1600, "x" * 300]  # no whitespace: hard cuts
+        assert sum(segment_cost(message).segments for message in messages) == MAX_TURN_SEGMENTS
+        assert messages[-1].endswith("...")
+        kept = messages[0].removesuffix("...")
+        assert LONG_TEXT.startswith(kept + " ")  # cut at a space, no word broken
+        assert bot.replies("SOLID") == ["x" * 1527 + "..."]  # no whitespace: a hard cut at 10 segments
 
 
 def test_store_unavailable_answers_503_not_500(tmp_path: Path) -> None:

@@ -64,7 +64,9 @@ def add_commands(commands: Commands) -> None:
 # -- lint -------------------------------------------------------------------------------------
 
 def _lint(args: argparse.Namespace) -> int:
-    options = CheckOptions(max_segments=args.max_segments, assumed_variable_length=args.assume_var_length)
+    # As the server checks: with FLOW_ENV and the cap on a turn (CheckOptions.of_the_bot).
+    options = CheckOptions.of_the_bot(load_settings().flow_env, max_segments=args.max_segments,
+                                      assumed_variable_length=args.assume_var_length)
     problems = lint_paths(args.paths or [Path(load_settings().flows_dir)], options)
     for problem in problems:
         print(problem)
@@ -97,7 +99,7 @@ def _lines(interactive: bool) -> Iterator[str]:
 
 
 async def _chat_loop(flows: FlowSet, args: argparse.Namespace, lines: Iterable[str]) -> int:
-    async with simulation(flows, store_url=args.store) as sim:
+    async with simulation(flows, store_url=args.store, allowed_env=load_settings().flow_env) as sim:
         for line in lines:
             if not sys.stdin.isatty():
                 print(f"you> {line}")
@@ -119,7 +121,7 @@ def _test(args: argparse.Namespace) -> int:
     folder = flows_dir(args)
     flows = load_for(args)
     paths = args.paths or [folder / "tests"]
-    run = asyncio.run(run_conversations(flows, paths))
+    run = asyncio.run(run_conversations(flows, paths, load_settings().flow_env))
     for problem in run.problems:
         print(problem)
     for result in run.results:

@@ -24,6 +24,7 @@ from bot.broadcast import (
 from bot.cli.common import CommandError, Commands, add_flows_option, load_for
 from bot.engine import Engine
 from bot.flows.loader import FlowSet
+from bot.limits import NotifyLimiter
 from bot.outbound import Outbox, TwilioUnreachable, retrying
 from bot.privacy import mask
 from bot.settings import Settings, load_settings
@@ -110,7 +111,8 @@ async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: ar
     async with httpx.AsyncClient() as client:
         engine = Engine(flows, HttpFetcher(client, settings.local_base_url))
         run = Broadcast(name, args.flow, store, engine, outbox, rate=args.rate, window=window,
-                        show=progress_printer())
+                        show=progress_printer(),
+                        notify_limiter=NotifyLimiter(settings.notify_per_sender_per_hour, settings.notify_per_hour))
         print(f"broadcast {name!r}{' (dry run: nothing is sent)' if args.dry_run else ''}", file=sys.stderr)
         try:
             report = await run.run(recipients)

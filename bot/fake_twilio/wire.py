@@ -15,6 +15,7 @@ API_VERSION = "2010-04-01"
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 SHORT_CODE = re.compile(r"^\d{5,6}$")
+WHATSAPP = "whatsapp:"  # WhatsApp addresses are whatsapp:+E164, in To and From alike
 MAX_BODY_CHARS = 1600
 
 # Twilio's error codes for what the fake refuses, with the message its API answers.
@@ -28,6 +29,7 @@ FROM_REQUIRED = 21603
 TO_REQUIRED = 21604
 UNSUBSCRIBED = 21610
 BODY_TOO_LONG = 21617
+CHANNEL_MISMATCH = 21910
 
 
 def num_segments(body: str) -> int:
@@ -54,13 +56,17 @@ def refusal(form: dict[str, str]) -> JSONResponse | None:
     to, from_ = form.get("To"), form.get("From")
     if not to:
         return twilio_error(400, TO_REQUIRED, "A 'To' phone number is required.")
-    if not E164.match(to):
+    if not E164.match(to.removeprefix(WHATSAPP)):
         return twilio_error(400, INVALID_TO, f"The 'To' number {to} is not a valid phone number.")
     if not from_ and not form.get("MessagingServiceSid"):
         return twilio_error(400, FROM_REQUIRED, "A 'From' phone number is required.")
-    if from_ and not (E164.match(from_) or SHORT_CODE.match(from_) or ALPHANUMERIC_SENDER.match(from_)):
+    bare_from = (from_ or "").removeprefix(WHATSAPP)
+    if from_ and not (E164.match(bare_from) or SHORT_CODE.match(bare_from) or ALPHANUMERIC_SENDER.match(bare_from)):
         return twilio_error(400, INVALID_FROM, f"The 'From' number {from_} is not a valid phone number, "
                                                "shortcode, or alphanumeric sender ID.")
+    if from_ and from_.startswith(WHATSAPP) != to.startswith(WHATSAPP):
+        return twilio_error(400, CHANNEL_MISMATCH, "Invalid From and To pair. From and To should be of the "
+                                                   "same channel")
     body = form.get("Body", "")
     if not body and not form.get("MediaUrl"):
         return twilio_error(400, BODY_REQUIRED, "Message body is required.")

@@ -7,10 +7,12 @@ still runs. The server and ``lint`` run exactly these checks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import re._parser as regex_parser  # the stdlib's own parser, for the longest text a pattern matches
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from bot import segments
+from bot.flows.json_body import json_strings
 from bot.flows.problems import Finding, Path
 from bot.flows.schema import END, Flow, Rule, State
 from bot.text import templates
@@ -21,6 +23,10 @@ RESERVED_NAMES = frozenset({"env", "sender", "message", "bot", "trigger", "conta
 ALWAYS_SET = RESERVED_NAMES | {"flow"}  # flow.channel.address is filled in too (Studio's names)
 
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_OUTPUT = re.compile(r"\{\{-?\s*([A-Za-z_][\w.]*)(.*?)-?\}\}", re.DOTALL)  # {{ path | filters }}
+_FILTER = re.compile(r"\|\s*([A-Za-z_]\w*)")
+_LIMITING = frozenset({"truncate", "truncatewords", "size"})  # filters that bound what an output prints
+_LONGEST = 10_000  # a pattern that can match more than this is taken to match any length
 _DEFAULTED = re.compile(r"\{\{-?\s*([A-Za-z_]\w*)[^}]*?\|\s*default\s*:", re.DOTALL)
 
 
@@ -33,6 +39,16 @@ def _defaulted(source: str) -> set[str]:
 class CheckOptions:
     max_segments: int = 2  # warn when a say costs more SMS segments than this
     assumed_variable_length: int = 10  # characters a {{ variable }} is assumed to take when measuring
+    # What only the running bot knows, so lint and the server pass it and the loader on its own does
+    # not check it (None): the FLOW_ENV setting (warn about {{ env.NAME }} of any other name, always
+    # empty), and the cap on one turn's messages (warn about texts that print a value of any length).
+    allowed_env: frozenset[str] | None = None
+    turn_segments: int | None = None
+
+    @classmethod
+    def of_the_bot(cls, flow_env: Iterable[str], **options: int) -> CheckOptions:
+        """The checks lint and the server run: these options, FLOW_ENV and the turn's cap."""
+        return cls(**options, allowed_env=frozenset(flow_env), turn_segments=segments.MAX_TURN_SEGMENTS)
 
 
 def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
@@ -54,8 +70,8 @@ def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str,
             yield (*base, "fetch", "params", key), text, given
         for key, text in (state.fetch.form or {}).items():
             yield (*base, "fetch", "form", key), text, given
-        if state.fetch.json_body is not None:
-            yield (*base, "fetch", "json"), state.fetch.json_body, given
+        for where, text in json_strings(state.fetch.json_document):
+            yield (*base, "fetch", "json", *where), text, given
         yield (*base, "fetch", "fallback"), state.fetch.fallback, set()
         if state.fetch.not_found is not None:
             yield (*base, "fetch", "not_found"), state.fetch.not_found, set()
@@ -122,6 +138,8 @@ def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Findi
     if any(finding.severity == "error" for finding in findings):
         return findings  # the flow's graph is broken; warnings about it would only add noise
     findings.extend(_template_findings(flow, options))
+    if options.turn_segments is not None:
+        findings.extend(_growing_texts(flow, options.turn_segments))
     findings.extend(_graph_warnings(flow))
     return findings
 
@@ -140,6 +158,12 @@ def _template_findings(flow: Flow, options: CheckOptions) -> Iterator[Finding]:
                 yield Finding(path, f"{{{{ {variable} }}}} is never saved on any path to state {name!r}",
                               severity="warning", hint=f"save: {variable} in an earlier reply or fetch, "
                                                        "or give it a default")
+            if options.allowed_env is not None:
+                for variable in sorted(templates.env_names(parsed) - options.allowed_env):
+                    yield Finding(path, f"{{{{ env.{variable} }}}} is not in FLOW_ENV, so flows cannot read it: "
+                                        "it is always empty", severity="warning",
+                                  hint=f"if flows may read it, add {variable} to FLOW_ENV (names separated "
+                                       "by commas, in .env or the environment)")
             if ("fetch" not in path and "set" not in path and "branch" not in path) or \
                     path[-1] in ("fallback", "not_found"):
                 yield from _cost_findings(path, source, options)
@@ -166,6 +190,53 @@ def _cost_findings(path: Path, source: str, options: CheckOptions) -> Iterator[F
         yield Finding(path, f"{segments.describe(cost.first_non_gsm)} switches this text to UCS-2 "
                             "(70 characters per segment instead of 160)",
                       severity="warning", hint="use a plain character (e.g. ' instead of ’) if you can")
+
+
+def _growing_texts(flow: Flow, turn_segments: int) -> Iterator[Finding]:
+    """Texts that print a value of any length without a ``truncate``: a lookup's answer, a reply
+    taken whole, the message itself. The bot cuts a turn at its segment budget, so such a text
+    can arrive cut; the author should choose where (``{{ detail | truncate: 200 }}``)."""
+    growing = _growing_values(flow)
+    for name, state in flow.states.items():
+        for path, source, _ in template_sources(name, state):
+            if ("fetch" in path or "set" in path or "branch" in path) and path[-1] not in ("fallback", "not_found"):
+                continue  # not sent to anyone: a URL, a value, a test
+            if path[-1] == "to" or path[-2:-1] == ("to",):
+                continue
+            for found in _OUTPUT.finditer(source):
+                variable, filters = found.group(1), set(_FILTER.findall(found.group(2)))
+                origin = growing.get(variable) or growing.get(variable.split(".", 1)[0])
+                if origin is None or filters & _LIMITING:
+                    continue
+                yield Finding(path, f"{{{{ {variable} }}}} is {origin}, which can be of any length: the bot cuts "
+                                    f"a turn at {turn_segments} SMS segments, so this text may arrive cut",
+                              severity="warning",
+                              hint=f"limit it yourself: {{{{ {variable} | truncate: 100 }}}}")
+
+
+def _growing_values(flow: Flow) -> dict[str, str]:
+    """What a template can print of any length, by name or dotted path, and where it comes from."""
+    growing = {"message": "the message just received", "trigger.message.Body": "the message that started the flow"}
+    for state in flow.states.values():
+        if state.fetch is not None:
+            growing[_root(state.fetch.save)] = "from a lookup"
+        for rule in state.rules:
+            if rule.save is not None and _takes_any_length(rule):
+                growing[_root(rule.save)] = "a reply saved as it was typed"
+    return growing
+
+
+def _takes_any_length(rule: Rule) -> bool:
+    """Whether the reply a rule saves can be of any length: a yes/no or any_of reply is saved whole;
+    a pattern saves what it matched, as long as the pattern allows; keywords and numbers are short."""
+    if rule.any_of is not None or rule.answer is not None:
+        return True
+    if rule.pattern is None:
+        return False
+    try:
+        return bool(regex_parser.parse(rule.pattern).getwidth()[1] > _LONGEST)
+    except Exception:  # noqa: BLE001 - the schema already checked it compiles; if not, assume the worst
+        return True
 
 
 _LOOKALIKES = frozenset("‘’‚‛“”„‟–—―…\u00a0\u2009\u200b•′″")

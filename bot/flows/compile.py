@@ -13,10 +13,12 @@ from liquid import BoundTemplate
 from transitions import Machine
 
 from bot.flows.checks import always_matches
+from bot.flows.json_body import compile_json
 from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Rule, State
 from bot.text import matching, templates
 from bot.text.matching import Condition, Matcher
 from bot.text.normalise import normalise
+from bot.text.templates import JsonTemplate
 
 OTHERWISE_EVENT = "otherwise"
 NEXT_EVENT = "next"
@@ -40,7 +42,7 @@ class CompiledFetch:
     save: str
     method: str
     params: tuple[tuple[str, BoundTemplate], ...]
-    json_body: BoundTemplate | None
+    json_body: JsonTemplate | None  # the document, a template at each string value (bot/flows/json_body.py)
     form: tuple[tuple[str, BoundTemplate], ...] | None
     timeout: float
     fallback: BoundTemplate
@@ -193,7 +195,7 @@ def _compile_fetch(fetch: Fetch) -> CompiledFetch:
         save=fetch.save,
         method=fetch.method,
         params=tuple((key, templates.parse(text)) for key, text in fetch.params.items()),
-        json_body=templates.parse(fetch.json_body) if fetch.json_body is not None else None,
+        json_body=compile_json(fetch.json_document) if fetch.json_body is not None else None,
         form=tuple((key, templates.parse(text)) for key, text in fetch.form.items())
         if fetch.form is not None else None,
         timeout=fetch.timeout,

@@ -22,7 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from bot.text.matching import CONDITION_NAMES
+from bot.flows.json_body import JSON_BODY_SCHEMA, json_document
+from bot.text.matching import CONDITION_NAMES, compile_pattern
 from bot.text.normalise import normalise
 from bot.text.wordsets import COMPLIANCE_WORDS
 
@@ -61,9 +62,10 @@ SavePath = Annotated[str, Field(pattern=PATH_PATTERN)]
 
 
 def valid_regex(pattern: str) -> str:
-    """A regular expression that compiles, or a ValueError saying why not."""
+    """A regular expression that compiles as the bot runs it (compile_pattern), or a ValueError
+    saying why not."""
     try:
-        re.compile(pattern)
+        compile_pattern(pattern)
     except re.error as error:
         raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
     return pattern
@@ -158,6 +160,16 @@ class Rule(_Strict):
         return self
 
 
+def _json_body(body: object) -> object:
+    if not isinstance(body, (str, dict, list)):
+        raise ValueError("json: write the document as a mapping (json: {when: \"{{ when }}\"}) or as JSON text")
+    json_document(body)
+    return body
+
+
+JsonBody = Annotated[object, AfterValidator(_json_body), WithJsonSchema(JSON_BODY_SCHEMA)]
+
+
 class Fetch(_Strict):
     """Call a web service (GET by default; JSON answer) before the state speaks."""
 
@@ -165,7 +177,7 @@ class Fetch(_Strict):
     save: SavePath
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     params: dict[str, str] = {}  # query parameters (templates)
-    json_body: str | None = Field(None, alias="json")  # a JSON document (template) to send
+    json_body: JsonBody | None = Field(None, alias="json")  # the JSON document to send (see json_document)
     form: dict[str, str] | None = None  # form fields (templates) to send
     timeout: Duration = 5.0
     fallback: str = "Sorry, that service is not answering right now. Please try again later."
@@ -179,6 +191,11 @@ class Fetch(_Strict):
         if self.method == "GET" and (self.json_body is not None or self.form is not None):
             raise ValueError("a GET sends no body: use method: POST, or params for the query")
         return self
+
+    @property
+    def json_document(self) -> object:
+        """The JSON document to send, parsed (json: may be written as JSON text); None for none."""
+        return json_document(self.json_body) if self.json_body is not None else None
 
     @field_validator("timeout")
     @classmethod

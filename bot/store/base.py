@@ -16,6 +16,23 @@ class StoreBusy(RuntimeError):
     """The message could not be processed now (lock or compare-and-set contention); retry later."""
 
 
+class StoreUnavailable(StoreBusy):
+    """The store cannot be written or reached: a read-only, deleted or unopenable SQLite file, a
+    full disk, Redis down. A StoreBusy, so the webhook answers 503 with Retry-After (Twilio tries
+    again) instead of 500; the message names what failed and the fix."""
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """What ``Health.health`` found: ``problem`` says what is wrong and how to fix it."""
+
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
 class CommitResult(enum.Enum):
     COMMITTED = "committed"
     CONFLICT = "conflict"  # the conversation changed since it was loaded: load again and redo the turn
@@ -86,6 +103,10 @@ class Timers(Protocol):
     async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
         """Senders whose waiting state's timeout is due: (sender, deadline), oldest first."""
 
+    async def drop_deadline(self, sender: str, at: float) -> None:
+        """Remove ``sender``'s entry if it still says ``at``: a timeout that kept failing is given up
+        (``bot/timers.py``) instead of firing every second forever; a deadline armed since stays."""
+
 
 class Consent(Protocol):
     """Who opted out, read and written outside a turn (sending checks it; Twilio's 21610 teaches it)."""
@@ -120,7 +141,15 @@ class OutboundRecords(Protocol):
     async def broadcast_messages(self, broadcast: str) -> list[OutboundMessage]: ...
 
 
-class Store(Turns, Locks, Timers, Consent, Forgetting, OutboundRecords, Protocol):
+class Health(Protocol):
+    """Whether the store could take a turn now; ``GET /healthz`` answers 503 with the problem
+    otherwise, so a load balancer stops sending messages to a process that would lose them."""
+
+    async def health(self) -> StoreHealth:
+        """Healthy only when a write would succeed now and last past a restart."""
+
+
+class Store(Turns, Locks, Timers, Consent, Forgetting, OutboundRecords, Health, Protocol):
     """A whole backend (memory, SQLite, Redis): every concern above, and closing it."""
 
     async def close(self) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from contextlib import AbstractAsyncContextManager
 
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreHealth
 from bot.types import Conversation, OutboundMessage, Turn
 
 
@@ -61,6 +61,10 @@ class MemoryStore:
     async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
         return sorted(((s, at) for s, at in self.deadlines.items() if at <= now), key=lambda item: item[1])[:limit]
 
+    async def drop_deadline(self, sender: str, at: float) -> None:
+        if self.deadlines.get(sender) == at:
+            del self.deadlines[sender]
+
     async def purge(self, sender: str) -> Purged:
         conversations = int(self.conversations.pop(sender, None) is not None)
         self.deadlines.pop(sender, None)
@@ -105,6 +109,9 @@ class MemoryStore:
 
     async def set_opt_out(self, number: str, opted_out: bool) -> None:
         (self.opted_out.add if opted_out else self.opted_out.discard)(number)
+
+    async def health(self) -> StoreHealth:
+        return StoreHealth()  # a dict is always writable (and forgotten at exit, as tests want)
 
     async def close(self) -> None:
         return None

@@ -22,10 +22,19 @@ from typing import Any, ParamSpec, TypeVar, cast
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockError
+from redis.exceptions import LockError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy
+from bot.store.base import (
+    CommitResult,
+    KeyedLocks,
+    Purged,
+    Retention,
+    Snapshot,
+    StoreBusy,
+    StoreHealth,
+    StoreUnavailable,
+)
 from bot.store.records import bookkeeping, conversation_from_record
 from bot.types import Conversation, OutboundMessage, Turn
 
@@ -36,6 +45,7 @@ LOCK_SECONDS = 5.0  # a crashed process's lock frees itself this soon; a live ho
 LOCK_WAIT_SECONDS = 12.0  # then answer 503: Twilio gives up on a webhook after 15 s anyway
 MAX_CONNECTIONS = 64  # per process
 POOL_WAIT_SECONDS = 10.0
+HEALTH_SECONDS = 2.0  # a probe waits no longer: a load balancer's own timeout is a few seconds
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,10 @@ class KeyBuilder:
     def deadlines(self) -> str:
         return f"{self.prefix}:deadlines"
 
+    def health(self) -> str:
+        """Written by each health check (expires in a minute): proof that a write goes through."""
+        return f"{self.prefix}:health"
+
 
 # KEYS: conversation, message, opt-out, transcript, sender's message set, reply, deadlines, sender
 # ARGV: expected version ('-': conversation unchanged, not written), conversation JSON, replies JSON,
@@ -118,16 +132,30 @@ end
 return {conversations, lines, blanked}
 """
 
+# KEYS: deadlines; ARGV: sender, deadline. Removes the entry only while it still says that deadline.
+_DROP_DEADLINE = """
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if at and tonumber(at) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
 
 def _unavailable_is_busy(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Redis down or saturated is a temporary condition: say so (503), not a crash (500)."""
+    """Redis down or saturated, or refusing writes (a read-only replica, out of memory, unable to
+    save: MISCONF), is a temporary condition: say so (503, Twilio retries), not a crash (500)."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError) as error:
-            raise StoreBusy(f"Redis unavailable: {error}") from error
+            raise StoreUnavailable(f"Redis unavailable: {error}") from error
+        except (ReadOnlyError, OutOfMemoryError) as error:
+            raise StoreUnavailable(f"Redis refuses writes: {error}") from error
+        except ResponseError as error:
+            if not str(error).startswith("MISCONF"):
+                raise
+            raise StoreUnavailable(f"Redis refuses writes: {error}") from error
     return wrapper
 
 
@@ -151,6 +179,7 @@ class RedisStore:
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: close() disconnects it
         self._commit = self._redis.register_script(_COMMIT)
         self._purge = self._redis.register_script(_PURGE)
+        self._drop_deadline = self._redis.register_script(_DROP_DEADLINE)
         self._local = KeyedLocks()  # waiters in this process queue here instead of polling Redis
 
     @_unavailable_is_busy
@@ -218,6 +247,10 @@ class RedisStore:
         return [(str(entry[0]), float(entry[1])) for entry in found]
 
     @_unavailable_is_busy
+    async def drop_deadline(self, sender: str, at: float) -> None:
+        await self._drop_deadline(keys=[self.keys.deadlines()], args=[sender, repr(at)])
+
+    @_unavailable_is_busy
     async def purge(self, sender: str) -> Purged:
         conversations, lines, blanked = await self._purge(
             keys=[self.keys.conversation(sender), self.keys.transcript(sender), self.keys.sender_messages(sender),
@@ -262,6 +295,20 @@ class RedisStore:
             await self._redis.set(self.keys.opt_out(number), repr(time.time()))
         else:
             await self._redis.delete(self.keys.opt_out(number))
+
+    async def health(self) -> StoreHealth:
+        """A real write, within HEALTH_SECONDS: Redis down, unreachable, or refusing writes shows."""
+        try:
+            await asyncio.wait_for(self._write_probe(), HEALTH_SECONDS)
+        except StoreBusy as error:
+            return StoreHealth(str(error))
+        except TimeoutError:
+            return StoreHealth(f"Redis unavailable: no answer within {HEALTH_SECONDS:g}s")
+        return StoreHealth()
+
+    @_unavailable_is_busy
+    async def _write_probe(self) -> None:
+        await self._redis.set(self.keys.health(), repr(time.time()), px=60_000)
 
     async def close(self) -> None:
         await self._redis.aclose()

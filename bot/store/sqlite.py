@@ -17,12 +17,14 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy
+from bot.store import sqlite_files as files
+from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy, StoreHealth
 from bot.store.records import bookkeeping, conversation_from_record
+from bot.store.sqlite_sweep import sweep
 from bot.types import Conversation, OutboundMessage, Turn
 
 # Lean on purpose: every index is written on every message. The turn log needs none beyond its
@@ -76,10 +78,9 @@ SELECT (SELECT replies FROM processed WHERE message_sid = ?),
 FROM (SELECT 1) LEFT JOIN conversations AS c ON c.sender = ?
 """
 
-SWEEP_BATCH = 500
 LOCK_RETRY_SECONDS = 0.0005  # another process holds the write lock: look again this soon
 LOCK_WAIT_SECONDS = 5.0
-CHECKPOINT_EVERY_SECONDS = 0.25  # rows per transaction, so a sweep never holds the write lock for long
+CHECKPOINT_EVERY_SECONDS = 0.25
 
 
 class SqliteStore:
@@ -88,8 +89,19 @@ class SqliteStore:
         self.retention = retention
         # busy_timeout 0: never wait inside SQLite for another process's lock (that would stall
         # the event loop); writes retry from the loop instead, and WAL readers are not blocked.
-        self._db = _connect(self.path, busy_timeout_ms=0)
-        _with_retries(lambda: _create_schema(self._db))
+        # SQLite opens a file it may not write read-only without a word, and every turn would then
+        # fail: one real write now refuses the store at start-up, naming the file and the fix.
+        try:
+            self._db = _connect(self.path, busy_timeout_ms=0)
+        except sqlite3.Error as error:
+            raise files.cannot_open(self.path, error) from None
+        try:
+            _with_retries(lambda: _create_schema(self._db))
+            _with_retries(lambda: files.write_once(self._db))
+        except sqlite3.Error as error:
+            self._db.close()
+            raise files.cannot_open(self.path, error) from None
+        self._identity = files.identity(self.path)  # the file we write: still the one at our path?
         # Checkpoints (copying the WAL into the database file, with an fsync) happen in a
         # background thread, not in whichever request's COMMIT crosses the WAL threshold.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
@@ -128,11 +140,15 @@ class SqliteStore:
     def _flush(self) -> None:
         batch, self._queue = self._queue, []
         db = self._db
+        gone = files.gone(self.path, self._identity)  # one stat per group commit
+        if gone is not None:
+            _fail(batch, gone)
+            return
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) and "busy" not in str(error):
-                _fail(batch, error)
+                _fail(batch, files.unavailable(self.path, error))
                 return
             # Another process is writing: try again shortly without blocking this process's loop
             # (messages arriving meanwhile join the batch), for a bounded time.
@@ -152,10 +168,9 @@ class SqliteStore:
             else:
                 results = [_apply_in_savepoint(db, turn) for turn, _ in batch]
             db.execute("COMMIT")
-        except Exception as error:  # noqa: BLE001 (every waiting turn gets the error: answered 500)
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            _fail(batch, error)
+        except Exception as error:  # noqa: BLE001 (every waiting turn gets the error: 503 or 500)
+            files.roll_back(db)
+            _fail(batch, files.unavailable(self.path, error))
             return
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
@@ -182,25 +197,50 @@ class SqliteStore:
     async def _writing(self) -> AsyncIterator[sqlite3.Connection]:
         """A write transaction outside the group commit (rare writes: purge, outbound records),
         waiting for another process's write lock without blocking the event loop."""
+        gone = files.gone(self.path, self._identity)
+        if gone is not None:
+            raise gone
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > deadline:
+                if "locked" not in str(error):
+                    raise files.unavailable(self.path, error) from None
+                if time.monotonic() > deadline:
                     raise StoreBusy(f"SQLite database busy: {error}") from None
                 await asyncio.sleep(LOCK_RETRY_SECONDS * 4)
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("COMMIT")
+        except BaseException as error:
+            files.roll_back(self._db)
+            mapped = files.unavailable(self.path, error)
+            if mapped is error:
+                raise
+            raise mapped from error
+
+    async def health(self) -> StoreHealth:
+        """Healthy when our file is still at its path, writable after a restart too, and a real
+        write succeeds now (a full disk or an I/O error shows here)."""
+        gone = files.gone(self.path, self._identity)
+        problem = str(gone) if gone is not None else files.read_only(self.path)
+        if problem is None:
+            try:
+                async with self._writing() as db:
+                    files.probe_write(db)
+            except StoreBusy as error:
+                problem = str(error)
+        return StoreHealth(problem)
 
     async def due(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
         rows = self._db.execute("SELECT sender, at FROM deadlines WHERE at <= ? ORDER BY at LIMIT ?", (now, limit))
         return [(sender, at) for sender, at in rows.fetchall()]
+
+    async def drop_deadline(self, sender: str, at: float) -> None:
+        async with self._writing() as db:
+            db.execute("DELETE FROM deadlines WHERE sender = ? AND at = ?", (sender, at))
 
     async def purge(self, sender: str) -> Purged:
         async with self._writing() as db:
@@ -219,15 +259,9 @@ class SqliteStore:
     def _sweep(self, now: float) -> Purged:
         db = _connect(self.path)
         try:
-            conversations = _drop_idle_conversations(db, now - self.retention.seconds)
-            lines = _blank_old_texts(db, now - self.retention.seconds)
-            _drop_old_turns(db, now - self.retention.dedup_seconds)
-            with _transaction(db):  # outbound records hold numbers and texts too
-                db.execute("DELETE FROM outbound WHERE json_extract(record, '$.updated_at') < ?",
-                           (now - self.retention.dedup_seconds,))
+            return sweep(db, now, self.retention)
         finally:
             db.close()
-        return Purged(conversations, lines)
 
     async def save_outbound(self, message: OutboundMessage) -> None:
         async with self._writing() as db:
@@ -354,64 +388,3 @@ def _fail(batch: list[tuple[Turn, asyncio.Future[CommitResult]]], error: BaseExc
     for _, future in batch:
         if not future.done():
             future.set_exception(error)
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _drop_idle_conversations(db: sqlite3.Connection, cutoff: float) -> int:
-    idle = [(sender, cutoff) for (sender,) in
-            db.execute("SELECT sender FROM conversations WHERE updated_at < ?", (cutoff,)).fetchall()]
-    for start in range(0, len(idle), SWEEP_BATCH):
-        with _transaction(db):  # checked again: the conversation may have moved on meanwhile
-            db.executemany("DELETE FROM conversations WHERE sender = ? AND updated_at < ?",
-                           idle[start:start + SWEEP_BATCH])
-            db.executemany("DELETE FROM deadlines WHERE sender = ? AND NOT EXISTS "
-                           "(SELECT 1 FROM conversations WHERE sender = deadlines.sender)",
-                           [(sender,) for sender, _ in idle[start:start + SWEEP_BATCH]])
-    return len(idle)
-
-
-def _oldest_turns(db: sqlite3.Connection, cutoff: float, after: int) -> list[tuple[int, str, str]]:
-    """The next batch of turns older than ``cutoff`` in rowid (= arrival) order, read outside any
-    write transaction; stops at the first turn that is young enough."""
-    rows = db.execute("SELECT rowid, at, body, replies FROM processed WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                      (after, SWEEP_BATCH)).fetchall()
-    old = []
-    for rowid, at, body, replies in rows:
-        if at >= cutoff:
-            break
-        old.append((rowid, body, replies))
-    return old
-
-
-def _blank_old_texts(db: sqlite3.Connection, cutoff: float) -> int:
-    """Blank what people texted and what we answered once the retention period is over."""
-    lines, after = 0, 0
-    while batch := _oldest_turns(db, cutoff, after):
-        texts = [(rowid, replies) for rowid, body, replies in batch if body or replies != "[]"]
-        with _transaction(db):
-            db.executemany("UPDATE processed SET body = '', replies = '[]' WHERE rowid = ?",
-                           [(rowid,) for rowid, _ in texts])
-        lines += sum(1 + len(json.loads(replies)) for _, replies in texts)
-        after = batch[-1][0]
-        if len(batch) < SWEEP_BATCH:
-            break
-    return lines
-
-
-def _drop_old_turns(db: sqlite3.Connection, cutoff: float) -> None:
-    """Forget MessageSids past the de-duplication period (48 h or more)."""
-    while batch := _oldest_turns(db, cutoff, 0):
-        with _transaction(db):
-            db.executemany("DELETE FROM processed WHERE rowid = ?", [(rowid,) for rowid, _, _ in batch])
-        if len(batch) < SWEEP_BATCH:
-            break

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
 from bot.flows.compile import unique_label
+from bot.flows.json_body import json_document
 from bot.flows.schema import END, STATE_PATTERN, Fetch
 from bot.studio.errors import StudioError
 from bot.studio.liquid import paths_in
@@ -19,6 +20,10 @@ WAIT_PATTERN = "(?s).*"  # a send-and-wait-for-reply takes any reply
 HTTP_TIMEOUT = "10s"  # well within MAX_FETCH_TIMEOUT: the whole webhook must answer Twilio within 15 s
 HTTP_METHODS: tuple[str, ...] = get_args(Fetch.model_fields["method"].annotation)
 BLANK_CONDITIONS = ("is_blank", "is_not_blank")  # the conditions that take no argument
+_PLACEHOLDER = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+#: A JSON string (its placeholders whole, whatever quotes they hold), or a placeholder outside one.
+_JSON_TOKEN = re.compile(r'"(?:\{\{.*?\}\}|[^"\\]|\\.)*"|\{\{.*?\}\}', re.DOTALL)
+_UNESCAPED_QUOTE = re.compile(r'(?<!\\)"')
 #: How a taken state name is numbered (``ask-return_2``): unique_label's "label (2)" is no state name.
 NUMBERED = "{label}_{count}"
 
@@ -208,7 +213,7 @@ class Widgets:
                 if body.strip():
                     self.warn(f"widget {widget['name']!r}: a GET sends no body; its JSON body is not sent")
             elif body.strip():
-                fetch["json"] = Text(body)
+                fetch["json"] = Text(self._json_body(widget, body))
             if parameters:
                 self.warn(f"widget {widget['name']!r}: with a JSON body, its parameters are not sent")
         else:
@@ -220,6 +225,33 @@ class Widgets:
             self.warn(f"widget {widget['name']!r}: 'Add Twilio auth' is not supported: the request is sent "
                       "without your Twilio credentials")
         return self._lookup(widget, name, fetch, failed="failed")
+
+    def _json_body(self, widget: dict[str, Any], body: str) -> str:
+        """Studio's JSON body as our ``json:`` text, where each string value is filled in on its own.
+
+        Studio fills its placeholders into the text and then sends it, so a ``{{ … }}`` outside
+        quotes (``"age": {{flow.variables.age}}``), or a quote in what people texted, becomes
+        structure. Here such a placeholder is put in quotes (one string value) with a warning; a
+        ``{% … %}`` tag outside the strings cannot be kept, and refuses the widget.
+        """
+        bare: list[str] = []
+
+        def token(match: re.Match[str]) -> str:
+            text = match.group(0)
+            if text.startswith('"'):  # a string: quotes inside its placeholders are Liquid's, not JSON's
+                return _PLACEHOLDER.sub(lambda inner: _UNESCAPED_QUOTE.sub('\\\\"', inner.group(0)), text)
+            bare.append(text)
+            return json.dumps(text, ensure_ascii=False)
+
+        quoted = _JSON_TOKEN.sub(token, body)
+        try:
+            json_document(quoted)
+        except ValueError as error:
+            raise Refused(f"its JSON body cannot be sent as one value per placeholder: {error}") from None
+        if bare:
+            self.warn(f"widget {widget['name']!r}: {', '.join(bare)} in its JSON body is outside quotes; it is "
+                      "sent as a string value, so what people text can never add fields")
+        return quoted
 
     def _run_function(self, widget: dict[str, Any], name: str) -> dict[str, Any]:
         url = _text(_properties(widget).get("url")).strip()

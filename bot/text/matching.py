@@ -49,9 +49,57 @@ def _contains(said: list[str], phrase: list[str]) -> bool:
     return any(said[start:start + width] == phrase for start in range(len(said) - width + 1))
 
 
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """A flow's regular expression, case-insensitive, with ``\\d`` meaning only 0-9.
+
+    Python's ``\\d`` also takes other scripts' digits (Arabic-Indic ٣, Devanagari ३), which a
+    pattern such as ``'^\\d{6}$'`` would then save and send to a web service expecting 0-9.
+    ``re.ASCII`` would fix that, but would also make ``\\w`` and case-folding ASCII-only ("Zoë"),
+    so only ``\\d`` and ``\\D`` are rewritten (:func:`ascii_digits`). Raises ``re.error``.
+    """
+    return re.compile(ascii_digits(pattern), re.IGNORECASE)
+
+
+def ascii_digits(pattern: str) -> str:
+    """``pattern`` with ``\\d`` as ``[0-9]`` (``0-9`` inside a character class) and ``\\D`` as
+    ``[^0-9]`` outside one; an escaped backslash (``\\\\d``) is left alone. Inside a class ``\\D``
+    stays Python's: it excludes every script's digits, the stricter reading."""
+    out: list[str] = []
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escaped = pattern[index + 1]
+            if escaped == "d":
+                out.append("0-9" if in_class else "[0-9]")
+            elif escaped == "D" and not in_class:
+                out.append("[^0-9]")
+            else:
+                out.append(char + escaped)
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+            out.append(char)
+            index += 1
+            # A "]" right after "[" or "[^" is a literal, not the end of the class.
+            for opening in ("^", "]"):
+                if index < len(pattern) and pattern[index] == opening:
+                    out.append(opening)
+                    index += 1
+            continue
+        if char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
 def pattern_matcher(pattern: str) -> Matcher:
-    """A regular expression (case-insensitive) found in the trimmed text; saves group 1 if any."""
-    compiled = re.compile(pattern, re.IGNORECASE)
+    """A regular expression (case-insensitive, ``\\d`` = 0-9) found in the trimmed text; saves
+    group 1 if any."""
+    compiled = compile_pattern(pattern)
 
     def matches(normalised: str, original: str) -> Any:
         found = compiled.search(trim(original))
@@ -134,6 +182,6 @@ def condition(name: str, pattern: str | None = None) -> Condition:
     if name == "regex":
         if pattern is None:
             raise ValueError("the regex condition needs a pattern")
-        compiled = re.compile(pattern, re.IGNORECASE)
+        compiled = compile_pattern(pattern)
         return lambda value, argument: compiled.search(value) is not None
     return _CONDITIONS[name]

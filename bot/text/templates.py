@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -16,15 +16,6 @@ from liquid import BoundTemplate, Environment
 from liquid.exceptions import LiquidError
 
 _ENVIRONMENT = Environment(autoescape=False)
-
-#: Words that mark an environment variable as secret ("STRIPE_API_KEY", "DB_PASSWORD"); templates
-#: never see such variables, nor any TWILIO_ setting. Matched as whole words of the name, so
-#: MONKEY_NAME stays readable.
-_SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "KEY", "APIKEY", "AUTH",
-                           "CREDENTIAL", "CREDENTIALS", "PRIVATE", "SIGNATURE", "SID", "DSN"})
-_SECRET_PARTS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY")  # also inside words
-_SECRET_NAMES = frozenset({"STORE_URL", "DATABASE_URL", "REDIS_URL"})  # URLs that carry passwords
-_NAME_WORDS = re.compile(r"[A-Za-z0-9]+")
 
 
 class TemplateSyntaxError(ValueError):
@@ -44,38 +35,151 @@ def variables(template: BoundTemplate) -> set[str]:
     return set(template.variables())
 
 
-def public_environment() -> dict[str, str]:
-    """The environment variables templates may read as ``{{ env.NAME }}``: none that look secret."""
-    return {name: value for name, value in os.environ.items() if not looks_secret(name)}
+def public_environment(allowed: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What templates see as ``{{ env.NAME }}``: the variables named in ``allowed`` (the FLOW_ENV
+    setting) that are set in ``environ`` (default: the process environment), and nothing else.
+
+    An allow-list, because a list of secret-looking names is never complete (``MYSQL_PWD``,
+    ``MONGODB_URI``, ``HTTPS_PROXY`` got through one); with no names given, templates see none.
+    """
+    source = os.environ if environ is None else environ
+    return {name: source[name] for name in allowed if name in source}
 
 
-def looks_secret(name: str) -> bool:
-    upper = name.upper()
-    if upper.startswith("TWILIO_") or upper in _SECRET_NAMES:
-        return True
-    return any(word in _SECRET_WORDS or any(part in word for part in _SECRET_PARTS)
-               for word in _NAME_WORDS.findall(upper))
+def env_names(template: BoundTemplate) -> set[str]:
+    """The names a template reads as ``{{ env.NAME }}`` or ``{{ env['NAME'] }}`` (found by Liquid's
+    own analysis, so tags, filters and conditions count too; a computed ``env[name]`` cannot be known)."""
+    return {segments[1] for segments in template.variable_segments()
+            if len(segments) > 1 and segments[0] == "env" and isinstance(segments[1], str)}
 
 
 def render(template: BoundTemplate, context: Mapping[str, Any]) -> str:
     return template.render(**context)
 
 
-def render_url(template: BoundTemplate, user_values: Mapping[str, Any], trusted: Mapping[str, Any]) -> str:
-    """Render a URL template with every value people typed percent-encoded.
+#: A JSON document to send: mappings and lists as the flow file wrote them, a template at each
+#: string leaf, numbers, booleans and null as written.
+JsonTemplate = BoundTemplate | dict[str, "JsonTemplate"] | list["JsonTemplate"] | str | int | float | bool | None
 
-    A reply such as ``../admin?x=1`` then stays one path segment instead of steering the request.
-    Trusted values (``env``, the bot's own base URL) are inserted as written.
+
+def render_json(document: JsonTemplate, context: Mapping[str, Any]) -> Any:
+    """The document with each template rendered to ONE string value: the structure (fields,
+    nesting, lists) is the flow file's, whatever the values hold; the fetcher serialises it."""
+    if isinstance(document, BoundTemplate):
+        return document.render(**context)
+    if isinstance(document, dict):
+        return {key: render_json(item, context) for key, item in document.items()}
+    if isinstance(document, list):
+        return [render_json(item, context) for item in document]
+    return document
+
+
+class UnsafeURL(ValueError):
+    """A lookup address whose scheme or host would come from the conversation, not the flow file."""
+
+
+def render_url(template: BoundTemplate, values: Mapping[str, Any], trusted: Mapping[str, Any],
+               verbatim: Mapping[str, str] | None = None) -> str:
+    """Render a URL template with every conversation value percent-encoded as one value.
+
+    ``values`` are everything the conversation holds: saved answers, ``set`` values, ``flow.*``,
+    lookups, ``message``, ``sender``. Any of them may hold what a person texted, directly or
+    copied (a Studio ``flow.variables.order: '{{widgets.ask.inbound.Body}}'``), so a reply such as
+    ``../admin?x=1#`` stays one path segment or query value instead of steering the request.
+    Only ``trusted`` (``env``: the operator's environment) and ``verbatim`` (dotted paths whose
+    current value the flow file itself wrote, from literal text and ``env``) are inserted as
+    written, with the template's own text. Raises UnsafeURL when the address's scheme and host
+    (or the leading ``/`` of the bot's own address) would not be the flow file's: an empty reply
+    in front of ``/admin`` must not make the bot ask itself.
     """
-    encoded = {name: _encode(value) for name, value in user_values.items()}
-    return template.render(**{**encoded, **trusted})
+    url = template.render(**_context(values, trusted, verbatim, _encode))
+    marked = template.render(**_context(values, trusted, verbatim, _mark))
+    if _MARK in _origin(marked):
+        raise UnsafeURL("the address would take its host from a conversation value; "  # no value: the log
+                        "start it with literal text or {{ env.NAME }}")
+    return url
+
+
+def written_by_flows(values: Mapping[str, Any], constant_sets: Iterable[tuple[str, BoundTemplate]],
+                     trusted: Mapping[str, Any]) -> dict[str, str]:
+    """The ``verbatim`` values of :func:`render_url`: those at a dotted path that hold exactly
+    what a ``set`` there from literal text and ``trusted`` alone gives (``constant_sets``).
+
+    Compared by value at each lookup rather than remembered, so a person's text saved or copied
+    under the same name (or left there by an earlier version of the flows) is still encoded.
+    """
+    written: dict[str, str] = {}
+    for path, template in constant_sets:
+        current: Any = values
+        for part in path.split("."):
+            current = current.get(part) if isinstance(current, Mapping) else None
+        if isinstance(current, str) and path not in written:
+            try:
+                if current == template.render(**trusted).strip():  # as ``set`` stores it
+                    written[path] = current
+            except LiquidError:
+                continue
+    return written
+
+
+_MARK = "\ue000"  # stands for a conversation value when checking where the address points
+_ORIGIN = re.compile(r"[^/?#]*(//[^/?#]*)?")  # "https://host:port", "//host", or what precedes a "/"
+
+
+def _origin(url: str) -> str:
+    """The part of an address that says where it goes: scheme and authority, or "/" for the bot."""
+    if url.startswith("/") and not url.startswith("//"):
+        return "/"
+    match = _ORIGIN.match(url)
+    return match.group(0) if match else url
+
+
+def _context(values: Mapping[str, Any], trusted: Mapping[str, Any], verbatim: Mapping[str, str] | None,
+             make_safe: Callable[[Any], Any]) -> dict[str, Any]:
+    context: dict[str, Any] = {name: make_safe(value) for name, value in values.items()}
+    for path, value in (verbatim or {}).items():
+        _place(context, path.split("."), value)
+    return {**context, **trusted}
+
+
+def _place(tree: dict[str, Any], parts: list[str], value: str) -> None:
+    """Put ``value`` back as written at ``parts`` of a made-safe tree (whose mappings are copies)."""
+    for part in parts[:-1]:
+        child = tree.get(part)
+        if not isinstance(child, dict):
+            return
+        tree = child
+    if parts[-1] in tree:
+        tree[parts[-1]] = value
+
+
+class _SafeMapping(dict[str, Any]):
+    """A mapping of made-safe values that also prints (``{{ result }}``) as one made-safe value."""
+
+    def __init__(self, items: dict[str, Any], printed: str) -> None:
+        super().__init__(items)
+        self.printed = printed
+
+    def __str__(self) -> str:
+        return self.printed
 
 
 def _encode(value: Any) -> Any:
     if isinstance(value, str):
-        return quote(value, safe="")
+        encoded = quote(value, safe="")
+        # "." and ".." need no encoding, yet as a path segment they mean "here" and "up one".
+        return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
     if isinstance(value, Mapping):
-        return {key: _encode(item) for key, item in value.items()}
+        return _SafeMapping({key: _encode(item) for key, item in value.items()}, quote(str(value), safe=""))
     if isinstance(value, list):
         return [_encode(item) for item in value]
     return value
+
+
+def _mark(value: Any) -> Any:
+    """Every leaf, numbers and empty ones too: a saved 5 must not become host 0.0.0.5 either."""
+    if isinstance(value, Mapping):
+        return _SafeMapping({key: _mark(item) for key, item in value.items()}, _MARK)
+    if isinstance(value, list):
+        return [_mark(item) for item in value] or _MARK
+    return _MARK
