@@ -41,22 +41,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._completed_in_read = False
         super().data_received(data)
-        if not self._in_head or self._completed_in_read or self.transport.is_closing():
-            return
-        self._head_bytes += len(data)
-        if self._head_bytes > self.max_head_bytes:
-            self._refuse_head()
-
-    def on_message_begin(self) -> None:
-        self._in_head, self._head_bytes = True, 0
-        super().on_message_begin()
+        if self._in_head and not self._completed_in_read and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse_head()
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head, self._head_bytes = False, 0  # the next head is counted from zero
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._in_head, self._completed_in_read = True, True
+        self._in_head = self._completed_in_read = True
         super().on_message_complete()
 
     def _refuse_head(self) -> None:

@@ -76,7 +76,8 @@ def _masked_number(found: re.Match[str]) -> str:
 
 
 def mask_record(record: logging.LogRecord) -> None:
-    """Mask ``record`` in place, once: its message (arguments filled in), traceback and stack.
+    """Mask ``record`` in place, once: its message (arguments filled in when they hold something
+    to mask), traceback and stack.
 
     The traceback is formatted here and kept as ``exc_text`` (what every Formatter prints), and
     ``exc_info`` dropped, so no later formatter or error reporter renders it again unmasked.
@@ -88,7 +89,10 @@ def mask_record(record: logging.LogRecord) -> None:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - bad arguments: logging would print them raw in its error report
         message = f"{record.msg} (arguments that do not fit the message were dropped)"
-    record.msg, record.args = mask_text(message), None
+        record.msg, record.args = message, None
+    masked = mask_text(message)
+    if masked != message:  # else left as it was: formatters that read the arguments (uvicorn's) still can
+        record.msg, record.args = masked, None
     if record.exc_info:
         record.exc_text = mask_text(record.exc_text or _TRACEBACKS.formatException(record.exc_info))
         record.exc_info = None

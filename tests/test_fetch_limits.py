@@ -111,11 +111,13 @@ class CountingTransport(httpx.AsyncHTTPTransport):
 
 
 async def declares_too_much(scope: Scope, receive: Receive, send: Send) -> None:
-    """Says 300 MB are coming, sends a little, then keeps the connection open."""
+    """Says 300 MB are coming, sends a little, then keeps the connection open until the client goes."""
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"300000000")]})
     await send({"type": "http.response.body", "body": b"[" * 1024, "more_body": True})
-    await asyncio.sleep(5)
+    async with asyncio.timeout(5):
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ message; only power loss can drop the last moments, which is out of scope.
 
 One row per processed message (``processed``: MessageSid, sender, what they texted, what we
 answered) is both the de-duplication record and the transcript, so a turn writes two rows, not
-four; the ``transcript`` view shows it line by line.
+four; the ``transcript`` view shows it line by line. Whether the file is writable and still the one
+opened is checked in ``sqlite_files.py``; the retention sweep is ``sqlite_sweep.py``.
 """
 
 from __future__ import annotations
