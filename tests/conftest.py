@@ -40,6 +40,31 @@ program:
 
 
 
+#: A survey that waits 10 minutes for a rating, then nudges once (engine, inbox and timer tests).
+SURVEY_WITH_NUDGE = """\
+flow: survey
+triggers: [SURVEY]
+start: ask
+states:
+  ask:
+    say: "Rate us 1-5."
+    replies:
+      - number: {min: 1, max: 5}
+        save: score
+        go: thanks
+    otherwise: "1 to 5, please."
+    timeout: {after: 10m, go: nudge}
+  nudge:
+    say: "Still there? Rate us 1-5."
+    replies:
+      - number: {min: 1, max: 5}
+        save: score
+        go: thanks
+    otherwise: "1 to 5, please."
+  thanks: {say: "Thanks for the {{ score }}!"}
+"""
+
+
 def counting_flow(steps: int = 20) -> str:
     """A flow whose state is the count: COUNT starts at 0, each "tick" moves one step and says
     the new number, so lost or doubled transitions show in the final state and the replies."""

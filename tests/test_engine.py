@@ -13,7 +13,7 @@ from bot.engine import Engine
 from bot.flows.loader import load_flows
 from bot.text import templates
 from bot.types import Conversation, Inbound, Message, Skip
-from tests.conftest import SHIPPED_FLOWS, write_flows
+from tests.conftest import SHIPPED_FLOWS, SURVEY_WITH_NUDGE, write_flows
 
 _sids = itertools.count()
 
@@ -465,28 +465,6 @@ def test_entering_an_unknown_flow_and_two_catch_alls_are_errors(tmp_path: Path) 
     assert "unknown flow 'quiz'" in text and "already starts on any message" in text
 
 
-NUDGE = """\
-flow: survey
-triggers: [SURVEY]
-start: ask
-states:
-  ask:
-    say: "Rate us 1-5."
-    replies:
-      - number: {min: 1, max: 5}
-        save: score
-        go: thanks
-    otherwise: "1 to 5, please."
-    timeout: {after: 10m, go: nudge}
-  nudge:
-    say: "Still there? Rate us 1-5."
-    replies:
-      - number: {min: 1, max: 5}
-        save: score
-        go: thanks
-    otherwise: "1 to 5, please."
-  thanks: {say: "Thanks for the {{ score }}!"}
-"""
 
 
 async def test_a_wait_timeout_fires_once_through_the_inbox(tmp_path: Path) -> None:
@@ -495,7 +473,7 @@ async def test_a_wait_timeout_fires_once_through_the_inbox(tmp_path: Path) -> No
 
     now = [1_000.0]
     store = MemoryStore()
-    engine = Engine(load_flows(write_flows(tmp_path, {"s.yaml": NUDGE})), CannedFetcher(), env={},
+    engine = Engine(load_flows(write_flows(tmp_path, {"s.yaml": SURVEY_WITH_NUDGE})), CannedFetcher(), env={},
                     clock=lambda: now[0])
     inbox = Inbox(store, engine)
     assert (await inbox.receive(Inbound("SM1", "+1", to="+15550009999", body="survey"))).replies == ("Rate us 1-5.",)
@@ -525,7 +503,7 @@ async def test_a_flow_started_by_a_broadcast_arms_its_timeout_once(tmp_path: Pat
     from bot.store.memory import MemoryStore
 
     store = MemoryStore()
-    engine = Engine(load_flows(write_flows(tmp_path, {"s.yaml": NUDGE})), CannedFetcher(), env={},
+    engine = Engine(load_flows(write_flows(tmp_path, {"s.yaml": SURVEY_WITH_NUDGE})), CannedFetcher(), env={},
                     clock=lambda: 1_000.0)
     inbox = Inbox(store, engine)
     started = await inbox.start("+1", "survey", {}, "broadcast:b|+1")

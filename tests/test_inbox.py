@@ -25,33 +25,13 @@ from bot.inbox import MAX_ATTEMPTS, Inbox, Patience
 from bot.logs import SERVER_FORMAT
 from bot.store import CommitResult, Store, StoreBusy, open_store
 from bot.text.normalise import trim
-from bot.types import Conversation, Inbound, Skip, Turn
-from tests.conftest import write_flows
+from bot.types import Inbound, Skip, Turn
+from tests.conftest import SURVEY_WITH_NUDGE, write_flows
+from tests.test_store import load, recorded
 
 # -- flows -----------------------------------------------------------------------------------------
 
-SURVEY = """\
-flow: survey
-triggers: [SURVEY]
-start: ask
-states:
-  ask:
-    say: "Rate us 1-5."
-    replies:
-      - number: {min: 1, max: 5}
-        save: score
-        go: thanks
-    otherwise: "1 to 5, please."
-    timeout: {after: 10m, go: nudge}
-  nudge:
-    say: "Still there? Rate us 1-5."
-    replies:
-      - number: {min: 1, max: 5}
-        save: score
-        go: thanks
-    otherwise: "1 to 5, please."
-  thanks: {say: "Thanks for the {{ score }}!"}
-"""
+SURVEY = SURVEY_WITH_NUDGE
 
 # A broadcast-style flow whose opening state tells staff (notify) and waits with a timeout.
 REMIND = """\
@@ -202,14 +182,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     opened = open_store(store_url(request.param, tmp_path))
     yield opened
     await opened.close()
-
-
-async def conversation_of(store: Store, sender: str) -> Conversation:
-    return (await store.snapshot(sender, "")).conversation
-
-
-async def recorded(store: Store, message_sid: str) -> tuple[str, ...] | None:
-    return (await store.snapshot("+0", message_sid)).recorded_replies
 
 
 class OtherProcess:
@@ -410,11 +382,11 @@ async def test_a_stale_timeout_does_not_touch_updated_at(store: Store, tmp_path:
     await inbox.receive(Inbound("SM1", "+1", to="+15550009999", body="survey"))
     clock.now = 1_300.0
     await inbox.receive(Inbound("SM2", "+1", body="9"))  # answered (otherwise): re-armed at 1_900
-    before = await conversation_of(store, "+1")
+    before = await load(store, "+1")
     clock.now = 1_650.0
     fired = await inbox.time_out("+1", 1_600.0, Deliveries())  # the entry the timer read before SM2
     assert fired.replies == ()
-    assert (await conversation_of(store, "+1")).updated_at == before.updated_at
+    assert (await load(store, "+1")).updated_at == before.updated_at
 
 
 async def test_a_purged_person_is_not_brought_back_by_their_timeout(
@@ -430,7 +402,7 @@ async def test_a_purged_person_is_not_brought_back_by_their_timeout(
     clock.now = 1_601.0
     for sender, due_at in await store.due(clock.now):  # what the app's timer loop does
         await inbox.time_out(sender, due_at, Deliveries())
-    assert (await conversation_of(store, "+1")).version == 0  # nothing stored for them
+    assert (await load(store, "+1")).version == 0  # nothing stored for them
 
 
 # -- paths nothing else covered --------------------------------------------------------------------
@@ -494,7 +466,7 @@ async def test_timeouts_for_an_opted_out_sender_move_on_silently(store: Store, t
     clock.now = 1_601.0
     fired = await inbox.time_out("+1", 1_600.0, deliver)
     assert fired.replies == () and deliver.sent == []
-    assert (await conversation_of(store, "+1")).state == "nudge"
+    assert (await load(store, "+1")).state == "nudge"
     assert await store.due(10_000.0) == []
     assert await recorded(store, "timeout:+1:1600.0") == ()
 
@@ -509,7 +481,7 @@ async def test_a_stale_timeout_only_rewrites_the_index(store: Store, tmp_path: P
     clock.now = 1_650.0
     assert (await inbox.time_out("+1", 1_600.0, deliver)).replies == ()
     assert deliver.sent == []
-    assert (await conversation_of(store, "+1")).state == "ask"
+    assert (await load(store, "+1")).state == "ask"
     assert await store.due(10_000.0) == [("+1", 1_900.0)]
     # The real deadline still fires, once.
     clock.now = 1_901.0
@@ -528,7 +500,7 @@ async def test_a_timeout_after_the_conversation_ended_says_nothing(store: Store,
     clock.now = 1_601.0
     fired = await inbox.time_out("+1", 1_600.0, deliver)  # …and a late firing of it changes nothing
     assert fired.replies == () and deliver.sent == []
-    assert not (await conversation_of(store, "+1")).active
+    assert not (await load(store, "+1")).active
 
 
 async def test_help_while_waiting_keeps_the_clock_and_stop_clears_it(store: Store, tmp_path: Path) -> None:
@@ -537,10 +509,10 @@ async def test_help_while_waiting_keeps_the_clock_and_stop_clears_it(store: Stor
     await inbox.receive(Inbound("SM1", "+1", to="+15550009999", body="survey"))
     clock.now = 1_300.0
     await inbox.receive(Inbound("SM2", "+1", body="HELP"))
-    assert (await conversation_of(store, "+1")).timeout is not None
+    assert (await load(store, "+1")).timeout is not None
     assert await store.due(10_000.0) == [("+1", 1_600.0)]
     await inbox.receive(Inbound("SM3", "+1", body="STOP"))
-    stopped = await conversation_of(store, "+1")
+    stopped = await load(store, "+1")
     assert (stopped.active, stopped.timeout, stopped.returns, stopped.channel) == (False, None, [], "+15550009999")
     assert await store.due(10_000.0) == []
 
@@ -577,7 +549,7 @@ async def test_a_start_that_conflicts_retries_then_gives_up(store: Store, tmp_pa
     started = await Inbox(racing, engine).start("+1", "survey", {}, "broadcast:b|+1")  # type: ignore[arg-type]
     assert racing.results == [CommitResult.CONFLICT, CommitResult.COMMITTED]
     assert started.replies == ("Rate us 1-5.",)
-    assert (await conversation_of(store, "+1")).state == "ask"
+    assert (await load(store, "+1")).state == "ask"
 
     always = Interfering(store, they_text, times=MAX_ATTEMPTS)
     with pytest.raises(StoreBusy):
@@ -591,12 +563,12 @@ async def test_a_dry_run_for_someone_mid_conversation_changes_nothing(store: Sto
     engine = Engine(flows_in(tmp_path, survey=SURVEY, remind=REMIND), CannedFetcher(), env={}, clock=clock)
     inbox = Inbox(store, engine, lambda record, notes: notified.append(notes))
     await inbox.receive(Inbound("SM1", "+1", to="+15550009999", body="survey"))
-    before = await conversation_of(store, "+1")
+    before = await load(store, "+1")
     due_before = await store.due(10_000.0)
     clock.now = 1_100.0
     shown = await inbox.start("+1", "remind", {"name": "Ada"}, "broadcast:b|+1", dry_run=True)
     assert (shown.replies, shown.duplicate, shown.skipped) == (("Hi Ada, reply YES to confirm.",), False, None)
-    assert await conversation_of(store, "+1") == before
+    assert await load(store, "+1") == before
     assert await store.due(10_000.0) == due_before
     assert await recorded(store, "broadcast:b|+1") is None
     assert notified == []
@@ -641,7 +613,7 @@ states:
     saved = trim(body)  # what a pattern sees and saves: whitespace runs collapsed (as before)
     assert "{{ env.SECRET }}" in saved and "\"quoted\"" in saved
     assert said.replies == (f"You said: {saved}",)
-    kept = await conversation_of(store, "+1")
+    kept = await load(store, "+1")
     assert kept.vars["_timeout"] == saved and kept.vars["channel"] == saved
     assert kept.vars["flow"]["channel"]["address"] == saved
     assert (kept.channel, kept.timeout is not None) == ("+15550009999", True)
@@ -650,7 +622,7 @@ states:
     [(sender, due_at)] = await store.due(clock.now)
     await inbox.time_out(sender, due_at, deliver)
     assert [to for to, _, _ in deliver.sent] == []  # end says nothing…
-    assert not (await conversation_of(store, "+1")).active  # …and the conversation ended
+    assert not (await load(store, "+1")).active  # …and the conversation ended
 
 
 async def test_an_old_sqlite_database_keeps_working(tmp_path: Path) -> None:
@@ -683,11 +655,11 @@ async def test_an_old_sqlite_database_keeps_working(tmp_path: Path) -> None:
         for sender, due_at in await store.due(clock.now):
             await inbox.time_out(sender, due_at, deliver)
         assert deliver.sent == [("+15550009999", "timeout:+1:1600.0", ("Still there? Rate us 1-5.",))]
-        migrated = await conversation_of(store, "+1")
+        migrated = await load(store, "+1")
         assert (migrated.state, "_timeout" in migrated.vars, migrated.channel) == ("nudge", False, "+15550009999")
         back = await inbox.receive(Inbound("SM2", "+2", to="+15550008888", body="blue"))
         assert back.replies == ("Back in main; you said blue.",)
-        assert not (await conversation_of(store, "+2")).active
+        assert not (await load(store, "+2")).active
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
