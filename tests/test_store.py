@@ -552,3 +552,34 @@ async def test_redis_health_reports_an_unreachable_server() -> None:
             await load(store, "+1")
     finally:
         await store.close()
+
+
+async def test_closing_sqlite_waits_for_a_checkpoint_running_in_its_thread(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelling the checkpoint task does not stop its thread: closing the connection under it
+    crashed the whole process at shutdown (a segfault in a fresh-clone run)."""
+    import sqlite3
+    import threading
+
+    from bot.store import sqlite as sqlite_store
+
+    started, finished, problems = threading.Event(), threading.Event(), []
+
+    def slow_checkpoint(db: sqlite3.Connection) -> None:
+        started.set()
+        threading.Event().wait(0.2)  # still checkpointing when the store is closed
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as error:
+            problems.append(error)
+        finished.set()
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY_SECONDS", 0.01)
+    monkeypatch.setattr(sqlite_store, "_checkpoint", slow_checkpoint)
+    store = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
+    await store.commit(turn(await load(store, "+1"), "SM1"))  # starts the checkpointer
+    while not started.is_set():
+        await asyncio.sleep(0.005)
+    await store.close()
+    assert await asyncio.to_thread(finished.wait, 5)
+    assert problems == []  # the connection was still open when the checkpoint used it

@@ -179,12 +179,17 @@ class SqliteStore:
 
     async def _checkpoint_periodically(self) -> None:
         checkpointer = _connect(self.path, busy_timeout_ms=0)
+        running: asyncio.Future[None] | None = None
         try:
             while True:
                 await asyncio.sleep(CHECKPOINT_EVERY_SECONDS)
-                with contextlib.suppress(sqlite3.OperationalError):  # busy: the next round will do
-                    await asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                running = asyncio.ensure_future(asyncio.to_thread(_checkpoint, checkpointer))
+                await asyncio.shield(running)
         finally:
+            # Cancelling the task does not stop the thread: closing the connection while the
+            # thread still uses it crashes the process (seen as a segfault at shutdown).
+            if running is not None and not running.done():
+                await asyncio.wait({running})
             checkpointer.close()
 
     def _flush_if_queued(self) -> None:
@@ -294,6 +299,11 @@ class SqliteStore:
         with contextlib.suppress(sqlite3.OperationalError):
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._db.close()
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.OperationalError):  # busy: the next round will do
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
