@@ -45,6 +45,8 @@ from tests.signed_webhooks import (
 from tests.test_server_process import HELP_TEXT, SHIPPED, clean_env
 from tests.test_store import make_sqlite_store, read_only
 
+pytestmark = pytest.mark.slow  # every test starts real server processes
+
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
