@@ -21,6 +21,7 @@ class ComplianceAnswer:
     reply: str | None  # what to text back (None: nothing)
     opt_out: bool | None  # True: opt out; False: opt back in; None: unchanged
     ends_conversation: bool = False
+    answers_opted_out: bool = False  # HELP from an opted-out number: answered all the same
 
 
 def answered_at_once(inbound: Inbound) -> bool:
@@ -43,10 +44,11 @@ def compliance_answer(inbound: Inbound, word: str, opted_out: bool,
         return ComplianceAnswer(f"compliance {word.upper()}", program.opt_out, True, ends_conversation=True)
     if word in OPT_IN_WORDS or (opted_out and word in OPT_IN_WHILE_OPTED_OUT):
         return ComplianceAnswer(f"compliance {word.upper()}", program.opt_in, False)
+    if word in HELP_WORDS and (not opted_out or program.help_when_opted_out):
+        return ComplianceAnswer(f"compliance {word.upper()}", program.help, None,
+                                answers_opted_out=opted_out)
     if opted_out:
         return ComplianceAnswer("opted out: silent", None, None)
-    if word in HELP_WORDS:
-        return ComplianceAnswer(f"compliance {word.upper()}", program.help, None)
     return None
 
 

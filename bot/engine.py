@@ -124,6 +124,7 @@ class Engine:
         if answer.ends_conversation:
             conversation.end()
         outcome.conversation_changed = answer.ends_conversation
+        outcome.answers_opted_out = answer.answers_opted_out
         outcome.opt_out = answer.opt_out
         self._step(outcome, answer.rule, before)
         if answer.reply is not None:

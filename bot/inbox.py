@@ -154,8 +154,8 @@ class Inbox:
                 trace = tuple(outcome.trace)
                 if outcome.skipped is not None:
                     return _logged(event, Received((), trace=trace, skipped=outcome.skipped), started)
-                if snapshot.opted_out and outcome.opt_out is not False:
-                    replies = ()  # never text an opted-out number, whatever a flow says
+                if snapshot.opted_out and outcome.opt_out is not False and not outcome.answers_opted_out:
+                    replies = ()  # never text an opted-out number, whatever a flow says (HELP excepted)
                 if dry_run:
                     return Received(replies, trace=trace)
                 answer = ticket.decide()

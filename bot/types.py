@@ -140,6 +140,9 @@ class Outcome:
     #: False when the turn left the conversation as it was (HELP, START): then it is not written,
     #: so a compliance word answered beside a slow turn never makes that turn conflict and redo.
     conversation_changed: bool = True
+    #: The reply may go to a number that opted out: the HELP text, which carriers require to be
+    #: answered whatever the subscription (nothing else ever is).
+    answers_opted_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

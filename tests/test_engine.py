@@ -144,8 +144,10 @@ async def test_stop_opts_out_once_then_silence() -> None:
     await chat.send("JOIN")
     assert (await chat.send("Stop!"))[0].startswith("You're unsubscribed")
     assert chat.opted_out and not chat.conversation.active
-    for text in ["STOP", "help", "JOIN", "hello"]:
+    for text in ["STOP", "JOIN", "hello"]:
         assert await chat.send(text) == []
+    assert (await chat.send("help"))[0].startswith("Acme Orders")  # HELP: answered whatever the subscription
+    assert chat.opted_out
     assert (await chat.send("yes"))[0].startswith("You're subscribed")
     assert not chat.opted_out
     assert (await chat.send("yes"))[0].startswith("Sorry")  # YES is not an opt-in word any more
@@ -569,3 +571,19 @@ async def test_variables_named_like_the_engine_bookkeeping_are_the_authors(tmp_p
         assert (await inbox.receive(Inbound("SM3", "+1", body="world"))).replies == ("you said hello and world",)
     finally:
         await store.close()
+
+
+async def test_help_is_answered_after_stop_unless_the_program_turns_it_off(tmp_path: Path) -> None:
+    """CTIA's short-code rules want HELP answered whatever the subscription; nothing else is.
+    A program may turn that off (``help_when_opted_out: false``)."""
+    from bot.inbox import Inbox
+    from bot.store.memory import MemoryStore
+    from tests.conftest import PROGRAM_YAML
+
+    for allowed, expected in ((True, ("Test Program: text COUNT to count. Reply STOP to opt out.",)), (False, ())):
+        program = PROGRAM_YAML + ("" if allowed else "  help_when_opted_out: false\n")
+        flows = load_flows(write_flows(tmp_path / str(allowed), {}, program=program))
+        inbox = Inbox(MemoryStore(), Engine(flows, CannedFetcher(), env={}))
+        await inbox.receive(Inbound("SM1", "+1", body="STOP"))
+        assert (await inbox.receive(Inbound("SM2", "+1", body="help"))).replies == expected
+        assert (await inbox.receive(Inbound("SM3", "+1", body="hello"))).replies == ()

@@ -375,7 +375,7 @@ def test_finding_9_a_failed_store_write_is_503_with_retry_after_and_healthz_says
         assert healthz(server).status_code == 200
         retried = signed_post(server.url, "STOP", "+15550001234", "SM" + "5" * 32)
         assert retried.status_code == 200 and replies_of(retried.text) == [SHIPPED.program.opt_out]
-        assert signed_text(server.url, "HELP", "+15550001234") == []  # opted out, and it stuck
+        assert signed_text(server.url, "hello", "+15550001234") == []  # opted out, and it stuck
 
 
 def test_finding_9_a_deleted_store_file_is_reported_and_not_written_to(tmp_path: Path) -> None:
@@ -450,7 +450,7 @@ def test_finding_15a_a_status_callback_posted_to_sms_is_recorded_not_answered(tm
             assert answer.status_code == 200, answer.text
             assert answer.headers["content-type"].startswith("text/xml")
             assert replies_of(answer.text) == [], answer.text
-        assert signed_text(server.url, "HELP", recipient) == []  # 21610 learnt: opted out
+        assert signed_text(server.url, "hello", recipient) == []  # 21610 learnt: opted out
         assert signed_text(server.url, "HELP", "+15550003333") == [HELP_TEXT]
     with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as db:
         senders = {sender for (sender,) in db.execute("SELECT sender FROM conversations")}

@@ -368,6 +368,8 @@ class ProgramTexts(_Strict):
     #: sent when a conversation's flow or state was removed by an update and it had to start over
     reset: str = "Sorry, this service was just updated and our conversation had to start over. " \
                  "Text HELP for what you can do."
+    #: CTIA's short-code rules: HELP is answered "regardless of whether the user is subscribed"
+    help_when_opted_out: bool = True
 
     @field_validator("help")
     @classmethod
