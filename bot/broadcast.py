@@ -15,14 +15,15 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.engine import Engine
 from bot.inbox import Inbox
 from bot.limits import NotifyLimiter, limited
-from bot.outbound import Outbox, TwilioUnreachable, retrying, send_for_turn, valid_number
+from bot.outbound import Outbox, TwilioUnreachable, retrying, send_for_turn
+from bot.phones import DEFAULT_REGION, InvalidNumber, is_assigned, normalise_number
 from bot.store import Store, StoreBusy
 from bot.types import Inbound, OutboundMessage, OutboundState, Skip
 
@@ -40,8 +41,11 @@ class Recipient:
     variables: dict[str, str]
 
 
-def read_recipients(path: Path) -> list[Recipient]:
-    """The CSV's rows: a header row, the number in column ``phone``, other columns as flow variables."""
+def read_recipients(path: Path, region: str = DEFAULT_REGION) -> list[Recipient]:
+    """The CSV's rows: a header row, the number in column ``phone``, other columns as flow variables.
+
+    Numbers are read as people write them (``(415) 555-0123``, in ``region`` without a country
+    code) and held in E.164; one that cannot be a number is kept as written, for the run to skip."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -50,12 +54,19 @@ def read_recipients(path: Path) -> list[Recipient]:
             if reader.fieldnames is None or "phone" not in reader.fieldnames:
                 raise BroadcastError(f"{path}: the first row must be a header with a 'phone' column "
                                      f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})")
-            return [Recipient(reader.line_num, (row.get("phone") or "").strip().replace(" ", ""),
+            return [Recipient(reader.line_num, _e164_if_possible(row.get("phone") or "", region),
                               {key.strip(): (value or "").strip() for key, value in row.items()
                                if key and key.strip() != "phone"})
                     for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise BroadcastError(f"{path}: cannot read it: {error}") from None
+
+
+def _e164_if_possible(text: str, region: str) -> str:
+    try:
+        return normalise_number(text, region)
+    except InvalidNumber:
+        return text.strip()
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,7 @@ class Report:
     skipped: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     in_doubt: list[str] = field(default_factory=list)
+    not_in_use: int = 0  # possible numbers no one has (555 numbers): sent, but worth a look
 
     def summary(self) -> str:
         lines = [f"requested {self.requested}: sent {self.sent}"
@@ -108,6 +120,9 @@ class Report:
                    f"in doubt {len(self.in_doubt)}"]
         lines += [f"  skipped, {reason}: {count}" for reason, count in sorted(self.skipped.items())]
         lines += [f"  failed, {reason}: {count}" for reason, count in sorted(self.failed.items())]
+        if self.not_in_use:
+            lines.append(f"  warning: {self.not_in_use} number(s) could be numbers but are not in use "
+                         "anywhere (such as 555 numbers); sent anyway")
         if self.stopped:
             lines.append(f"  STOPPED EARLY: {self.stopped}. Run the same command again to resume.")
         if self.in_doubt:
@@ -129,6 +144,7 @@ class Broadcast:
     sleep: Sleep = asyncio.sleep
     show: Callable[[str], None] = lambda line: None  # progress lines
     notify_limiter: NotifyLimiter = field(default_factory=NotifyLimiter)  # staff texts from the starts' notify
+    region: str = DEFAULT_REGION  # DEFAULT_REGION: how numbers without a country code are read
 
     async def run(self, recipients: list[Recipient]) -> Report:
         if self.flow not in self.engine.flows.flows:
@@ -137,15 +153,22 @@ class Broadcast:
         seen: set[str] = set()
         next_send = 0.0
         for done, recipient in enumerate(recipients, start=1):
+            try:
+                recipient = replace(recipient, phone=normalise_number(recipient.phone, self.region))
+                invalid = ""
+            except InvalidNumber as error:
+                invalid = f"invalid number ({error.reason})"
             message_id = f"{self.name}|{recipient.phone}"
-            if recipient.phone in seen:
-                report.skipped["duplicate row"] += 1
-            elif not valid_number(recipient.phone):
-                report.skipped["invalid number (not E.164, e.g. +15551234567)"] += 1
+            if invalid:
+                report.skipped[invalid] += 1
                 await self._record(OutboundMessage(message_id, recipient.phone, "", self.name,
-                                                   OutboundState.SKIPPED, reason="invalid number"))
+                                                   OutboundState.SKIPPED, reason=invalid))
+            elif recipient.phone in seen:
+                report.skipped["duplicate row"] += 1
             else:
                 seen.add(recipient.phone)
+                if not is_assigned(recipient.phone):
+                    report.not_in_use += 1
                 next_send = await self._pace(next_send)
                 try:
                     await self._one(recipient, message_id, report)

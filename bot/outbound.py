@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
 
+from bot.phones import InvalidNumber, normalise_and_warn, normalise_number
 from bot.privacy import mask
 from bot.store import Consent, OutboundRecords
 from bot.twilio_inbound import WHATSAPP, channel_of, outgoing_messages
@@ -25,7 +25,6 @@ from bot.types import Inbound, OutboundMessage, OutboundState
 
 log = logging.getLogger(__name__)
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 OPTED_OUT_AT_TWILIO = 21610
 TOO_MANY_REQUESTS = 20429
 
@@ -37,11 +36,6 @@ class Throttled(Exception):
 class TwilioUnreachable(Exception):
     """The API could not be reached, or its answer was lost; the message says which number is
     affected and whether the send is in doubt."""
-
-
-def valid_number(number: str) -> bool:
-    """An address Twilio can send to: an E.164 number, or a WhatsApp one (``whatsapp:+15551234567``)."""
-    return bool(E164.match(number.removeprefix(WHATSAPP)))
 
 
 def _on_channel_of(to: str, from_number: str) -> str:
@@ -74,8 +68,10 @@ class Outbox:
     async def send(self, message: OutboundMessage) -> OutboundMessage:
         """Send one message now (opt-out checked now), recording every step; raises Throttled."""
         self.settings.require("sending messages")
-        if not valid_number(message.to):
-            return await self._finish(message, OutboundState.SKIPPED, reason="invalid number")
+        try:  # stored and sent in E.164: "(415) 555-0123" is +14155550123 (read in settings.region)
+            message.to = normalise_number(message.to, self.settings.region)
+        except InvalidNumber as error:
+            return await self._finish(message, OutboundState.SKIPPED, reason=f"invalid number ({error.reason})")
         if await self.store.is_opted_out(message.to):
             return await self._finish(message, OutboundState.SKIPPED, reason="opted out")
         message.state, message.updated_at = OutboundState.SENDING, time.time()
@@ -142,9 +138,14 @@ class Outbox:
 async def record_delivery(store: SendingStore, sid: str, status: str, error_code: str | None, to: str) -> None:
     """A delivery report (status callback): remember it, and learn an opt-out (21610), even for a
     message we never sent ourselves."""
-    if error_code == str(OPTED_OUT_AT_TWILIO) and valid_number(to):
-        await store.set_opt_out(to, True)
-        log.info("%s is opted out at Twilio (21610 in a status callback): recorded", mask(to))
+    if error_code == str(OPTED_OUT_AT_TWILIO):
+        try:
+            opted_out = normalise_number(to, None)  # Twilio reports numbers in E.164
+        except InvalidNumber:
+            opted_out = ""
+        if opted_out:
+            await store.set_opt_out(opted_out, True)
+            log.info("%s is opted out at Twilio (21610 in a status callback): recorded", mask(opted_out))
     message = await store.outbound_by_sid(sid)
     if message is None:
         # Not (yet) ours: Twilio may report before its answer to our create call has reached us.
@@ -188,6 +189,14 @@ async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: l
     one turn never costs one number more than the channel's budget."""
     by_recipient: dict[str, list[str]] = {}
     for to, text in messages:
+        # "+1 415 555 0123" and "(415) 555-0123" are one recipient. A notify target is written by staff:
+        # warned about when no one has that number. An impossible one is kept as it is, for Outbox.send
+        # to record as skipped, with the reason.
+        try:
+            to = normalise_and_warn(to, outbox.settings.region, what=f"{kind} recipient") \
+                if kind == "notify" else normalise_number(to, outbox.settings.region)
+        except InvalidNumber as error:
+            log.error("%s recipient %s is not a phone number: %s", kind, mask(to), error.reason)
         by_recipient.setdefault(to, []).append(text)
     pieces = [(to, piece) for to, texts in by_recipient.items() for piece in outgoing_messages(texts, channel_of(to))]
     for index, (to, text) in enumerate(pieces):

@@ -8,7 +8,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasGenerator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, DotEnvSettingsSource, EnvSettingsSource, NoDecode, SettingsConfigDict
 
@@ -70,6 +79,26 @@ def _names(raw: str) -> tuple[str, ...]:
     return names
 
 
+def _region(raw: str) -> str:
+    from bot.phones import is_region  # lazily: settings load before anything reads a number
+
+    region = raw.upper()
+    if not is_region(region):
+        raise ValueError(f"must be a region code such as US, GB or DE (got {raw!r})")
+    return region
+
+
+def _sender(value: str, info: ValidationInfo) -> str:
+    """A From number in E.164, read in DEFAULT_REGION (declared before it); an alphanumeric sender
+    ID or a short code as it is."""
+    from bot.phones import DEFAULT_REGION, InvalidNumber, normalise_sender
+
+    try:
+        return normalise_sender(value, info.data.get("default_region", DEFAULT_REGION))
+    except InvalidNumber as error:
+        raise ValueError(f"is not a phone number: {error.reason} (got {value!r})") from None
+
+
 # How each kind of variable is read; the text kinds keep their spaces, as they always have, except Word.
 Flag = Annotated[bool, _read(_flag)]
 Whole = Annotated[int, _read(_whole)]
@@ -79,6 +108,8 @@ Word = Annotated[str, _read(str)]
 Lower = Annotated[str, _read(str.lower, strip=False)]
 Url = Annotated[str, _read(lambda raw: raw.rstrip("/"), strip=False)]  # paths are appended to it
 Names = Annotated[tuple[str, ...], NoDecode, _read(_names)]  # "ORDERS_API, ONCALL_NUMBER", not JSON
+Region = Annotated[str, _read(_region)]  # "US", "gb": libphonenumber's region codes
+Sender = Annotated[str, AfterValidator(_sender)]  # "(415) 555-0123" is held as +14155550123
 
 
 class Settings(BaseModel):
@@ -102,9 +133,10 @@ class Settings(BaseModel):
     workers: Whole = 1  # server processes (uvicorn workers); >1 needs SQLite on one machine or Redis
     # transcripts and idle conversations; MessageSids >= 48 h
     retention_seconds: Seconds = Field(default=30 * 24 * 3600.0, validation_alias="RETENTION")
+    default_region: Region = "US"  # a number written without +country code is read as this region's
     # outbound messages (all optional: without them only outbound features are unavailable)
     twilio_account_sid: str = ""
-    twilio_from: str = ""
+    twilio_from: Sender = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_base_url: Url = TWILIO_API
     slow_reply_seconds: Seconds = 5.0  # answer "one moment" after this, send the real answer later
@@ -118,7 +150,7 @@ class Settings(BaseModel):
     @property
     def outbound(self) -> OutboundSettings:
         return OutboundSettings(self.twilio_account_sid, self.twilio_auth_token, self.twilio_from,
-                                self.twilio_messaging_service_sid, self.twilio_api_base_url)
+                                self.twilio_messaging_service_sid, self.twilio_api_base_url, self.default_region)
 
     @property
     def status_callback_url(self) -> str | None:

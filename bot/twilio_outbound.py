@@ -70,6 +70,7 @@ class OutboundSettings:
     from_number: str = ""  # TWILIO_FROM
     messaging_service_sid: str = ""  # TWILIO_MESSAGING_SERVICE_SID (instead of a From number)
     api_base_url: str = TWILIO_API
+    region: str = "US"  # DEFAULT_REGION: how a number without its country code is read
 
     def missing(self) -> list[str]:
         """The settings outbound messages still need (empty when ready)."""

@@ -36,6 +36,7 @@ from bot.engine import Engine
 from bot.fake_twilio import FakeTwilio
 from bot.flows.loader import load_flows
 from bot.outbound import Outbox
+from bot.phones import normalise_number
 from bot.settings import Settings
 from bot.store.sqlite import SqliteStore
 from bot.types import OutboundMessage
@@ -53,7 +54,7 @@ from tests.test_outbound import (
 )
 
 FLOWS = load_flows(SHIPPED_FLOWS)
-INVALID = "invalid number (not E.164, e.g. +15551234567)"
+INVALID = "invalid number (too short)"  # why "12345" is skipped: the reason, from libphonenumber
 CONFIRMED = "Thanks, see you then!"
 CANCELLED = "OK, your appointment is cancelled. Text AGENT if you'd like to rebook."
 PROMPT = "Please reply YES to confirm your appointment or NO to cancel it."
@@ -163,17 +164,24 @@ def test_broadcast_of_200_numbers(fake_twilio: FakeTwilio, tmp_path: Path) -> No
     dates[valid[5]] = ""
     opted_out_here = valid[10:20]  # valid[10] by texting STOP, the others recorded in the store
     opted_out_at_twilio = valid[30:35]  # Twilio answers 21610
-    invalid = ["5550200999", "555-0100", "+05550200999", "+1555abc0999", "", "+", "+12345678901234567",
-               "(555) 020-0999", "++15550200999", "1-800-FLOWERS"]
-    duplicates = [valid[i] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 30, 100, 174)] + ["+1 555 020 0050",
-                                                                                    "+1 555 020 0051"]
+    # Before issue 12, "5550200999", "(555) 020-0999" and "++15550200999" were in this list: national
+    # formats are now read in DEFAULT_REGION (US), so they gave way to impossible numbers; two of the
+    # duplicates below are national formats of numbers listed in E.164.
+    invalid_because = {"+1 555 02": "too short", "555-0100": "too short: a local number, without its area code",
+                       "+05550200999": "invalid country code", "+1555abc0999": "letters in the number",
+                       "": "not a phone number", "+": "not a phone number", "+12345678901234567": "too long",
+                       "+999 1234567": "invalid country code", "123456789012345678901": "too long",
+                       "1-800-FLOWERS": "letters in the number"}
+    invalid = list(invalid_because)
+    duplicates = [valid[i] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 30, 100, 174)] + ["(555) 020-0050",
+                                                                                    "555.020.0051"]
     rows = [{"phone": number, "name": names[number], "date": dates[number],
              "notes": "vip" if i % 7 == 0 else ""}
             for i, number in enumerate(valid)]
     rows[40:40] = [{"phone": number, "name": "Nobody", "date": "never"} for number in invalid[:5]]
     rows[120:120] = [{"phone": number, "name": "Nobody", "date": "never"} for number in invalid[5:]]
     for position, number in zip(range(60, 200, 9), duplicates, strict=False):
-        same = number.replace(" ", "")
+        same = normalise_number(number)
         rows.insert(position, {"phone": number, "name": names[same], "date": dates[same]})
     assert len(rows) == 200
     csv_path = write_csv(tmp_path / "people.csv", rows)
@@ -239,11 +247,13 @@ def test_broadcast_of_200_numbers(fake_twilio: FakeTwilio, tmp_path: Path) -> No
 
     # the report, by reason
     assert (report.requested, report.sent, report.sent_before, report.in_doubt) == (200, 160, 0, [])
-    assert report.skipped == Counter({"duplicate row": 15, INVALID: 10, "opted out": 10})
+    invalid_reasons = Counter(f"invalid number ({reason})" for reason in invalid_because.values())
+    assert report.skipped == Counter({"duplicate row": 15, "opted out": 10}) + invalid_reasons
     assert sum(report.failed.values()) == 5 and all(reason.startswith("21610") for reason in report.failed)
     summary = report.summary()
     assert summary.splitlines()[0] == "requested 200: sent 160, skipped 35, failed 5, in doubt 0"
-    assert "  skipped, duplicate row: 15" in summary and f"  skipped, {INVALID}: 10" in summary
+    assert "  skipped, duplicate row: 15" in summary and "  skipped, invalid number (too long): 2" in summary
+    assert "  warning: 175 number(s) could be numbers but are not in use anywhere" in summary  # all 555, once each
     assert "  skipped, opted out: 10" in summary and "  failed, 21610" in summary
     assert run.shown[-1] == "200/200  sent 160  skipped 35  failed 5  in doubt 0"
     assert len(run.shown) == 200  # a progress line per row
@@ -547,6 +557,39 @@ def test_csv_header_with_spaces_after_the_commas(tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_text("name, phone, date\nAda, +15551234567, Tue\n", encoding="utf-8")
     assert read_recipients(path) == [Recipient(2, "+15551234567", {"name": "Ada", "date": "Tue"})]
+
+
+def test_csv_in_national_format_is_sent_in_e164(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
+    """Issue 12: numbers as people write them in a spreadsheet, read in DEFAULT_REGION (US) and sent
+    in E.164; the same number written twice is one recipient, an impossible one is skipped with why."""
+    db = tmp_path / "bot.db"
+    rows = [{"phone": "(415) 555-0123", "name": "Ada", "date": "Tue"},
+            {"phone": "415.555.0124", "name": "Bo", "date": "Wed"},
+            {"phone": "+1 415 555 0123", "name": "Ada again", "date": "Tue"},
+            {"phone": "(415) 555-01", "name": "Typo", "date": "?"},
+            {"phone": "555 020 0001", "name": "Cy", "date": "Thu"}]
+    csv_path = write_csv(tmp_path / "people.csv", rows)
+    recipients = read_recipients(csv_path)
+    assert [recipient.phone for recipient in recipients] == ["+14155550123", "+14155550124", "+14155550123",
+                                                             "(415) 555-01", "+15550200001"]
+    name = default_name("reminder", csv_path)
+    run = asyncio.run(run_broadcast(db, fake_twilio, name, recipients, FakeClock(start=1_700_000_000.0)))
+
+    assert [attempt.to for attempt in fake_twilio.created] == ["+14155550123", "+14155550124", "+15550200001"]
+    assert fake_twilio.created[0].body == reminder("Ada", "Tue")
+    assert (run.report.sent, dict(run.report.skipped)) == (
+        3, {"duplicate row": 1, "invalid number (too short)": 1})
+    assert run.report.not_in_use == 1  # area code 555: possible, not assigned; sent, and said in the report
+    assert "warning: 1 number(s) could be numbers but are not in use" in run.report.summary()
+    records = look(db, lambda store: store.broadcast_messages(name))
+    assert sorted((record.to, record.state) for record in records) == [  # type: ignore[attr-defined]
+        ("(415) 555-01", "skipped"), ("+14155550123", "accepted"), ("+14155550124", "accepted"),
+        ("+15550200001", "accepted")]
+
+
+def test_csv_numbers_are_read_in_the_region_given(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "people.csv", [{"phone": "07911 123456", "name": "Ann"}])
+    assert [recipient.phone for recipient in read_recipients(path, "GB")] == ["+447911123456"]
 
 
 def test_csv_without_a_phone_column_is_refused(fake_twilio: FakeTwilio, tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ from bot import segments
 from bot.app import create_app
 from bot.fake_twilio import FakeTwilio, LoopbackServer
 from bot.flows.loader import load_flows
-from bot.outbound import Outbox, send_for_turn, valid_number
+from bot.outbound import Outbox, send_for_turn
+from bot.phones import InvalidNumber, normalise_number
 from bot.settings import Settings
 from bot.store.memory import MemoryStore
 from bot.twilio_inbound import MAX_MESSAGE_CHARS
@@ -154,10 +155,13 @@ def test_whatsapp_turn_is_capped_at_4096_characters_not_at_sms_segments(tmp_path
 # -- WhatsApp, through the REST API ---------------------------------------------------------------
 
 def test_whatsapp_numbers_are_valid_for_sending() -> None:
-    assert valid_number("whatsapp:+15557654321")
-    assert valid_number("+15557654321")
-    for bad in ("whatsapp:15557654321", "whatsapp:", "whatsapp:+0555", "sms:+15557654321", "WhatsApp:+1555 1"):
-        assert not valid_number(bad), bad
+    assert normalise_number("whatsapp:+15557654321") == "whatsapp:+15557654321"
+    assert normalise_number("+15557654321") == "+15557654321"
+    # a national-format WhatsApp number is read in DEFAULT_REGION (issue 12: no longer refused)
+    assert normalise_number("whatsapp:15557654321") == "whatsapp:+15557654321"
+    for bad in ("whatsapp:", "whatsapp:+0555", "sms:+15557654321", "WhatsApp:+1555 1"):
+        with pytest.raises(InvalidNumber):
+            normalise_number(bad)
 
 
 def test_whatsapp_deferred_answer_goes_to_the_whatsapp_address(tmp_path: Path, fake_twilio: FakeTwilio,

@@ -213,17 +213,20 @@ def test_send_to_a_number_opted_out_at_twilio_fails_21610_and_remembers(fake_twi
 
 
 def test_send_to_an_invalid_number_is_not_tried(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
-    result = run_bot("send", "--to", "5557654321", "Hello", cwd=tmp_path,
+    # "5557654321" (national format) was refused here before issue 12; now it is read as +15557654321
+    result = run_bot("send", "--to", "555765", "Hello", cwd=tmp_path,
                      env=outbound_env(fake_twilio, sqlite_url(tmp_path / "bot.db")))
     assert result.returncode == 1, output_of(result)
-    assert "skipped, invalid number" in result.stderr, output_of(result)
+    assert "skipped, invalid number (too short)" in result.stderr, output_of(result)
     assert fake_twilio.attempts == []
 
 
-@pytest.mark.parametrize("number", ["+1 555 765", "+05557654321", "+1555abc4321", "", "+",
-                                    "+1234567890123456"])
+@pytest.mark.parametrize(("number", "reason"), [
+    ("+1 555 765", "too short"), ("+05557654321", "invalid country code"),
+    ("+1555abc4321", "letters in the number"), ("", "not a phone number"), ("+", "not a phone number"),
+    ("+1234567890123456", "too long")])
 async def test_outbox_never_tries_an_invalid_number(fake_twilio: FakeTwilio, tmp_path: Path,
-                                                    number: str) -> None:
+                                                    number: str, reason: str) -> None:
     store = store_at(tmp_path / "bot.db")
     outbox = Outbox(store, fake_twilio.outbound_settings())
     try:
@@ -231,7 +234,7 @@ async def test_outbox_never_tries_an_invalid_number(fake_twilio: FakeTwilio, tmp
     finally:
         await outbox.close()
         await store.close()
-    assert (result.state, result.reason) == ("skipped", "invalid number")
+    assert (result.state, result.reason) == ("skipped", f"invalid number ({reason})")
     assert fake_twilio.attempts == []
 
 

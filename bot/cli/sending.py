@@ -26,6 +26,7 @@ from bot.engine import Engine
 from bot.flows.loader import FlowSet
 from bot.limits import NotifyLimiter
 from bot.outbound import Outbox, TwilioUnreachable, retrying
+from bot.phones import InvalidNumber, normalise_and_warn, normalise_sender
 from bot.privacy import mask
 from bot.settings import Settings, load_settings
 from bot.store import open_store
@@ -36,7 +37,8 @@ def add_commands(commands: Commands) -> None:
     send = commands.add_parser("send", help="send one text message now", description=(
         "Send a text through Twilio's API (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM or "
         "TWILIO_MESSAGING_SERVICE_SID needed). Opted-out numbers are never texted."))
-    send.add_argument("--to", required=True, help="the number to text, E.164 (+15551234567)")
+    send.add_argument("--to", required=True, help="the number to text: +14155550123, or (415) 555-0123 in "
+                      "DEFAULT_REGION")
     send.add_argument("text", help="the message")
     send.add_argument("--from", dest="from_number", default="", help="send from this number (default: TWILIO_FROM)")
     send.set_defaults(run=_send)
@@ -73,7 +75,8 @@ async def _send_one(settings: Settings, args: argparse.Namespace) -> int:
     store = open_store(settings.store_url)
     outbox = Outbox(store, settings.outbound, status_callback=settings.status_callback_url)
     try:
-        message = OutboundMessage(f"send|{uuid.uuid4().hex}", args.to, args.text, from_number=args.from_number)
+        message = OutboundMessage(f"send|{uuid.uuid4().hex}", _recipient(args.to, settings.default_region), args.text,
+                                  from_number=_sender(args.from_number, settings.default_region))
         result = await retrying(lambda: outbox.send(message), asyncio.sleep)
     except TwilioUnreachable as error:
         raise CommandError(str(error)) from None
@@ -81,10 +84,26 @@ async def _send_one(settings: Settings, args: argparse.Namespace) -> int:
         await outbox.close()
         await store.close()
     if result.state == OutboundState.ACCEPTED:
-        print(f"sent to {mask(args.to)}: {result.sid}")
+        print(f"sent to {mask(result.to)}: {result.sid}")
         return 0
-    print(f"not sent to {mask(args.to)}: {result.state}, {result.reason}", file=sys.stderr)
+    print(f"not sent to {mask(result.to)}: {result.state}, {result.reason}", file=sys.stderr)
     return 1
+
+
+def _recipient(to: str, region: str) -> str:
+    """``--to`` in E.164, with a warning when no one has that number; an impossible one as it is,
+    for ``Outbox.send`` to refuse and record with the reason."""
+    try:
+        return normalise_and_warn(to, region, what="--to")
+    except InvalidNumber:
+        return to
+
+
+def _sender(from_number: str, region: str) -> str:
+    try:
+        return normalise_sender(from_number, region)
+    except InvalidNumber as error:
+        raise CommandError(f"--from {from_number!r} is not a phone number: {error.reason}") from None
 
 
 def _broadcast(args: argparse.Namespace) -> int:
@@ -96,7 +115,7 @@ def _broadcast(args: argparse.Namespace) -> int:
     try:
         window = SendWindow.parse(settings.broadcast_window, settings.broadcast_timezone) \
             if settings.broadcast_window else None
-        recipients = read_recipients(args.csv)
+        recipients = read_recipients(args.csv, settings.default_region)
     except BroadcastError as error:
         raise CommandError(str(error)) from None
     flows = load_for(args)
@@ -112,7 +131,8 @@ async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: ar
         engine = Engine(flows, HttpFetcher(client, settings.local_base_url))
         run = Broadcast(name, args.flow, store, engine, outbox, rate=args.rate, window=window,
                         show=progress_printer(),
-                        notify_limiter=NotifyLimiter(settings.notify_per_sender_per_hour, settings.notify_per_hour))
+                        notify_limiter=NotifyLimiter(settings.notify_per_sender_per_hour, settings.notify_per_hour),
+                        region=settings.default_region)
         print(f"broadcast {name!r}{' (dry run: nothing is sent)' if args.dry_run else ''}", file=sys.stderr)
         try:
             report = await run.run(recipients)
