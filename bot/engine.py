@@ -153,20 +153,23 @@ class Engine:
         A stale index entry (answered meanwhile, or re-armed) changes nothing but the index."""
         conversation = outcome.conversation
         armed = conversation.timeout
-        flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
-        state = flow.states.get(conversation.state or "") if flow is not None else None
+        flow, state = self._position(conversation)
         if armed is None or armed.at != due.due_at or flow is None or state is None or state.timeout is None:
             return _Clock.UNTOUCHED
         self._fire(flow, TIMEOUT_EVENT, outcome, where(conversation))
         await self._run_states(flow, "", outcome)
         return _Clock.RESTART
 
+    def _position(self, conversation: Conversation) -> tuple[CompiledFlow | None, CompiledState | None]:
+        """The flow and state the conversation is at, as loaded now (None where they are gone)."""
+        flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
+        return flow, flow.states.get(conversation.state or "") if flow is not None else None
+
     def _arm_timeout(self, outcome: Outcome, before: ArmedTimeout | None, keep_clock: bool) -> None:
         """Arm the timeout of the state the conversation now waits in (if it has one), and say
         whether the store's deadline index must change."""
         conversation = outcome.conversation
-        flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
-        state = flow.states.get(conversation.state or "") if flow is not None else None
+        _, state = self._position(conversation)
         armed = None
         if state is not None and state.timeout is not None:
             armed = ArmedTimeout(self.clock() + state.timeout[0], state.name)

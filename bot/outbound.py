@@ -19,9 +19,9 @@ from twilio.base.exceptions import TwilioRestException
 from bot.phones import InvalidNumber, normalise_and_warn, normalise_number
 from bot.privacy import mask
 from bot.store import Consent, OutboundRecords
-from bot.twilio_inbound import WHATSAPP, channel_of, outgoing_messages
+from bot.twilio_inbound import channel_of, outgoing_messages
 from bot.twilio_outbound import OutboundSettings, rest_client
-from bot.types import Inbound, OutboundMessage, OutboundState
+from bot.types import WHATSAPP, Inbound, OutboundMessage, OutboundState
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ import logging
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
-from bot.privacy import WHATSAPP, mask
+from bot.privacy import mask
+from bot.types import WHATSAPP
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Phone numbers are personal data: what of them may appear in logs."""
 
-WHATSAPP = "whatsapp:"
+from bot.types import WHATSAPP
 
 
 def mask(number: str) -> str:

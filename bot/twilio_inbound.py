@@ -15,13 +15,12 @@ from twilio.request_validator import add_port, remove_port
 
 from bot import segments
 from bot.segments import MAX_TURN_SEGMENTS  # what one SMS turn may cost at most, however long the texts render
-from bot.types import Inbound
+from bot.types import WHATSAPP, Inbound
 
 MAX_MESSAGE_CHARS = 1600  # Twilio refuses longer message bodies (error 21617), on WhatsApp too
 MAX_WHATSAPP_CHARS = 4096  # what a WhatsApp message may hold, so what a WhatsApp user can send us
 MAX_FIELD_CHARS = 64  # SIDs and phone numbers are far shorter
 MAX_MEDIA = 10  # Twilio's MMS limit
-WHATSAPP = "whatsapp:"  # Twilio's prefix of WhatsApp addresses (From, To)
 #: The only values Twilio's Advanced Opt-Out puts in ``OptOutType``.
 OPT_OUT_TYPES = frozenset({"STOP", "START", "HELP"})
 CUT_MARK = "..."  # ends a reply cut at the turn's budget (GSM-7, so the cut never switches to UCS-2)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+WHATSAPP = "whatsapp:"  # Twilio's prefix of WhatsApp addresses (From, To)
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:

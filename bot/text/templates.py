@@ -15,6 +15,8 @@ from urllib.parse import quote
 from liquid import BoundTemplate, Environment
 from liquid.exceptions import LiquidError
 
+from bot.variables import replace_at, value_at
+
 _ENVIRONMENT = Environment(autoescape=False)
 
 
@@ -110,9 +112,7 @@ def written_by_flows(values: Mapping[str, Any], constant_sets: Iterable[tuple[st
     """
     written: dict[str, str] = {}
     for path, template in constant_sets:
-        current: Any = values
-        for part in path.split("."):
-            current = current.get(part) if isinstance(current, Mapping) else None
+        current = value_at(values, path)
         if isinstance(current, str) and path not in written:
             try:
                 if current == template.render(**trusted).strip():  # as ``set`` stores it
@@ -138,19 +138,8 @@ def _context(values: Mapping[str, Any], trusted: Mapping[str, Any], verbatim: Ma
              make_safe: Callable[[Any], Any]) -> dict[str, Any]:
     context: dict[str, Any] = {name: make_safe(value) for name, value in values.items()}
     for path, value in (verbatim or {}).items():
-        _place(context, path.split("."), value)
+        replace_at(context, path, value)  # back as written, in the made-safe copy
     return {**context, **trusted}
-
-
-def _place(tree: dict[str, Any], parts: list[str], value: str) -> None:
-    """Put ``value`` back as written at ``parts`` of a made-safe tree (whose mappings are copies)."""
-    for part in parts[:-1]:
-        child = tree.get(part)
-        if not isinstance(child, dict):
-            return
-        tree = child
-    if parts[-1] in tree:
-        tree[parts[-1]] = value
 
 
 class _SafeMapping(dict[str, Any]):
