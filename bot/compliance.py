@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bot.flows.schema import ProgramTexts
 from bot.text.normalise import normalise
 from bot.text.wordsets import COMPLIANCE_WORDS, HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS
-from bot.types import Inbound
+from bot.types import ConsentMethod, Inbound
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,8 @@ class ComplianceAnswer:
     opt_out: bool | None  # True: opt out; False: opt back in; None: unchanged
     ends_conversation: bool = False
     answers_opted_out: bool = False  # HELP from an opted-out number: answered all the same
+    how: ConsentMethod | None = None  # how the consent changed (when ``opt_out`` is not None)
+    detail: str = ""  # what triggered it, for the consent ledger
 
 
 def answered_at_once(inbound: Inbound) -> bool:
@@ -41,9 +43,11 @@ def compliance_answer(inbound: Inbound, word: str, opted_out: bool,
         if opted_out:
             return ComplianceAnswer(f"compliance {word.upper()} (already opted out: silent)", None, None,
                                     ends_conversation=True)
-        return ComplianceAnswer(f"compliance {word.upper()}", program.opt_out, True, ends_conversation=True)
+        return ComplianceAnswer(f"compliance {word.upper()}", program.opt_out, True, ends_conversation=True,
+                                how=ConsentMethod.KEYWORD, detail=inbound.body)
     if word in OPT_IN_WORDS or (opted_out and word in OPT_IN_WHILE_OPTED_OUT):
-        return ComplianceAnswer(f"compliance {word.upper()}", program.opt_in, False)
+        return ComplianceAnswer(f"compliance {word.upper()}", program.opt_in, False,
+                                how=ConsentMethod.KEYWORD, detail=inbound.body)
     if word in HELP_WORDS and (not opted_out or program.help_when_opted_out):
         return ComplianceAnswer(f"compliance {word.upper()}", program.help, None,
                                 answers_opted_out=opted_out)
@@ -56,7 +60,8 @@ def _twilio_handled(kind: str) -> ComplianceAnswer:
     """Twilio Advanced Opt-Out already answered: record what it did, say nothing."""
     rule = f"Twilio OptOutType {kind}"
     if kind == "STOP":
-        return ComplianceAnswer(rule, None, True, ends_conversation=True)
+        return ComplianceAnswer(rule, None, True, ends_conversation=True,
+                                how=ConsentMethod.TWILIO_OPT_OUT_TYPE, detail=kind)
     if kind == "START":
-        return ComplianceAnswer(rule, None, False)
+        return ComplianceAnswer(rule, None, False, how=ConsentMethod.TWILIO_OPT_OUT_TYPE, detail=kind)
     return ComplianceAnswer(rule, None, None)

@@ -127,6 +127,40 @@ class Skip(enum.Enum):
     SILENT = "silent"  # a start whose flow says nothing when it starts
 
 
+class ConsentStatus(enum.StrEnum):
+    """A number's consent, as the ledger names it."""
+
+    OPTED_OUT = "opted_out"
+    OPTED_IN = "opted_in"
+
+
+class ConsentMethod(enum.StrEnum):
+    """How a number's consent changed: the ledger's ``how`` column."""
+
+    KEYWORD = "keyword"  # STOP, START, UNSTOP, YES, ALTO, ARRET… (``detail``: the word as texted)
+    PHRASE = "phrase"  # a revocation in the person's own words (``detail``: the text that triggered it)
+    TWILIO_OPT_OUT_TYPE = "twilio_opt_out_type"  # Twilio Advanced Opt-Out handled it (``detail``: OptOutType)
+    DELIVERY_ERROR = "delivery_error_21610"  # Twilio refused a send: the number is opted out at Twilio
+    OPERATOR = "operator"  # an operator's command (``detail``: the command and its note)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """One change of a number's consent, kept by the append-only ledger as evidence: the full
+    number and the triggering text are stored on purpose (they never go to a log)."""
+
+    number: str
+    status: ConsentStatus
+    how: ConsentMethod
+    detail: str = ""
+    message_sid: str = ""
+    at: float = field(default_factory=time.time)
+
+    @property
+    def opted_out(self) -> bool:
+        return self.status is ConsentStatus.OPTED_OUT
+
+
 @dataclass(slots=True)
 class Outcome:
     """What the engine decided for one turn."""
@@ -135,6 +169,9 @@ class Outcome:
     replies: list[str] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
     opt_out: bool | None = None  # True: opt the sender out; False: opt back in; None: unchanged
+    #: how the opt-out or opt-in came about, and what triggered it (the ledger's how and detail)
+    consent_how: ConsentMethod | None = None
+    consent_detail: str = ""
     notifications: list[tuple[str, str]] = field(default_factory=list)  # (to, text): sent after saving
     deadline: float | None = None  # when the waiting state's timeout fires (None: no timeout pending)
     deadline_changed: bool = False  # the store's deadline index needs updating
