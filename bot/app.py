@@ -31,7 +31,7 @@ from bot.outbound import Outbox, send_for_turn
 from bot.reload import FlowReloader
 from bot.settings import Settings, SettingsError, load_settings
 from bot.store import Forgetting, Retention, Store, open_store
-from bot.store.base import StoreUnavailable
+from bot.store.base import DAY, StoreUnavailable
 from bot.text import templates
 from bot.timers import TIMEOUT_POLL_SECONDS, TimeoutScheduler
 from bot.twilio_inbound import SignatureChecker
@@ -54,8 +54,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        active_store = store if store is not None else open_store(settings.store_url,
-                                                                   Retention(settings.retention_seconds))
+        active_store = store if store is not None else open_store(settings.store_url, retention_of(settings))
         async with httpx.AsyncClient(follow_redirects=False) as client:
             active_fetcher = fetcher or HttpFetcher(client, settings.local_base_url)
 
@@ -167,6 +166,11 @@ class BotApp(Starlette):
                 await send({"type": "http.response.body", "body": b"Internal Server Error\n"})
 
 
+def retention_of(settings: Settings) -> Retention:
+    """How long the store keeps personal data (RETENTION) and the consent ledger (CONSENT_RETENTION_DAYS)."""
+    return Retention(settings.retention_seconds, settings.consent_retention_days * DAY)
+
+
 SWEEP_EVERY_SECONDS = 3600.0
 FIRST_SWEEP_AFTER_SECONDS = 60.0
 
@@ -179,9 +183,9 @@ async def _sweep_periodically(store: Forgetting, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             purged = await store.sweep(time.time())
-            if purged.conversations or purged.transcript_lines:
-                log.info("retention: removed %d idle conversations and %d transcript lines",
-                         purged.conversations, purged.transcript_lines)
+            if purged.conversations or purged.transcript_lines or purged.consent_changes:
+                log.info("retention: removed %d idle conversations, %d transcript lines and %d consent "
+                         "ledger entries", purged.conversations, purged.transcript_lines, purged.consent_changes)
         except Exception:  # a failed sweep must not take the webhook down; the next one retries
             log.exception("retention sweep failed")
         with contextlib.suppress(TimeoutError):
@@ -225,7 +229,7 @@ def _open_store_once(settings: Settings) -> None:
     of its own, as uvicorn calls the factory from inside its running event loop."""
 
     async def open_and_close() -> None:
-        await open_store(settings.store_url, Retention(settings.retention_seconds)).close()
+        await open_store(settings.store_url, retention_of(settings)).close()
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, open_and_close()).result()

@@ -2,16 +2,19 @@
 
 Carriers and Twilio require these words to work everywhere, and an opted-out number to get
 nothing. The engine asks :func:`compliance_answer` first on every message; only when it answers
-None does the message reach the flows.
+None does the message reach the flows — except a revocation in the person's own words
+(:func:`revocation_answer`), which only a flow rule naming those very words outranks.
+The words, in every language, are :class:`bot.consent.rules.ConsentRules`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.flows.schema import ProgramTexts
-from bot.text.normalise import normalise
-from bot.text.wordsets import COMPLIANCE_WORDS, HELP_WORDS, OPT_IN_WHILE_OPTED_OUT, OPT_IN_WORDS, OPT_OUT_WORDS
+from bot.consent.rules import ConsentRules, Revocation
+from bot.flows.program import ProgramTexts
+from bot.text.wordsets import KeywordKind
 from bot.types import ConsentMethod, Inbound
 
 
@@ -26,34 +29,67 @@ class ComplianceAnswer:
     detail: str = ""  # what triggered it, for the consent ledger
 
 
-def answered_at_once(inbound: Inbound) -> bool:
+def answered_at_once(inbound: Inbound, rules: ConsentRules) -> bool:
     """A message the compliance rules answer whatever else the sender's conversation is doing
     (a slow lookup, a timeout firing): it must not queue behind that turn. YES is left out: it
-    re-subscribes only someone opted out (who has no turn in flight) and is otherwise a flow's answer."""
-    return bool(inbound.opt_out_type) or normalise(inbound.body) in COMPLIANCE_WORDS
+    re-subscribes only someone opted out (who has no turn in flight) and is otherwise a flow's
+    answer. A clear revocation in the person's own words goes first too: STOP, said otherwise."""
+    if inbound.opt_out_type:
+        return True
+    found = rules.keyword(inbound.body)
+    if found is not None:
+        return found.kind is not KeywordKind.OPT_IN_WHILE_OPTED_OUT
+    revocation = rules.revocation(inbound.body)
+    return revocation is not None and revocation.clear
 
 
-def compliance_answer(inbound: Inbound, word: str, opted_out: bool,
-                      program: ProgramTexts) -> ComplianceAnswer | None:
-    """The answer to a compliance word (``word`` is the normalised message), to Twilio's own
+def consent_answer(inbound: Inbound, opted_out: bool, program: ProgramTexts, rules: ConsentRules,
+                   flow_names_the_words: Callable[[], bool]) -> tuple[ComplianceAnswer | None, str | None]:
+    """What consent makes of a message before flows see it: a keyword's answer, else a clear
+    revocation's (unless a flow rule written with those very words takes the message: only that
+    outranks it), else nothing — with the stop hint for a message that might be a revocation."""
+    answer = compliance_answer(inbound, opted_out, program, rules)
+    if answer is not None:
+        return answer, None
+    revocation = rules.revocation(inbound.body)
+    if revocation is None:
+        return None, None
+    if not revocation.clear:
+        return None, program.texts_in(revocation.language, rules.default_texts).stop_hint
+    return (None if flow_names_the_words() else revocation_answer(inbound, revocation, program, rules)), None
+
+
+def compliance_answer(inbound: Inbound, opted_out: bool, program: ProgramTexts,
+                      rules: ConsentRules) -> ComplianceAnswer | None:
+    """The answer to a compliance keyword (in any language, in that language), to Twilio's own
     Advanced Opt-Out handling, or to anything from an opted-out number; None lets flows answer."""
     if inbound.opt_out_type:
         return _twilio_handled(inbound.opt_out_type.upper())
-    if word in OPT_OUT_WORDS:
+    found = rules.keyword(inbound.body)
+    kind = found.kind if found is not None else None
+    texts = program.texts_in(found.language if found is not None else "en", rules.default_texts)
+    rule = f"compliance {found.word.upper()}" if found is not None else ""
+    if kind is KeywordKind.OPT_OUT:
         if opted_out:
-            return ComplianceAnswer(f"compliance {word.upper()} (already opted out: silent)", None, None,
-                                    ends_conversation=True)
-        return ComplianceAnswer(f"compliance {word.upper()}", program.opt_out, True, ends_conversation=True,
+            return ComplianceAnswer(f"{rule} (already opted out: silent)", None, None, ends_conversation=True)
+        return ComplianceAnswer(rule, texts.opt_out, True, ends_conversation=True,
                                 how=ConsentMethod.KEYWORD, detail=inbound.body)
-    if word in OPT_IN_WORDS or (opted_out and word in OPT_IN_WHILE_OPTED_OUT):
-        return ComplianceAnswer(f"compliance {word.upper()}", program.opt_in, False,
-                                how=ConsentMethod.KEYWORD, detail=inbound.body)
-    if word in HELP_WORDS and (not opted_out or program.help_when_opted_out):
-        return ComplianceAnswer(f"compliance {word.upper()}", program.help, None,
-                                answers_opted_out=opted_out)
+    if kind is KeywordKind.OPT_IN or (opted_out and kind is KeywordKind.OPT_IN_WHILE_OPTED_OUT):
+        return ComplianceAnswer(rule, texts.opt_in, False, how=ConsentMethod.KEYWORD, detail=inbound.body)
+    if kind is KeywordKind.HELP and (not opted_out or program.help_when_opted_out):
+        return ComplianceAnswer(rule, texts.help, None, answers_opted_out=opted_out)
     if opted_out:
         return ComplianceAnswer("opted out: silent", None, None)
     return None
+
+
+def revocation_answer(inbound: Inbound, revocation: Revocation, program: ProgramTexts,
+                      rules: ConsentRules) -> ComplianceAnswer:
+    """A clear revocation in the person's own words, treated exactly like STOP; the trace names
+    the phrase that matched, never the texted words (the ledger keeps those, as evidence)."""
+    texts = program.texts_in(revocation.language, rules.default_texts)
+    return ComplianceAnswer(f"revocation in own words ({revocation.language}: {revocation.phrase})",
+                            texts.opt_out, True, ends_conversation=True, how=ConsentMethod.PHRASE, detail=inbound.body)
 
 
 def _twilio_handled(kind: str) -> ComplianceAnswer:

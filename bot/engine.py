@@ -19,7 +19,7 @@ from liquid import BoundTemplate
 from liquid.exceptions import LiquidError
 
 from bot.actions import Fetcher, FetchFailed
-from bot.compliance import compliance_answer
+from bot.compliance import consent_answer
 from bot.flows.compile import (
     ENTER_EVENT,
     FETCH_FAILED_EVENT,
@@ -116,9 +116,10 @@ class Engine:
         if inbound.to:
             conversation.channel = inbound.to
         word = normalise(inbound.body)
-        answer = compliance_answer(inbound, word, opted_out, self.flows.program)
+        answer, hint = consent_answer(inbound, opted_out, self.flows.program, self.flows.consent,
+                                      lambda: self._names_the_words(conversation, word, inbound.body))
         if answer is None:
-            await self._route(word, inbound.body, outcome, inbound)
+            await self._route(word, inbound.body, outcome, inbound, hint)
             return _Clock.RESTART
         before = where(conversation)
         if answer.ends_conversation:
@@ -161,6 +162,17 @@ class Engine:
         await self._run_states(flow, "", outcome)
         return _Clock.RESTART
 
+    def _names_the_words(self, conversation: Conversation, word: str, text: str) -> bool:
+        """Whether a flow rule written with these very words (a trigger, ``keywords``, ``any_of``)
+        takes the message: only that outranks a revocation in the person's own words. Patterns,
+        ``save`` of any answer and ``otherwise`` never do (FCC: any reasonable means)."""
+        if word in self.flows.by_trigger:
+            return True
+        flow, state = self._position(conversation)
+        if flow is None or state is None or self.clock() - conversation.updated_at > flow.expires_after:
+            return False
+        return any(rule.names_words and rule.matches(word, text) is not None for rule in state.rules)
+
     def _position(self, conversation: Conversation) -> tuple[CompiledFlow | None, CompiledState | None]:
         """The flow and state the conversation is at, as loaded now (None where they are gone)."""
         flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
@@ -182,7 +194,9 @@ class Engine:
 
     # -- flows ------------------------------------------------------------------------------
 
-    async def _route(self, word: str, text: str, outcome: Outcome, inbound: Inbound) -> None:
+    async def _route(self, word: str, text: str, outcome: Outcome, inbound: Inbound, hint: str | None) -> None:
+        """Hand a message to the flows. ``hint`` (how to stop) is added where no flow has an
+        answer, for a message that might be a revocation."""
         conversation = outcome.conversation
         flow, was_reset = self._current_flow(conversation)
         started = self.flows.by_trigger.get(word)
@@ -192,13 +206,15 @@ class Engine:
             rule = f"trigger {word.upper()}" if word in started.triggers else f"any message starts {started.name}"
             await self._begin(started, inbound, {}, rule, outcome)
         elif flow is not None:
-            await self._answer(flow, word, text, outcome)
+            await self._answer(flow, word, text, outcome, hint)
         elif was_reset:
             self._step(outcome, "reset: flow or state removed", "idle")
             outcome.replies.append(self.flows.program.reset)
         else:
             self._step(outcome, "fallback", "idle")
             outcome.replies.append(self.flows.program.fallback)
+            if hint is not None:
+                outcome.replies.append(hint)
 
     async def _begin(self, flow: CompiledFlow, inbound: Inbound, variables: Mapping[str, Any], rule: str,
                      outcome: Outcome) -> None:
@@ -232,7 +248,7 @@ class Engine:
             return None, False
         return flow, False
 
-    async def _answer(self, flow: CompiledFlow, word: str, text: str, outcome: Outcome) -> None:
+    async def _answer(self, flow: CompiledFlow, word: str, text: str, outcome: Outcome, hint: str | None) -> None:
         conversation = outcome.conversation
         state = flow.states[conversation.state or ""]
         before = where(conversation)
@@ -249,6 +265,8 @@ class Engine:
             return
         self._fire(flow, OTHERWISE_EVENT, outcome, before)
         outcome.replies.extend(self._render_all(state.otherwise or state.say, conversation, text))
+        if hint is not None:
+            outcome.replies.append(hint)
 
     async def _run_states(self, flow: CompiledFlow, text: str, outcome: Outcome) -> None:
         """Enter the conversation's current state and keep going until one waits or the flow ends

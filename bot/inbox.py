@@ -12,15 +12,30 @@ import dataclasses
 import enum
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.compliance import answered_at_once
+from bot.consent.rules import ConsentRules
 from bot.engine import Engine
 from bot.privacy import mask
 from bot.store.base import CommitResult, Locks, StoreBusy, Turns
-from bot.types import Event, Inbound, Message, Skip, Start, TimeoutDue, TraceStep, Turn
+from bot.types import (
+    ConsentChange,
+    ConsentMethod,
+    ConsentStatus,
+    Event,
+    Inbound,
+    Message,
+    Outcome,
+    Skip,
+    Start,
+    TimeoutDue,
+    TraceStep,
+    Turn,
+)
 
 log = logging.getLogger("bot.route")
 
@@ -141,7 +156,7 @@ class Inbox:
         started = time.perf_counter()
         engine = self.engine
         sender = event.inbound.sender
-        async with self.store.lock(_lane(event)):
+        async with self.store.lock(_lane(event, self.engine.flows.consent)):
             ticket.locked.set()
             for _ in range(MAX_ATTEMPTS):
                 # Read under the lock: a twin of this turn (a Twilio retry) may have just won.
@@ -163,8 +178,9 @@ class Inbox:
                 # The turn's record names our number, so later answers go out from the one they texted.
                 record = event.inbound if event.inbound.to else \
                     dataclasses.replace(event.inbound, to=outcome.conversation.channel)
-                turn = Turn(record, outcome.conversation, expected_version, recorded, outcome.opt_out,
-                            deadline=outcome.deadline, deadline_changed=outcome.deadline_changed,
+                at = time.time()
+                turn = Turn(record, outcome.conversation, expected_version, recorded, _consent(record, outcome, at),
+                            at, deadline=outcome.deadline, deadline_changed=outcome.deadline_changed,
                             conversation_changed=outcome.conversation_changed)
                 result = await self.store.commit(turn)
                 if result is CommitResult.COMMITTED:
@@ -192,14 +208,32 @@ class Inbox:
         self.notifier(inbound, notifications)
 
 
-def _lane(event: Event) -> str:
+def _consent(inbound: Inbound, outcome: Outcome, at: float) -> ConsentChange | None:
+    """The consent change a turn makes, as the ledger records it (the store writes it only when it
+    changes the sender's status)."""
+    if outcome.opt_out is None:
+        return None
+    how = outcome.consent_how
+    if how is None:
+        # The engine always says how; a missing one is a bug. The opt-out is recorded all the same
+        # (losing a STOP is worse), and the warning fails the tests (filterwarnings = error).
+        warnings.warn("the engine changed consent without saying how (Outcome.consent_how)", RuntimeWarning,
+                      stacklevel=1)
+        log.error("a turn of %s changed consent without saying how; recorded as a keyword", mask(inbound.sender))
+        how = ConsentMethod.KEYWORD
+    status = ConsentStatus.OPTED_OUT if outcome.opt_out else ConsentStatus.OPTED_IN
+    return ConsentChange(inbound.sender, status, how, outcome.consent_detail, inbound.message_sid, at)
+
+
+def _lane(event: Event, rules: ConsentRules) -> str:
     """Which per-sender lock a turn takes. A sender's turns go one at a time, except compliance
     words (STOP, START, HELP…): they have their own lane, so they are recorded and answered at once
     even while a slow lookup holds the sender's turn. That turn cannot then answer after a STOP:
     STOP changes the conversation's version, so the slow turn's commit conflicts, and its redo sees
     the opt-out and stays silent."""
     sender = event.inbound.sender
-    return f"{sender} compliance" if isinstance(event, Message) and answered_at_once(event.inbound) else sender
+    return f"{sender} compliance" if isinstance(event, Message) and answered_at_once(event.inbound, rules) \
+        else sender
 
 
 def _logged(event: Event, received: Received, started: float) -> Received:

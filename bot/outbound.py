@@ -21,7 +21,15 @@ from bot.privacy import mask
 from bot.store import Consent, OutboundRecords
 from bot.twilio_inbound import channel_of, outgoing_messages
 from bot.twilio_outbound import OutboundSettings, rest_client
-from bot.types import WHATSAPP, Inbound, OutboundMessage, OutboundState
+from bot.types import (
+    WHATSAPP,
+    ConsentChange,
+    ConsentMethod,
+    ConsentStatus,
+    Inbound,
+    OutboundMessage,
+    OutboundState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +99,9 @@ class Outbox:
                 await self.store.save_outbound(message)
                 raise Throttled(str(error.msg)) from None
             if error.code == OPTED_OUT_AT_TWILIO:
-                await self.store.set_opt_out(message.to, True)
-                log.info("%s is opted out at Twilio (21610): recorded", mask(message.to))
+                # No MessageSid: Twilio created no message. Our record's id says which send it was.
+                await _opted_out_at_twilio(self.store, message.to, f"{error.code}: {error.msg} (sending "
+                                                                   f"{message.id})", "")
             return await self._finish(message, OutboundState.FAILED, reason=f"{error.code}: {error.msg}",
                                       error_code=str(error.code) if error.code else None)
         message.sid = created.sid
@@ -144,8 +153,7 @@ async def record_delivery(store: SendingStore, sid: str, status: str, error_code
         except InvalidNumber:
             opted_out = ""
         if opted_out:
-            await store.set_opt_out(opted_out, True)
-            log.info("%s is opted out at Twilio (21610 in a status callback): recorded", mask(opted_out))
+            await _opted_out_at_twilio(store, opted_out, f"{error_code} in a status callback ({status})", sid)
     message = await store.outbound_by_sid(sid)
     if message is None:
         # Not (yet) ours: Twilio may report before its answer to our create call has reached us.
@@ -159,6 +167,14 @@ async def record_delivery(store: SendingStore, sid: str, status: str, error_code
     if error_code:
         message.error_code = error_code
     await store.save_outbound(message)
+
+
+async def _opted_out_at_twilio(store: SendingStore, number: str, detail: str, message_sid: str) -> None:
+    """Twilio refused a send with 21610: the number is opted out there, so here too (and the
+    consent ledger says how we learnt it)."""
+    change = ConsentChange(number, ConsentStatus.OPTED_OUT, ConsentMethod.DELIVERY_ERROR, detail, message_sid)
+    if await store.set_consent(change):
+        log.info("%s is opted out at Twilio (21610): recorded", mask(number))
 
 
 def _early_report_id(sid: str) -> str:

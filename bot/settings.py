@@ -99,6 +99,15 @@ def _sender(value: str, info: ValidationInfo) -> str:
         raise ValueError(f"is not a phone number: {error.reason} (got {value!r})") from None
 
 
+def _consent_days(days: int) -> int:
+    from bot.store.base import MIN_CONSENT_RETENTION_DAYS  # lazily: settings load before the store
+
+    if days < MIN_CONSENT_RETENTION_DAYS:
+        raise ValueError(f"must be at least {MIN_CONSENT_RETENTION_DAYS} days (got {days}): the consent ledger "
+                         "is evidence against claims under the TCPA, whose limitation period is 4 years")
+    return days
+
+
 # How each kind of variable is read; the text kinds keep their spaces, as they always have, except Word.
 Flag = Annotated[bool, _read(_flag)]
 Whole = Annotated[int, _read(_whole)]
@@ -110,6 +119,7 @@ Url = Annotated[str, _read(lambda raw: raw.rstrip("/"), strip=False)]  # paths a
 Names = Annotated[tuple[str, ...], NoDecode, _read(_names)]  # "ORDERS_API, ONCALL_NUMBER", not JSON
 Region = Annotated[str, _read(_region)]  # "US", "gb": libphonenumber's region codes
 Sender = Annotated[str, AfterValidator(_sender)]  # "(415) 555-0123" is held as +14155550123
+ConsentDays = Annotated[int, _read(_whole), AfterValidator(_consent_days)]  # at least 1461 (4 years)
 
 
 class Settings(BaseModel):
@@ -133,6 +143,8 @@ class Settings(BaseModel):
     workers: Whole = 1  # server processes (uvicorn workers); >1 needs SQLite on one machine or Redis
     # transcripts and idle conversations; MessageSids >= 48 h
     retention_seconds: Seconds = Field(default=30 * 24 * 3600.0, validation_alias="RETENTION")
+    # the consent ledger (evidence, kept apart from conversations): days, at least 4 years (TCPA)
+    consent_retention_days: ConsentDays = 1826
     default_region: Region = "US"  # a number written without +country code is read as this region's
     # outbound messages (all optional: without them only outbound features are unavailable)
     twilio_account_sid: str = ""
@@ -140,8 +152,10 @@ class Settings(BaseModel):
     twilio_messaging_service_sid: str = ""
     twilio_api_base_url: Url = TWILIO_API
     slow_reply_seconds: Seconds = 5.0  # answer "one moment" after this, send the real answer later
-    broadcast_window: Word = ""  # "09:00-20:00": broadcasts wait outside it (empty: any time)
-    broadcast_timezone: Word = "UTC"
+    # unset: 08:00-21:00 in each recipient's own zone (bot/quiet_hours.py); "09:00-20:00": that window in
+    # BROADCAST_TIMEZONE (UTC if unset) for everyone; "any": any time
+    broadcast_window: Word = ""
+    broadcast_timezone: Word = ""  # with a window, its zone; without, the zone of numbers whose zone is unknown
     notify_per_sender_per_hour: Whole = 3  # staff notifications (notify:) for one person's turns; more are held
     notify_per_hour: Whole = 20  # staff notifications in all (per process); more are held back and logged
     # The environment variables flows may read as {{ env.NAME }} (an allow-list: nothing else, so no secret)

@@ -192,7 +192,9 @@ class Turn:
     conversation: Conversation
     expected_version: int
     replies: tuple[str, ...]
-    opt_out: bool | None
+    #: the sender's consent as this turn changes it (None: unchanged). The store applies it, and
+    #: appends it to the consent ledger, only when it differs from the stored status.
+    consent: ConsentChange | None
     at: float = field(default_factory=time.time)
     deadline: float | None = None
     deadline_changed: bool = False  # only then is the deadline index written (keeps turns lean)

@@ -31,15 +31,16 @@ from starlette.testclient import TestClient
 
 from bot.actions import HttpFetcher
 from bot.app import create_app
-from bot.broadcast import Broadcast, Recipient, Report, SendWindow, default_name, read_recipients
+from bot.broadcast import Broadcast, Recipient, Report, default_name, read_recipients
 from bot.engine import Engine
 from bot.fake_twilio import FakeTwilio
 from bot.flows.loader import load_flows
 from bot.outbound import Outbox
 from bot.phones import normalise_number
+from bot.quiet_hours import HoursError, QuietHours, SendWindow
 from bot.settings import Settings
 from bot.store.sqlite import SqliteStore
-from bot.types import OutboundMessage
+from bot.types import ConsentChange, ConsentMethod, ConsentStatus, OutboundMessage
 from tests.conftest import SHIPPED_FLOWS, SignedClient, demo_fetcher
 from tests.signed_webhooks import AUTH_TOKEN, BOT_NUMBER, twilio_form
 from tests.test_outbound import (
@@ -59,6 +60,10 @@ CONFIRMED = "Thanks, see you then!"
 CANCELLED = "OK, your appointment is cancelled. Text AGENT if you'd like to rebook."
 PROMPT = "Please reply YES to confirm your appointment or NO to cancel it."
 
+
+
+def operator_opt_out(number: str) -> ConsentChange:
+    return ConsentChange(number, ConsentStatus.OPTED_OUT, ConsentMethod.OPERATOR, "test")
 
 def reminder(name: str, date: str) -> str:
     """flows/reminder.yaml's opening message for a CSV row."""
@@ -119,7 +124,7 @@ async def broadcast_parts(db: Path, fake: FakeTwilio | None) -> AsyncIterator[Pa
 
 
 async def run_broadcast(db: Path, fake: FakeTwilio | None, name: str, recipients: list[Recipient],
-                        clock: FakeClock, *, rate: float = 1.0, window: SendWindow | None = None,
+                        clock: FakeClock, *, rate: float = 1.0, hours: QuietHours | None = None,
                         show: Callable[[str], None] | None = None) -> Run:
     shown: list[str] = []
 
@@ -128,8 +133,8 @@ async def run_broadcast(db: Path, fake: FakeTwilio | None, name: str, recipients
         if show is not None:
             show(line)
     async with broadcast_parts(db, fake) as (store, engine, outbox):
-        run = Broadcast(name, "reminder", store, engine, outbox, rate=rate, window=window, clock=clock.time,
-                        sleep=clock.sleep, show=record)
+        run = Broadcast(name, "reminder", store, engine, outbox, rate=rate, hours=hours or QuietHours(),
+                        clock=clock.time, sleep=clock.sleep, show=record)
         report = await run.run(recipients)
     return Run(report, shown)
 
@@ -191,7 +196,7 @@ def test_broadcast_of_200_numbers(fake_twilio: FakeTwilio, tmp_path: Path) -> No
     with webhook_app(db) as client:  # one of them texted STOP earlier
         assert "unsubscribed" in " ".join(SignedClient(client).replies("STOP", opted_out_here[0])).lower()
     for number in opted_out_here[1:]:
-        look(db, lambda store, number=number: store.set_opt_out(number, True))
+        look(db, lambda store, number=number: store.set_consent(operator_opt_out(number)))
     fake_twilio.opt_out(*opted_out_at_twilio)
 
     def burst(line: str) -> None:  # Twilio starts refusing mid-run: the next 5 creates get 429 / 20429
@@ -309,7 +314,8 @@ def test_cli_broadcast_then_delivery_report_then_replies(fake_twilio: FakeTwilio
     server = server_process({"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "STORE_URL": sqlite_url(db)},
                             cwd=tmp_path).start()
     try:
-        env = outbound_env(fake_twilio, sqlite_url(db), PUBLIC_URL=server.url, FLOWS_DIR=str(SHIPPED_FLOWS))
+        env = outbound_env(fake_twilio, sqlite_url(db), PUBLIC_URL=server.url, FLOWS_DIR=str(SHIPPED_FLOWS),
+                           BROADCAST_WINDOW="any")  # a real clock: not at the mercy of the hour the tests run
         result = run_bot("broadcast", "--flow", "reminder", "--to", csv_path, "--rate", "1000",
                          cwd=tmp_path, env=env)
         print("\n" + result.stdout)
@@ -367,7 +373,7 @@ def test_cli_dry_run_sends_nothing(fake_twilio: FakeTwilio, tmp_path: Path) -> N
     rows += [{"phone": "not-a-number", "name": "x"},
              {"phone": numbers[0], "name": "Guest 0", "date": "Mon 9 Dec"}]
     csv_path = write_csv(tmp_path / "people.csv", rows)
-    look(db, lambda store: store.set_opt_out(numbers[3], True))
+    look(db, lambda store: store.set_consent(operator_opt_out(numbers[3])))
     env = outbound_env(fake_twilio, sqlite_url(db), FLOWS_DIR=str(SHIPPED_FLOWS))
     result = run_bot("broadcast", "--flow", "reminder", "--to", csv_path, "--dry-run", "--rate", "1000",
                      cwd=tmp_path, env=env)
@@ -375,8 +381,13 @@ def test_cli_dry_run_sends_nothing(fake_twilio: FakeTwilio, tmp_path: Path) -> N
     assert result.returncode == 0, output_of(result)
     assert fake_twilio.attempts == []
     assert "(dry run: nothing is sent)" in result.stderr
-    assert f"would send to {numbers[1]}: {reminder('Guest 1', 'Mon 9 Dec')}" in result.stderr, \
+    # when (now, or when their hours open: the real clock) and in which zones: 555 numbers have none,
+    # so DEFAULT_REGION US's zones, 08:00 Honolulu to 21:00 New York
+    opening = re.escape(reminder('Guest 1', 'Mon 9 Dec'))
+    assert re.search(rf"would send to \{numbers[1]} (now|at [-\d: ]+ \S+) \[08:00-21:00 11 zones, America/Adak … "
+                     rf"Pacific/Honolulu, zone unknown: DEFAULT_REGION US\]: {opening}\n", result.stderr), \
         output_of(result)
+    assert "sending hours: 08:00-21:00 in each recipient's time zone" in result.stderr
     assert result.stdout.splitlines()[0] == "requested 6: sent 3, skipped 3, failed 0, in doubt 0", \
         output_of(result)
     assert "  skipped, opted out: 1" in result.stdout and "  skipped, duplicate row: 1" in result.stdout
@@ -398,7 +409,7 @@ def test_kill_mid_run_then_resume_sends_each_number_once(fake_twilio: FakeTwilio
     csv_path = write_csv(tmp_path / "people.csv",
                          [{"phone": number, "name": f"P{i}", "date": "Wed 11 Dec"}
                           for i, number in enumerate(numbers)])
-    env = outbound_env(fake_twilio, sqlite_url(db), FLOWS_DIR=str(SHIPPED_FLOWS))
+    env = outbound_env(fake_twilio, sqlite_url(db), FLOWS_DIR=str(SHIPPED_FLOWS), BROADCAST_WINDOW="any")
     args = [sys.executable, "-m", "bot", "broadcast", "--flow", "reminder", "--to", str(csv_path)]
     with (tmp_path / "first-run.log").open("w") as log:
         process = subprocess.Popen([*args, "--rate", "20"], cwd=tmp_path, env=clean_env(**env),
@@ -490,7 +501,9 @@ NEW_YORK = ZoneInfo("America/New_York")
 ], ids=["morning", "evening", "dst-ends", "dst-starts"])
 def test_quiet_hours_wait_for_the_window(fake_twilio: FakeTwilio, tmp_path: Path, local_start: dt.datetime,
                                          expected_wait: float, opens: dt.datetime) -> None:
-    window = SendWindow.parse("09:00-20:00", "America/New_York")
+    hours = QuietHours.from_settings("09:00-20:00", "America/New_York")
+    assert hours.window is not None
+    window = hours.window
     numbers = ["+15550800001", "+15550800002", "+15550800003"]
     recipients = [Recipient(i + 2, number, {"name": "Kim", "date": "Sat"})
                   for i, number in enumerate(numbers)]
@@ -498,14 +511,15 @@ def test_quiet_hours_wait_for_the_window(fake_twilio: FakeTwilio, tmp_path: Path
     clock = FakeClock(local_start.replace(tzinfo=NEW_YORK).timestamp(),
                       on_sleep=lambda seconds: creates_when_sleeping.append(len(fake_twilio.attempts)))
     run = asyncio.run(run_broadcast(tmp_path / "bot.db", fake_twilio, "quiet", recipients, clock, rate=1.0,
-                                    window=window))
+                                    hours=hours))
 
     print(f"\n{local_start:%Y-%m-%d %H:%M} New York: slept {clock.sleeps}; shown {run.shown[0]!r}")
     assert clock.sleeps[0] == pytest.approx(expected_wait)  # in the window's time zone, real seconds
     assert creates_when_sleeping[0] == 0, "nothing is sent before the window opens"
-    hours, minutes = divmod(round(expected_wait) // 60, 60)
-    assert run.shown[0] == ("outside the sending window (09:00-20:00 America/New_York); "
-                           f"waiting {hours}:{minutes:02d}:00")
+    wait_hours, minutes = divmod(round(expected_wait) // 60, 60)
+    assert run.shown[0] == (f"outside sending hours: waiting {wait_hours}:{minutes:02d}:00 until "
+                           f"{opens:%Y-%m-%d %H:%M} America/New_York [09:00-20:00 America/New_York, "
+                           "BROADCAST_WINDOW], 3 recipient(s) waiting")
     woke = dt.datetime.fromtimestamp(clock.start + clock.sleeps[0], NEW_YORK)
     assert woke.replace(tzinfo=None) == opens, f"the run woke at {woke} local time, not when the window opens"
     assert window.seconds_until_open(clock.now) == 0
@@ -520,12 +534,12 @@ def test_quiet_hours_are_in_the_configured_time_zone(fake_twilio: FakeTwilio, tm
     recipients = [Recipient(2, "+15550810001", {"name": "Kim"})]
     utc_clock = FakeClock(moment)
     utc = asyncio.run(run_broadcast(tmp_path / "a.db", fake_twilio, "utc", recipients, utc_clock,
-                                    window=SendWindow.parse("09:00-20:00", "UTC")))
+                                    hours=QuietHours.from_settings("09:00-20:00", "")))
     assert utc_clock.sleeps == [] and utc.report.sent == 1
     assert not any(line.startswith("outside") for line in utc.shown)
     ny_clock = FakeClock(moment)
     asyncio.run(run_broadcast(tmp_path / "b.db", fake_twilio, "ny", recipients, ny_clock,
-                              window=SendWindow.parse("09:00-20:00", "America/New_York")))
+                              hours=QuietHours.from_settings("09:00-20:00", "America/New_York")))
     assert ny_clock.sleeps == [2.5 * 3600]
 
 
@@ -535,11 +549,202 @@ def test_overnight_window_and_bad_window_settings() -> None:
         return dt.datetime(2024, 6, 1, hour, minute, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
     assert night.seconds_until_open(at(23)) == 0 and night.seconds_until_open(at(5, 59)) == 0
     assert night.seconds_until_open(at(12)) == 10 * 3600
-    from bot.broadcast import BroadcastError
-    with pytest.raises(BroadcastError, match="BROADCAST_WINDOW must look like 09:00-20:00"):
+    with pytest.raises(HoursError, match="BROADCAST_WINDOW must look like 09:00-20:00"):
         SendWindow.parse("9am to 8pm", "UTC")
-    with pytest.raises(BroadcastError, match="BROADCAST_TIMEZONE 'Mars/Olympus' is not a time zone"):
+    with pytest.raises(HoursError, match="BROADCAST_TIMEZONE 'Mars/Olympus' is not a time zone"):
         SendWindow.parse("09:00-20:00", "Mars/Olympus")
+    with pytest.raises(HoursError, match="BROADCAST_TIMEZONE 'Mars/Olympus' is not a time zone"):
+        QuietHours.from_settings("", "Mars/Olympus")  # the fallback zone, without a window
+    with pytest.raises(HoursError, match="BROADCAST_WINDOW '09:00-09:00' is empty; to send at any time"):
+        SendWindow.parse("09:00-09:00", "UTC")  # before: a run that waited forever
+
+
+# -- quiet hours in each recipient's own time (TCPA: 08:00-21:00 where they are) -------------------
+
+def utc_at(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC).timestamp()
+
+
+def sent_times(fake: FakeTwilio, clock: FakeClock) -> tuple[Callable[[str], None], dict[str, str]]:
+    """A ``show`` that notes, after each send, when (UTC, HH:MM:SS) Twilio was asked to text whom."""
+    when: dict[str, str] = {}
+    before = len(fake.created)
+
+    def note(line: str) -> None:
+        for attempt in fake.created[before:]:
+            when.setdefault(str(attempt.to), f"{dt.datetime.fromtimestamp(clock.now, dt.UTC):%d %H:%M:%S}")
+    return note, when
+
+
+def test_each_recipient_is_texted_in_their_own_hours(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
+    """12:30 UTC on 15 March 2024 is 08:30 in New York, 07:30 in Chicago, 05:30 in Los Angeles, 02:30 in
+    Honolulu and 21:30 in Tokyo. New York is texted at once; each other recipient when their own 08:00
+    comes, earliest first (the CSV's order among equals), so nobody waits behind anybody else."""
+    db = tmp_path / "bot.db"
+    rows = [{"phone": "(415) 555-0123", "name": "La"},  # Los Angeles: 15:00 UTC
+            {"phone": "212-555-0123", "name": "Ny"},  # New York: now
+            {"phone": "+1 808 555 0123", "name": "Hi"},  # Honolulu: 18:00 UTC
+            {"phone": "208.555.0123", "name": "Id"},  # Boise and Los Angeles: 08:00 in both, 15:00 UTC
+            {"phone": "555 020 0001", "name": "Un"},  # no zone: every US zone's hours, from 18:00 UTC
+            {"phone": "(212) 555-0124", "name": "Tk", "timezone": " Asia/Tokyo "},  # the column wins: 23:00 UTC
+            {"phone": "312 555 0123", "name": "Ch"}]  # Chicago: 13:00 UTC
+    csv_path = write_csv(tmp_path / "people.csv", rows, header=("phone", "name", "date", "timezone"))
+    recipients = read_recipients(csv_path)
+    assert recipients[5].timezone == "Asia/Tokyo" and recipients[5].variables["timezone"] == "Asia/Tokyo"
+    name = default_name("reminder", csv_path)
+    start = utc_at(2024, 3, 15, 12, 30)
+    clock = FakeClock(start)
+    note, when = sent_times(fake_twilio, clock)
+    run = asyncio.run(run_broadcast(db, fake_twilio, name, recipients, clock, show=note))
+    print("\n" + "\n".join(line for line in run.shown if not line[0].isdigit()) + "\n" + run.report.summary())
+
+    assert when == {"+12125550123": "15 12:30:00", "+13125550123": "15 13:00:00", "+14155550123": "15 15:00:00",
+                    "+12085550123": "15 15:00:01", "+18085550123": "15 18:00:00", "+15550200001": "15 18:00:01",
+                    "+12125550124": "15 23:00:00"}
+    assert [attempt.to for attempt in fake_twilio.created] == list(when)  # in that order, each once
+    assert clock.sleeps == [1800.0, 7200.0, 1.0, 10799.0, 1.0, 17999.0]  # each wait is for the next opening
+    for recipient in recipients:  # and each was texted inside their own hours
+        window = QuietHours().window_for(recipient.phone, ZoneInfo(recipient.timezone) if recipient.timezone else None,
+                                         "US", start)
+        assert window is not None
+        sent = dt.datetime.strptime(f"2024-03-{when[recipient.phone]}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+        assert window.is_open(sent.timestamp()), (recipient.phone, window.describe(), sent)
+    waits = [line for line in run.shown if line.startswith("outside")]
+    assert run.shown[:2] == ["1/7  sent 1  skipped 0  failed 0  in doubt 0", waits[0]]
+    assert waits[0] == ("outside sending hours: waiting 0:30:00 until 2024-03-15 08:00 America/Chicago "
+                        "[08:00-21:00 America/Chicago, from the number], 6 recipient(s) waiting")
+    assert waits[2] == ("outside sending hours: waiting 2:59:59 until 2024-03-15 08:00 Pacific/Honolulu "
+                        "[08:00-21:00 Pacific/Honolulu, from the number], 3 recipient(s) waiting")
+    assert len(waits) == 4 and run.shown[-1] == "7/7  sent 7  skipped 0  failed 0  in doubt 0"
+    report = run.report
+    assert (report.sent, report.skipped, report.failed, report.not_in_use) == (7, Counter(), Counter(), 1)
+    assert len(report.waits) == 6
+    assert ("  waited for their sending hours (quiet hours): 6, until 2024-03-15 08:00 America/Chicago (the first) "
+            "to 2024-03-16 08:00 Asia/Tokyo (the last)") in report.summary().splitlines()
+
+    # run again at 06:00 UTC the next day (quiet hours in the US): all done, nobody is waited for
+    attempts = len(fake_twilio.attempts)
+    again_clock = FakeClock(utc_at(2024, 3, 16, 6, 0))
+    again = asyncio.run(run_broadcast(db, fake_twilio, name, recipients, again_clock))
+    assert (again.report.sent, again.report.sent_before, again.report.waits) == (0, 7, [])
+    assert again_clock.sleeps == [] and len(fake_twilio.attempts) == attempts
+
+
+def test_hours_that_close_while_others_are_sent_wait_for_the_next_morning(fake_twilio: FakeTwilio,
+                                                                         tmp_path: Path) -> None:
+    """One message every 10 minutes from 20:40 in New York: the third's turn comes at 21:00, when its
+    hours have closed, so it waits for 08:00 instead of going out late."""
+    numbers = ["+12125550131", "+12125550132", "+12125550133"]
+    clock = FakeClock(dt.datetime(2024, 3, 15, 20, 40, tzinfo=NEW_YORK).timestamp())
+    note, when = sent_times(fake_twilio, clock)
+    run = asyncio.run(run_broadcast(tmp_path / "bot.db", fake_twilio, "late", [
+        Recipient(i + 2, number, {"name": "Kim"}) for i, number in enumerate(numbers)], clock, rate=1 / 600,
+        show=note))
+    assert when == {numbers[0]: "16 00:40:00", numbers[1]: "16 00:50:00", numbers[2]: "16 12:00:00"}  # UTC
+    assert clock.sleeps == [600.0, 600.0, 11 * 3600.0]
+    assert run.report.sent == 3 and run.report.waits == [(clock.now, "2024-03-16 08:00 America/New_York")]
+
+
+def test_a_sleep_that_wakes_early_never_sends_early(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
+    """The clock decides, not the sleep: woken 10 minutes before the hours open (a wall clock set
+    back meanwhile), the run waits again instead of texting at 07:50."""
+    clock = FakeClock(dt.datetime(2024, 3, 15, 7, 0, tzinfo=NEW_YORK).timestamp())
+    exact = clock.sleep
+
+    async def early(seconds: float) -> None:
+        await exact(seconds - 600 if seconds > 600 else seconds)
+    clock.sleep = early  # type: ignore[method-assign]
+    note, when = sent_times(fake_twilio, clock)
+    asyncio.run(run_broadcast(tmp_path / "bot.db", fake_twilio, "early", [Recipient(2, "+12125550171", {})], clock,
+                              show=note))
+    assert clock.sleeps == [3000.0, 600.0]  # asked for 3600 s, slept 3000; then the last 600
+    assert when == {"+12125550171": "15 12:00:00"}  # 08:00 in New York
+
+
+def test_timezone_column_cells_that_are_not_zones_refuse_their_row(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
+    """A ``timezone`` cell must be an IANA name: otherwise that row is refused, named in the summary,
+    and not recorded, so that once the cell is fixed, running the broadcast again texts it."""
+    db = tmp_path / "bot.db"
+    header = ("phone", "name", "timezone")
+    rows = [{"phone": "+12125550141", "name": "Ok", "timezone": "America/New_York"},
+            {"phone": "+12125550142", "name": "Typo", "timezone": "Eastern"},
+            {"phone": "(415) 555-0143", "name": "Blank", "timezone": ""},  # no cell: the number's zone
+            {"phone": "+12125550144", "name": "Odd", "timezone": "../../etc/passwd"},
+            {"phone": "+12125550145", "name": "Long", "timezone": "x" * 2000}]
+    csv_path = write_csv(tmp_path / "people.csv", rows, header=header)
+    name = default_name("reminder", csv_path)
+    clock = FakeClock(utc_at(2024, 3, 15, 16, 0))  # 12:00 in New York, 09:00 in Los Angeles
+    run = asyncio.run(run_broadcast(db, fake_twilio, name, read_recipients(csv_path), clock))
+    print("\n" + run.report.summary())
+
+    assert [attempt.to for attempt in fake_twilio.created] == ["+12125550141", "+14155550143"]
+    assert run.report.skipped == Counter({"unknown time zone": 3})
+    summary = run.report.summary().splitlines()
+    assert "  skipped, unknown time zone: 3" in summary
+    assert ("  refused row 3: timezone 'Eastern' is not a time zone; use an IANA name such as America/New_York"
+            in summary)
+    assert "  refused row 5: timezone '../../etc/passwd' is not a time zone; use an IANA name such as " \
+           "America/New_York" in summary
+    assert f"  refused row 6: timezone {'x' * 60!r} is not a time zone; use an IANA name such as " \
+           "America/New_York" in summary  # cut short, not 2,000 characters
+    assert "row 3: timezone 'Eastern' is not a time zone; use an IANA name such as America/New_York; skipped" \
+        in run.shown
+    assert look(db, lambda store: store.outbound(f"{name}|+12125550142")) is None
+
+    rows[1]["timezone"] = "America/Chicago"  # fixed
+    again = asyncio.run(run_broadcast(db, fake_twilio, name, read_recipients(write_csv(csv_path, rows,
+                                                                                       header=header)),
+                                      FakeClock(utc_at(2024, 3, 15, 17, 0))))
+    assert [attempt.to for attempt in fake_twilio.created][2:] == ["+12125550142"]
+    assert (again.report.sent, again.report.sent_before) == (1, 2)
+
+
+def test_broadcast_window_and_timezone_replace_the_recipients_own_hours(fake_twilio: FakeTwilio,
+                                                                       tmp_path: Path) -> None:
+    recipients = [Recipient(2, "+12125550151", {"name": "Ny"}),
+                  Recipient(3, "+12125550152", {"name": "Tk", "timezone": "Asia/Tokyo"}, "Asia/Tokyo")]
+    start = utc_at(2024, 3, 15, 3, 0)  # 23:00 in New York, 12:00 in Tokyo, 04:00 in Berlin
+    # a window: one for everyone, in BROADCAST_TIMEZONE; Tokyo's own open hours do not count
+    clock = FakeClock(start)
+    note, when = sent_times(fake_twilio, clock)
+    asyncio.run(run_broadcast(tmp_path / "a.db", fake_twilio, "window", recipients, clock, show=note,
+                              hours=QuietHours.from_settings("10:00-11:00", "Europe/Berlin")))
+    assert when == {"+12125550151": "15 09:00:00", "+12125550152": "15 09:00:01"}  # 10:00 in Berlin
+    assert clock.sleeps == [6 * 3600.0, 1.0]
+    # any: no quiet hours at all
+    clock = FakeClock(start)
+    run = asyncio.run(run_broadcast(tmp_path / "b.db", fake_twilio, "any", recipients, clock,
+                                    hours=QuietHours.from_settings("any", "")))
+    assert clock.sleeps == [1.0] and run.report.sent == 2 and run.report.waits == []
+    # BROADCAST_TIMEZONE alone: only for numbers whose zone is unknown
+    clock = FakeClock(utc_at(2024, 3, 15, 1, 0))  # 06:30 in Kolkata, 21:00 in New York
+    note, when = sent_times(fake_twilio, clock)
+    asyncio.run(run_broadcast(tmp_path / "c.db", fake_twilio, "fallback", [
+        Recipient(2, "+12125550153", {}), Recipient(3, "+15550200002", {})], clock, show=note,
+        hours=QuietHours.from_settings("", "Asia/Kolkata")))
+    assert when == {"+15550200002": "15 02:30:00", "+12125550153": "15 12:00:00"}
+
+
+def test_dry_run_shows_each_recipients_zone_and_when_and_waits_for_nobody(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    recipients = [Recipient(2, "+12125550161", {"name": "Ny"}), Recipient(3, "(415) 555-0162", {"name": "La"}),
+                  Recipient(4, "+15550200003", {"name": "Un"}),
+                  Recipient(5, "+12125550164", {"name": "Tk"}, "Asia/Tokyo")]
+    clock = FakeClock(utc_at(2024, 3, 15, 12, 30))
+    run = asyncio.run(run_broadcast(db, None, "dry", recipients, clock))
+    shown = [line.split(": Hi ")[0] for line in run.shown if line.startswith("would send")]
+    print("\n" + "\n".join(shown))
+    assert shown == [
+        "would send to +12125550161 now [08:00-21:00 America/New_York, from the number]",
+        "would send to +14155550162 at 2024-03-15 08:00 America/Los_Angeles [08:00-21:00 America/Los_Angeles, "
+        "from the number]",
+        "would send to +15550200003 at 2024-03-15 08:00 Pacific/Honolulu [08:00-21:00 11 zones, America/Adak … "
+        "Pacific/Honolulu, zone unknown: DEFAULT_REGION US]",
+        "would send to +12125550164 at 2024-03-16 08:00 Asia/Tokyo [08:00-21:00 Asia/Tokyo, timezone column]"]
+    assert clock.sleeps == [1.0, 1.0, 1.0]  # paced as ever, and no waiting for anyone's hours
+    assert ("  waited for their sending hours (quiet hours): 3, until 2024-03-15 08:00 America/Los_Angeles "
+            "(the first) to 2024-03-16 08:00 Asia/Tokyo (the last)") in run.report.summary().splitlines()
+    assert look(db, lambda store: store.broadcast_messages("dry")) == []
 
 
 # -- the CSV ----------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ from bot.engine import MAX_REPLIES_PER_TURN, MAX_STEPS_PER_TURN, Engine
 from bot.flows import graph
 from bot.flows.loader import FlowSet, load_flows
 from bot.flows.problems import FlowLoadError
-from bot.flows.schema import MAX_FETCH_TIMEOUT, Fetch, Flow, ProgramTexts, parse_duration
+from bot.flows.program import ProgramTexts
+from bot.flows.schema import MAX_FETCH_TIMEOUT, Fetch, Flow, parse_duration
 from bot.flowtests import run_conversations
 from bot.simulator import simulation
 from bot.text.wordsets import HELP_WORDS, NO_WORDS, OPT_IN_WORDS, OPT_OUT_WORDS, YES_WORDS

@@ -12,7 +12,7 @@ from bot.actions import FetchFailed
 from bot.engine import Engine
 from bot.flows.loader import load_flows
 from bot.text import templates
-from bot.types import Conversation, Inbound, Message, Skip
+from bot.types import ConsentChange, ConsentMethod, ConsentStatus, Conversation, Inbound, Message, Skip
 from tests.conftest import SHIPPED_FLOWS, SURVEY_WITH_NUDGE, write_flows
 
 _sids = itertools.count()
@@ -513,7 +513,7 @@ async def test_a_flow_started_by_a_broadcast_arms_its_timeout_once(tmp_path: Pat
     assert await store.due(2_000.0) == [("+1", 1_600.0)]  # the start state's timeout is armed
     again = await inbox.start("+1", "survey", {}, "broadcast:b|+1")
     assert (again.duplicate, again.replies) == (True, ("Rate us 1-5.",))
-    await store.set_opt_out("+2", True)
+    await store.set_consent(ConsentChange("+2", ConsentStatus.OPTED_OUT, ConsentMethod.OPERATOR))
     assert (await inbox.start("+2", "survey", {}, "broadcast:b|+2")).skipped is Skip.OPTED_OUT
     untouched = (await store.snapshot("+2", "")).conversation
     assert (untouched.version, untouched.active) == (0, False)  # never started

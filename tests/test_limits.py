@@ -22,6 +22,7 @@ from bot.fake_twilio import FakeTwilio
 from bot.flows.loader import load_flows
 from bot.outbound import Outbox
 from bot.privacy import mask
+from bot.quiet_hours import QuietHours
 from bot.settings import Settings, load_settings
 from bot.store import open_store
 from tests.conftest import SignedClient, write_flows
@@ -135,6 +136,7 @@ async def test_a_broadcasts_notifications_are_limited_too(tmp_path: Path, fake_t
     caplog.set_level(logging.INFO)
     try:
         report = await Broadcast("b", "remind", store, engine, outbox, rate=1000.0, sleep=no_sleep,
+                                 hours=QuietHours(any_time=True),  # a real clock: no quiet hours
                                  notify_limiter=NotifyLimiter(per_sender=3, overall=20)).run(people)
     finally:
         await outbox.close()

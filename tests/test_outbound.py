@@ -27,7 +27,7 @@ from bot.flows.loader import load_flows
 from bot.outbound import Outbox
 from bot.settings import Settings
 from bot.store.sqlite import SqliteStore
-from bot.types import OutboundMessage, Turn
+from bot.types import ConsentChange, ConsentMethod, ConsentStatus, OutboundMessage, Turn
 from tests.conftest import ROOT, SHIPPED_FLOWS, ServerProcess, SignedClient, demo_fetcher
 from tests.signed_webhooks import (
     ACCOUNT_SID,
@@ -165,11 +165,11 @@ async def test_outbox_checks_the_opt_out_when_sending(fake_twilio: FakeTwilio, t
     outbox = Outbox(store, fake_twilio.outbound_settings())
     try:
         message = OutboundMessage("later|1", USER, "Anything new?")
-        await store.set_opt_out(USER, True)
+        await store.set_consent(ConsentChange(USER, ConsentStatus.OPTED_OUT, ConsentMethod.OPERATOR))
         result = await outbox.send(message)
         assert (result.state, result.reason) == ("skipped", "opted out")
         assert await store.outbound("later|1") == result
-        await store.set_opt_out(USER, False)  # START
+        await store.set_consent(ConsentChange(USER, ConsentStatus.OPTED_IN, ConsentMethod.OPERATOR))  # START
         assert (await outbox.send(OutboundMessage("later|2", USER, "Welcome back"))).state == "accepted"
     finally:
         await outbox.close()
@@ -356,7 +356,7 @@ def test_agent_request_notifies_the_oncall_number_once_after_the_turn_is_saved(
 
 def test_notify_to_an_opted_out_oncall_number_sends_nothing(agent_app: Any, fake_twilio: FakeTwilio) -> None:
     app, store = agent_app
-    asyncio.run(store.inner.set_opt_out(ONCALL, True))
+    asyncio.run(store.inner.set_consent(ConsentChange(ONCALL, ConsentStatus.OPTED_OUT, ConsentMethod.OPERATOR)))
     request_sid = new_message_sid()
     with app() as client:
         text(client, "AGENT")

@@ -14,7 +14,7 @@ from bot.outbound import Outbox, send_for_turn
 from bot.phones import InvalidNumber, is_assigned, normalise_and_warn, normalise_number, normalise_sender
 from bot.settings import SettingsError, load_settings
 from bot.store.memory import MemoryStore
-from bot.types import Inbound, OutboundMessage, OutboundState
+from bot.types import ConsentChange, ConsentMethod, ConsentStatus, Inbound, OutboundMessage, OutboundState
 from tests.test_outbound import outbound_env, output_of, run_bot, sqlite_url
 
 
@@ -121,7 +121,7 @@ async def test_the_outbox_sends_in_e164_and_refuses_with_the_reason(fake_twilio:
 
 async def test_an_opt_out_is_found_whatever_the_format(fake_twilio: FakeTwilio) -> None:
     store = MemoryStore()
-    await store.set_opt_out("+14155550123", True)
+    await store.set_consent(ConsentChange("+14155550123", ConsentStatus.OPTED_OUT, ConsentMethod.OPERATOR))
     outbox = Outbox(store, fake_twilio.outbound_settings())
     try:
         result = await outbox.send(OutboundMessage("n|1", "415.555.0123", "Hello"))

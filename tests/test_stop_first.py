@@ -23,6 +23,7 @@ from bot.fake_twilio import FakeTwilio
 from bot.flows.loader import load_flows
 from bot.inbox import Inbox, Patience
 from bot.outbound import Outbox, send_for_turn
+from bot.quiet_hours import QuietHours
 from bot.store import Store, open_store
 from bot.types import Inbound, OutboundMessage, Turn
 from tests.conftest import write_flows
@@ -182,7 +183,8 @@ class Scenario:
                     return await scenario.outbox.send(message)
 
             broadcast = Broadcast("b", "slow", self.store, self.engine, GatedOutbox(),  # type: ignore[arg-type]
-                                  rate=1000.0, sleep=_no_sleep)
+                                  rate=1000.0, sleep=_no_sleep,
+                                  hours=QuietHours(any_time=True))  # a real clock: no quiet hours
             await broadcast.run([Recipient(2, PERSON, {})])
         else:  # send: the operator's `python -m bot send`, after the STOP
             await self.outbox.send(OutboundMessage("send|" + PERSON, PERSON, "A message from the shop"))

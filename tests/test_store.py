@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,7 +15,18 @@ import pytest
 from bot.store import CommitResult, Purged, Retention, Store, Turns, open_store
 from bot.store.base import KeyedLocks, StoreHealth, StoreUnavailable
 from bot.store.redis import RedisStore
-from bot.types import ArmedTimeout, Conversation, Inbound, ReturnPoint, Turn
+from bot.types import (
+    ArmedTimeout,
+    ConsentChange,
+    ConsentMethod,
+    ConsentStatus,
+    Conversation,
+    Inbound,
+    ReturnPoint,
+    Turn,
+)
+
+OPTED_OUT, OPTED_IN = ConsentStatus.OPTED_OUT, ConsentStatus.OPTED_IN
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -37,9 +49,13 @@ async def recorded(store: Turns, message_sid: str) -> tuple[str, ...] | None:
 
 
 def turn(conversation: Conversation, sid: str, *, replies: tuple[str, ...] = ("ok",),
-         opt_out: bool | None = None, body: str = "hi") -> Turn:
+         opt_out: bool | None = None, body: str = "hi", at: float | None = None) -> Turn:
+    """A turn; ``opt_out`` True/False: the sender texted ``body`` to opt out or back in (a keyword)."""
     inbound = Inbound(message_sid=sid, sender=conversation.sender, body=body)
-    return Turn(inbound, conversation, conversation.version, replies, opt_out)
+    at = time.time() if at is None else at
+    consent = None if opt_out is None else \
+        ConsentChange(conversation.sender, OPTED_OUT if opt_out else OPTED_IN, ConsentMethod.KEYWORD, body, sid, at)
+    return Turn(inbound, conversation, conversation.version, replies, consent, at)
 
 
 class TestTurns:
@@ -154,10 +170,190 @@ class TestConsent:
 
 
     async def test_opt_out_learnt_from_twilio(self, store: Store) -> None:
-        await store.set_opt_out("+15550000009", True)
+        assert await store.set_consent(ConsentChange("+15550000009", OPTED_OUT, ConsentMethod.DELIVERY_ERROR))
         assert await store.is_opted_out("+15550000009")
-        await store.set_opt_out("+15550000009", False)
+        assert await store.set_consent(ConsentChange("+15550000009", OPTED_IN, ConsentMethod.OPERATOR))
         assert not await store.is_opted_out("+15550000009")
+
+
+YEAR = 365.25 * 24 * 3600
+
+
+def keyword(number: str, status: ConsentStatus, sid: str, at: float, word: str = "STOP") -> ConsentChange:
+    return ConsentChange(number, status, ConsentMethod.KEYWORD, word, sid, at)
+
+
+async def ledger_of(store: Store, since: float | None = None) -> list[ConsentChange]:
+    return [change async for change in store.consent_changes(since)]
+
+
+class TestConsentLedger:
+    """The consent ledger: every change of a number's consent, append-only, kept for its own period."""
+
+    async def test_a_turn_appends_a_row_only_when_the_status_changes(self, store: Store) -> None:
+        number = "+15550000001"
+        await store.commit(turn(await load(store, number), "SM1", opt_out=True, body="Stop!", at=1_000.0))
+        await store.commit(turn(await load(store, number), "SM2", opt_out=True, body="STOP", at=1_001.0))  # again
+        await store.commit(turn(await load(store, number), "SM3", at=1_002.0))  # no change of consent at all
+        assert await store.consent_history(number) == [keyword(number, OPTED_OUT, "SM1", 1_000.0, "Stop!")]
+        await store.commit(turn(await load(store, number), "SM4", opt_out=False, body="START", at=1_003.0))
+        await store.commit(turn(await load(store, number), "SM5", opt_out=False, body="UNSTOP", at=1_004.0))
+        assert await store.consent_history(number) == [keyword(number, OPTED_OUT, "SM1", 1_000.0, "Stop!"),
+                                                        keyword(number, OPTED_IN, "SM4", 1_003.0, "START")]
+        assert not await store.is_opted_out(number)
+        # START from a number never seen: subscribed already, so nothing to record
+        await store.commit(turn(await load(store, "+15550000002"), "SM6", opt_out=False, body="START"))
+        assert await store.consent_history("+15550000002") == []
+        assert [change.message_sid for change in await ledger_of(store)] == ["SM1", "SM4"]
+
+    async def test_a_turn_that_is_not_written_writes_no_row(self, store: Store) -> None:
+        number = "+15550000001"
+        stale = await load(store, number)
+        await store.commit(turn(await load(store, number), "SM1"))
+        assert await store.commit(turn(stale, "SM2", opt_out=True, body="STOP")) is CommitResult.CONFLICT
+        assert await store.consent_history(number) == [] and not await store.is_opted_out(number)
+        await store.commit(turn(await load(store, number), "SM3", opt_out=True, body="STOP", at=1_000.0))
+        await store.set_consent(ConsentChange(number, OPTED_IN, ConsentMethod.OPERATOR, "by phone", at=1_001.0))
+        replayed = turn(await load(store, number), "SM3", opt_out=True, body="STOP", at=1_002.0)  # a Twilio retry
+        assert await store.commit(replayed) is CommitResult.DUPLICATE
+        assert [change.status for change in await store.consent_history(number)] == [OPTED_OUT, OPTED_IN]
+        assert not await store.is_opted_out(number)
+
+    async def test_set_consent_applies_and_records_a_change_once(self, store: Store) -> None:
+        number = "+15550000009"
+        refused = ConsentChange(number, OPTED_OUT, ConsentMethod.DELIVERY_ERROR,
+                                "21610 in a status callback (failed)", "SM" + "a" * 32, 2_000.0)
+        assert await store.set_consent(refused) is True
+        again = ConsentChange(number, OPTED_OUT, ConsentMethod.DELIVERY_ERROR, "21610", "SM" + "b" * 32, 2_001.0)
+        assert await store.set_consent(again) is False
+        assert await store.is_opted_out(number)
+        back = ConsentChange(number, OPTED_IN, ConsentMethod.OPERATOR, "consent opt-in by ops: by email", "", 2_002.0)
+        assert await store.set_consent(back) is True
+        assert await store.consent_history(number) == [refused, back]
+        assert not await store.is_opted_out(number)
+        assert await store.set_consent(ConsentChange("+15550000008", OPTED_IN, ConsentMethod.OPERATOR)) is False
+
+    async def test_the_ledger_keeps_what_was_texted_as_it_was(self, store: Store) -> None:
+        detail = '=HYPERLINK("x")\n"quoted", ../ 🎉 ' + "x" * 2_000
+        change = ConsentChange("whatsapp:+15550000001", OPTED_OUT, ConsentMethod.PHRASE, detail, "SMw", 3_000.5)
+        assert await store.set_consent(change)
+        assert await store.consent_history("whatsapp:+15550000001") == [change]
+        assert await ledger_of(store) == [change]
+
+    async def test_purge_keeps_the_ledger_and_the_opt_out(self, store: Store) -> None:
+        number = "+15550000001"
+        await store.commit(turn(await load(store, number), "SM1", opt_out=True, body="STOP", at=1_000.0))
+        await store.purge(number)
+        assert await store.consent_history(number) == [keyword(number, OPTED_OUT, "SM1", 1_000.0)]
+        assert await store.is_opted_out(number)
+
+    async def test_history_and_export_are_oldest_first_and_export_reads_from_since(self, store: Store) -> None:
+        a, b = "+15550000001", "+15550000002"
+        changes = [keyword(a, OPTED_OUT, "SM1", 1_000.0), keyword(b, OPTED_OUT, "SM2", 1_500.0),
+                   keyword(a, OPTED_IN, "SM3", 2_000.0, "START"), keyword(b, OPTED_IN, "SM4", 3_000.0, "START"),
+                   keyword(a, OPTED_OUT, "SM5", 4_000.0)]
+        for change in changes:
+            assert await store.set_consent(change)
+        assert await store.consent_history(a) == [changes[0], changes[2], changes[4]]
+        assert await ledger_of(store) == changes
+        assert await ledger_of(store, since=2_000.0) == changes[2:]  # inclusive
+        assert await ledger_of(store, since=2_000.5) == changes[3:]
+        assert await ledger_of(store, since=9_999.0) == []
+
+    async def test_export_pages_through_a_long_ledger(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        from bot.store import redis as redis_store
+        from bot.store import sqlite_consent
+
+        monkeypatch.setattr(sqlite_consent, "PAGE", 3)
+        monkeypatch.setattr(redis_store, "PAGE", 3)
+        # equal times across page boundaries: none lost, none read twice, in the order recorded
+        times = [1_000.0, 1_000.0, 1_000.0, 1_000.0, 1_001.0, 1_002.0, 1_002.0, 1_002.0, 1_003.0, 1_004.0]
+        changes = [keyword(f"+1555000{n:04d}", OPTED_OUT, f"SM{n}", at) for n, at in enumerate(times)]
+        for change in changes:
+            await store.set_consent(change)
+        assert await ledger_of(store) == changes
+        assert await ledger_of(store, since=1_002.0) == changes[5:]
+
+    async def test_retention_drops_only_rows_past_the_consent_period(self, store: Store) -> None:
+        """Conversation retention (1 h here) never touches the ledger; its own period (5 years) does,
+        and the opt-out itself is never dropped."""
+        old, young = 1_000.0, 1_000.0 + 3 * YEAR
+        gone = keyword("+15550000001", OPTED_OUT, "SM1", old)
+        kept = keyword("+15550000002", OPTED_OUT, "SM2", young)
+        await store.set_consent(gone)
+        await store.set_consent(kept)
+        swept = await store.sweep(old + 2 * 3600)  # past the conversation retention, not the consent one
+        assert swept.consent_changes == 0 and await ledger_of(store) == [gone, kept]
+        swept = await store.sweep(old + 1826 * 24 * 3600 + 60)
+        assert swept.consent_changes == 1
+        assert await ledger_of(store) == [kept]
+        assert await store.consent_history("+15550000001") == []
+        assert await store.consent_history("+15550000002") == [kept]
+        assert await store.is_opted_out("+15550000001")  # the opt-out stays for good
+
+
+def test_consent_retention_is_at_least_four_years() -> None:
+    assert Retention().consent_seconds == 1826 * 24 * 3600
+    Retention(consent_seconds=1461 * 24 * 3600)
+    with pytest.raises(ValueError, match="at least 1461 days"):
+        Retention(consent_seconds=1460 * 24 * 3600)
+
+
+async def test_sqlite_refuses_to_change_or_delete_young_ledger_rows(tmp_path: Path) -> None:
+    """Append-only whoever writes to the file: UPDATE is refused, and DELETE for rows under 4 years old."""
+    import sqlite3
+
+    store = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
+    await store.set_consent(ConsentChange("+1", OPTED_OUT, ConsentMethod.KEYWORD, "STOP", "SM1"))  # now
+    await store.set_consent(ConsentChange("+2", OPTED_OUT, ConsentMethod.KEYWORD, "STOP", "SM2", 1_000.0))
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "bot.db", isolation_level=None)) as db:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("UPDATE consent_ledger SET status = 'opted_in'")
+        with pytest.raises(sqlite3.IntegrityError, match="at least 1461 days"):
+            db.execute("DELETE FROM consent_ledger")
+        assert db.execute("DELETE FROM consent_ledger WHERE number = '+2'").rowcount == 1  # old enough
+        assert db.execute("SELECT number, status FROM consent_ledger").fetchall() == [("+1", "opted_out")]
+
+
+def test_an_old_sqlite_database_gains_the_ledger_even_opened_by_several_workers_at_once(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    from tests.test_inbox import OLD_SQLITE_SCHEMA
+
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(OLD_SQLITE_SCHEMA)
+        db.execute("INSERT INTO opt_outs VALUES ('+1', 500.0)")  # opted out before the ledger existed
+        db.commit()
+    opened: list[Store] = []
+    problems: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            opened.append(open_store(f"sqlite:///{path}"))
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            problems.append(error)
+
+    workers = [threading.Thread(target=open_one) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert problems == [] and len(opened) == 4
+
+    async def scenario() -> None:
+        store = opened[0]
+        assert await store.is_opted_out("+1") and await store.consent_history("+1") == []
+        await store.commit(turn(await load(store, "+1"), "SM1", opt_out=False, body="START", at=1_000.0))
+        assert await opened[3].consent_history("+1") == [keyword("+1", OPTED_IN, "SM1", 1_000.0, "START")]
+        for each in opened:
+            await each.close()
+
+    asyncio.run(scenario())
 
 
 class TestForgetting:
@@ -184,7 +380,7 @@ class TestForgetting:
     async def test_sweep_keeps_message_ids_for_48_hours(self, store: Store) -> None:
         conversation = await load(store, "+15550000001")
         conversation.updated_at = 1_000.0
-        old = Turn(Inbound("SMold", "+15550000001", body="hi"), conversation, 0, ("ok",), True, at=1_000.0)
+        old = turn(conversation, "SMold", opt_out=True, at=1_000.0)
         await store.commit(old)
         first = await store.sweep(1_000.0 + 2 * 3600)  # past the 1 h retention, within 48 h
         if not isinstance(store, RedisStore):  # (Redis does this by TTL: see TestRedisSpecifics)
@@ -277,7 +473,8 @@ class TestRedisSpecifics:
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
             keys = sorted(await client.keys("*"))
-            assert keys == ["textflow:conv:+15550000001", "textflow:log:+15550000001",
+            assert keys == ["textflow:consent:+15550000001", "textflow:consents", "textflow:consents:seq",
+                            "textflow:conv:+15550000001", "textflow:log:+15550000001",
                             "textflow:optout:+15550000001", "textflow:reply:SM1", "textflow:sid:SM1",
                             "textflow:sids:+15550000001"]
             hour, two_days = 3600 * 1000, 48 * 3600 * 1000
@@ -286,6 +483,8 @@ class TestRedisSpecifics:
             assert hour - 5000 < await client.pttl("textflow:reply:SM1") <= hour  # the text: retention
             assert two_days - 5000 < await client.pttl("textflow:sid:SM1") <= two_days  # the id: >= 48 h
             assert await client.pttl("textflow:optout:+15550000001") == -1  # never expires
+            for ledger in ("textflow:consent:+15550000001", "textflow:consents"):  # the sweep keeps its period
+                assert await client.pttl(ledger) == -1
         finally:
             await client.aclose()
             await store.close()
@@ -402,7 +601,7 @@ async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_u
     with pytest.raises(StoreBusy, match="write lock held elsewhere"):
         await store.commit(turn(await load(store, "+2"), "SM2"))
     with pytest.raises(StoreBusy, match="busy"):
-        await store.set_opt_out("+3", True)
+        await store.set_consent(ConsentChange("+3", OPTED_OUT, ConsentMethod.OPERATOR))
     other.execute("ROLLBACK")
     other.close()
     await store.close()
@@ -522,7 +721,7 @@ async def test_sqlite_health_reports_a_deleted_file_and_refuses_to_write_to_it(t
         with pytest.raises(StoreUnavailable, match="deleted"):
             await store.commit(turn(await load(store, "+2"), "SMd2", opt_out=True))
         with pytest.raises(StoreUnavailable, match="deleted"):
-            await store.set_opt_out("+3", True)
+            await store.set_consent(ConsentChange("+3", OPTED_OUT, ConsentMethod.OPERATOR))
     finally:
         await store.close()
 

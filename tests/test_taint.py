@@ -32,11 +32,11 @@ from bot import studio
 from bot.actions import HttpFetcher
 from bot.engine import Engine
 from bot.fake_twilio import LoopbackServer
+from bot.flows.consent_source import default_consent_rules
 from bot.flows.loader import FlowSet, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.text.matching import condition, pattern_matcher
 from bot.text.normalise import normalise, trim
-from bot.text.wordsets import COMPLIANCE_WORDS
 from bot.types import Conversation, Inbound, Message
 from tests.conftest import ROOT, write_flows
 
@@ -516,8 +516,11 @@ def expected_value(route: str, text: str) -> str:
 
 
 def texted(text: str) -> bool:
-    """Whether ``text`` reaches the flow as an answer (not a compliance word or a route's trigger)."""
-    return normalise(text) not in COMPLIANCE_WORDS and normalise(text) not in ROUTES
+    """Whether ``text`` reaches the flow as an answer (not a compliance word, a revocation in the
+    sender's own words, or a route's trigger)."""
+    rules = default_consent_rules()
+    revocation = rules.revocation(text)
+    return rules.keyword(text) is None and not (revocation and revocation.clear) and normalise(text) not in ROUTES
 
 
 class Routes:

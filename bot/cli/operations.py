@@ -24,7 +24,8 @@ def add_commands(commands: Commands) -> None:
     purge = commands.add_parser("purge", help="forget one sender's data on request", description=(
         "Delete one sender's conversation and transcript, and blank the replies recorded for their "
         "messages (the MessageSids stay for 48 h so Twilio retries are still recognised). Their "
-        "opt-out is kept: forgetting it would text someone who said STOP."))
+        "opt-out is kept: forgetting it would text someone who said STOP; so is their consent ledger "
+        "(python -m bot consent NUMBER), the evidence of when and how they opted out or in."))
     purge.add_argument("number", help="the sender's number, as Twilio sends it (+15551234567)")
     purge.add_argument("--store", help="STORE_URL (default: from the settings)")
     purge.set_defaults(run=_purge)
@@ -64,11 +65,13 @@ async def _purge_sender(store_url: str, number: str) -> int:
     try:
         purged = await store.purge(number)
         opted_out = await store.is_opted_out(number)
+        ledger = await store.consent_history(number)
     finally:
         await store.close()
     print(f"purged {mask(number)}: {purged.conversations} conversation(s), {purged.transcript_lines} "
           f"transcript line(s), {purged.replies_blanked} recorded repl(ies) blanked"
-          + ("; opt-out kept" if opted_out else ""))
+          + ("; opt-out kept" if opted_out else "")
+          + (f"; consent ledger kept ({len(ledger)} change(s))" if ledger else ""))
     return 0
 
 

@@ -16,7 +16,6 @@ from bot.broadcast import (
     Broadcast,
     BroadcastError,
     Recipient,
-    SendWindow,
     default_name,
     progress_printer,
     read_recipients,
@@ -28,6 +27,7 @@ from bot.limits import NotifyLimiter
 from bot.outbound import Outbox, TwilioUnreachable, retrying
 from bot.phones import InvalidNumber, normalise_and_warn, normalise_sender
 from bot.privacy import mask
+from bot.quiet_hours import HoursError, QuietHours
 from bot.settings import Settings, load_settings
 from bot.store import open_store
 from bot.types import OutboundMessage, OutboundState
@@ -46,13 +46,16 @@ def add_commands(commands: Commands) -> None:
     broadcast = commands.add_parser("broadcast", help="start a flow for every number in a CSV", description=(
         "Start FLOW for each recipient of a CSV file (header row; number in column 'phone'; other "
         "columns become flow variables such as {{ name }}). Skips opted-out and invalid numbers, "
-        "paces itself, retries 'too many requests', waits outside BROADCAST_WINDOW, and resumes where "
-        "it stopped when run again: a message Twilio accepted is never sent twice."))
+        "paces itself, retries 'too many requests', and resumes where it stopped when run again: a "
+        "message Twilio accepted is never sent twice. Each recipient is texted only 08:00-21:00 in their "
+        "own time zone (a 'timezone' column, else the number's), unless BROADCAST_WINDOW says otherwise; "
+        "the others wait until their hours open."))
     broadcast.add_argument("--flow", required=True, help="the flow to start")
     broadcast.add_argument("--to", required=True, type=Path, dest="csv", help="CSV file of recipients")
     broadcast.add_argument("--name", help="the broadcast's name (default: flow and CSV file path)")
     broadcast.add_argument("--rate", type=float, default=1.0, help="messages per second (default 1)")
-    broadcast.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
+    broadcast.add_argument("--dry-run", action="store_true", help="show what would be sent, when, and each "
+                           "recipient's time zone; send nothing")
     add_flows_option(broadcast)
     broadcast.set_defaults(run=_broadcast)
 
@@ -113,27 +116,27 @@ def _broadcast(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         raise CommandError("--rate must be above 0")
     try:
-        window = SendWindow.parse(settings.broadcast_window, settings.broadcast_timezone) \
-            if settings.broadcast_window else None
+        hours = QuietHours.from_settings(settings.broadcast_window, settings.broadcast_timezone)
         recipients = read_recipients(args.csv, settings.default_region)
-    except BroadcastError as error:
+    except (BroadcastError, HoursError) as error:
         raise CommandError(str(error)) from None
     flows = load_for(args)
     name = args.name or default_name(args.flow, args.csv)
-    return asyncio.run(_run_broadcast(settings, flows, name, args, window, recipients))
+    return asyncio.run(_run_broadcast(settings, flows, name, args, hours, recipients))
 
 
 async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: argparse.Namespace,
-                         window: SendWindow | None, recipients: list[Recipient]) -> int:
+                         hours: QuietHours, recipients: list[Recipient]) -> int:
     store = open_store(settings.store_url)
     outbox = None if args.dry_run else Outbox(store, settings.outbound, status_callback=settings.status_callback_url)
     async with httpx.AsyncClient() as client:
         engine = Engine(flows, HttpFetcher(client, settings.local_base_url))
-        run = Broadcast(name, args.flow, store, engine, outbox, rate=args.rate, window=window,
+        run = Broadcast(name, args.flow, store, engine, outbox, rate=args.rate, hours=hours,
                         show=progress_printer(),
                         notify_limiter=NotifyLimiter(settings.notify_per_sender_per_hour, settings.notify_per_hour),
                         region=settings.default_region)
         print(f"broadcast {name!r}{' (dry run: nothing is sent)' if args.dry_run else ''}", file=sys.stderr)
+        print(f"sending hours: {hours.describe(settings.default_region)}", file=sys.stderr)
         try:
             report = await run.run(recipients)
         except BroadcastError as error:

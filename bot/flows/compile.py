@@ -34,6 +34,9 @@ class CompiledRule:
     save: str | None
     say: tuple[BoundTemplate, ...]
     go: str | None
+    #: written with the words themselves (``keywords``, ``any_of``): only such a rule outranks a
+    #: revocation in a person's own words ("stop texting me" as a menu choice)
+    names_words: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +209,8 @@ def _compile_fetch(fetch: Fetch) -> CompiledFetch:
 
 
 def _compile_rule(rule: Rule, event: str) -> CompiledRule:
-    return CompiledRule(event=event, matches=_matcher(rule), save=rule.save,
-                         say=_parse_all(rule.say), go=rule.go)
+    return CompiledRule(event=event, matches=_matcher(rule), save=rule.save, say=_parse_all(rule.say), go=rule.go,
+                        names_words=rule.keywords is not None or rule.any_of is not None)
 
 
 def _parse_all(sources: list[str]) -> tuple[BoundTemplate, ...]:

@@ -14,10 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from bot.consent.rules import ConsentRules
 from bot.flows.checks import CheckOptions, check_flow, check_flow_set
 from bot.flows.compile import CompiledFlow, compile_flow
+from bot.flows.consent_source import consent_rules, default_consent_rules
 from bot.flows.problems import Finding, FlowLoadError, Path, Problem
-from bot.flows.schema import Flow, Program, ProgramTexts
+from bot.flows.program import Program, ProgramTexts
+from bot.flows.schema import Flow
 from bot.flows.yamlsource import SourceMap, UnreadableFile, read_yaml_file
 from bot.text.normalise import normalise
 
@@ -31,6 +34,8 @@ class FlowSet:
     program: ProgramTexts
     flows: dict[str, CompiledFlow]
     warnings: list[Problem] = field(default_factory=list)
+    #: the consent keywords and revocation phrases, every language (``bot/consent/``)
+    consent: ConsentRules = field(default_factory=default_consent_rules)
     by_trigger: dict[str, CompiledFlow] = field(init=False)
     catch_all: CompiledFlow | None = field(init=False)  # starts on any message no trigger matched
 
@@ -44,6 +49,7 @@ class _Parsed:
     file: str
     source: SourceMap
     model: BaseModel | None = None
+    consent: ConsentRules | None = None  # the program file's: its consent words, compiled
 
 
 def flow_files(folder: FilePath) -> list[FilePath]:
@@ -60,10 +66,11 @@ def load_flows(folder: str | FilePath, options: CheckOptions = CheckOptions()) -
     problems, parsed = _inspect(flow_files(folder), options, program_folder=folder)
     if any(problem.severity == "error" for problem in problems):
         raise FlowLoadError(sorted(problems, key=lambda problem: problem.severity))
-    program = next(item.model for item in parsed if isinstance(item.model, Program))
+    program = next(item for item in parsed if isinstance(item.model, Program))
+    assert isinstance(program.model, Program) and program.consent is not None
     compiled = {item.model.flow: compile_flow(item.model, item.file)
                 for item in parsed if isinstance(item.model, Flow)}
-    return FlowSet(program=program.program, flows=compiled, warnings=problems)
+    return FlowSet(program=program.model.program, flows=compiled, warnings=problems, consent=program.consent)
 
 
 def lint_paths(paths: list[FilePath], options: CheckOptions = CheckOptions()) -> list[Problem]:
@@ -103,6 +110,11 @@ def _inspect(files: list[FilePath], options: CheckOptions,
         problems.append(Problem(str(program_folder / PROGRAM_FILE), 1, 1, "no program file",
                                 hint="create it with program: {name, help, opt_out, opt_in}; "
                                      "see docs/flows.md"))
+    if program_files:
+        first = program_files[0]
+        assert isinstance(first.model, Program)
+        first.consent, found = consent_rules(first.model.program, first.file, first.source)
+        problems.extend(found)
     for extra in program_files[1:]:
         problems.append(Problem(extra.file, 1, 1, f"a second program file (first: {program_files[0].file})",
                                 hint="keep one program: section"))

@@ -25,7 +25,7 @@ from pydantic import (
 from bot.flows.json_body import JSON_BODY_SCHEMA, json_document
 from bot.text.matching import CONDITION_NAMES, compile_pattern
 from bot.text.normalise import normalise
-from bot.text.wordsets import COMPLIANCE_WORDS
+from bot.text.wordsets import is_compliance_word
 
 END = "end"  # the built-in target that ends a conversation
 MAX_FETCH_TIMEOUT = 14.0  # Twilio abandons a webhook after 15 s
@@ -98,7 +98,7 @@ def _not_compliance_word(word: str) -> str:
     """Checked word by word, so an error points at the word's own line in a block list."""
     if not normalise(word):
         raise ValueError(f"{word!r} is empty once spaces and punctuation are removed")
-    if normalise(word) in COMPLIANCE_WORDS:
+    if is_compliance_word(word):
         raise ValueError(
             f"{word!r} is a compliance keyword (STOP, START, HELP and their kin always opt out, "
             "opt in or answer with the help text, whatever the flow says); choose another word"
@@ -354,46 +354,10 @@ class Flow(_Strict):
         return seconds
 
 
-class ProgramTexts(_Strict):
-    """The texts carriers require, sent by the built-in compliance handler."""
-
-    name: str
-    help: str  # answer to HELP / INFO
-    opt_out: str  # confirmation of STOP (sent once)
-    opt_in: str  # confirmation of START / UNSTOP
-    fallback: str = "Sorry, I didn't understand that. Text HELP for what you can do."
-    #: the webhook's answer when a lookup is still running after SLOW_REPLY_SECONDS; the real
-    #: answer follows as its own message
-    wait: str = "One moment, I'm looking that up…"
-    #: sent when a conversation's flow or state was removed by an update and it had to start over
-    reset: str = "Sorry, this service was just updated and our conversation had to start over. " \
-                 "Text HELP for what you can do."
-    #: CTIA's short-code rules: HELP is answered "regardless of whether the user is subscribed"
-    help_when_opted_out: bool = True
-
-    @field_validator("help")
-    @classmethod
-    def _help_says_how_to_stop(cls, text: str) -> str:
-        if "stop" not in normalise(text):
-            raise ValueError("the help text must tell people how to opt out (mention STOP)")
-        return text
-
-    @field_validator("fallback", "reset")
-    @classmethod
-    def _points_to_help(cls, text: str) -> str:
-        if "help" not in normalise(text):
-            raise ValueError("this reply must point people to HELP")
-        return text
-
-
-class Program(_Strict):
-    """The file (``flows/program.yaml``) holding the program's compliance texts."""
-
-    program: ProgramTexts
-
-
 def json_schema() -> dict[str, object]:
     """The JSON Schema of a file in ``flows/``: a flow, or the program file."""
+    from bot.flows.program import Program  # the program file's models build on this module's
+
     schema = TypeAdapter(Flow | Program).json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "textflow flow file", **schema}

@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.types import Conversation, OutboundMessage, Turn
+from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
 
 
 class StoreBusy(RuntimeError):
@@ -41,6 +41,9 @@ class CommitResult(enum.Enum):
 
 MIN_DEDUP_SECONDS = 48 * 3600  # Twilio retries within hours; a MessageSid is remembered at least this long
 DAY = 24 * 3600.0
+CONSENT_RETENTION_DAYS = 1826  # the consent ledger's default: five years
+#: The ledger is evidence against claims under the TCPA, whose limitation period is four years.
+MIN_CONSENT_RETENTION_DAYS = 1461
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,17 @@ class Retention:
 
     Transcripts and finished or idle conversations go after ``seconds``. Processed MessageSids
     (needed to answer Twilio's retries) stay at least 48 h whatever ``seconds`` says. Opt-outs
-    are never dropped: forgetting one would text someone who said STOP.
+    are never dropped: forgetting one would text someone who said STOP. The consent ledger is
+    kept apart, for ``consent_seconds`` (at least four years: it is evidence).
     """
 
     seconds: float = 30 * DAY
+    consent_seconds: float = CONSENT_RETENTION_DAYS * DAY
+
+    def __post_init__(self) -> None:
+        if self.consent_seconds < MIN_CONSENT_RETENTION_DAYS * DAY:
+            raise ValueError(f"the consent ledger must be kept at least {MIN_CONSENT_RETENTION_DAYS} days "
+                             "(4 years, the TCPA's limitation period)")
 
     @property
     def dedup_seconds(self) -> float:
@@ -66,6 +76,7 @@ class Purged:
     conversations: int = 0
     transcript_lines: int = 0
     replies_blanked: int = 0
+    consent_changes: int = 0  # ledger rows past the consent retention period (a sweep only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +96,9 @@ class Turns(Protocol):
         opt-out, and the MessageSid's recorded answer — in one trip."""
 
     async def commit(self, turn: Turn) -> CommitResult:
-        """Write a turn atomically: conversation (compare-and-set on version), opt-out,
-        the MessageSid with its replies, the transcript and the deadline index."""
+        """Write a turn atomically: conversation (compare-and-set on version), opt-out (with its
+        consent ledger row when the status changes), the MessageSid with its replies, the
+        transcript and the deadline index."""
 
 
 class Locks(Protocol):
@@ -109,12 +121,21 @@ class Timers(Protocol):
 
 
 class Consent(Protocol):
-    """Who opted out, read and written outside a turn (sending checks it; Twilio's 21610 teaches it)."""
+    """Who opted out, and the consent ledger: every change of a number's consent, append-only, kept
+    for ``Retention.consent_seconds`` whatever a purge or the conversation retention says.
+    Sending checks the opt-out; Twilio's 21610 and operators change it outside a turn."""
 
     async def is_opted_out(self, sender: str) -> bool: ...
 
-    async def set_opt_out(self, number: str, opted_out: bool) -> None:
-        """Record an opt-out learnt outside a conversation (Twilio error 21610)."""
+    async def set_consent(self, change: ConsentChange) -> bool:
+        """Apply a change learnt outside a conversation (Twilio error 21610, an operator) and append
+        it to the ledger, atomically; only when the number's status differs (False: it did not)."""
+
+    async def consent_history(self, number: str) -> list[ConsentChange]:
+        """The number's ledger, oldest first."""
+
+    def consent_changes(self, since: float | None = None) -> AsyncIterator[ConsentChange]:
+        """The whole ledger from ``since`` (a time, inclusive), oldest first, read in pages."""
 
 
 class Forgetting(Protocol):
@@ -122,10 +143,12 @@ class Forgetting(Protocol):
 
     async def purge(self, sender: str) -> Purged:
         """Forget one sender on request: conversation, transcript, recorded reply texts.
-        Their opt-out stays; their MessageSids stay (blank) so Twilio retries are still recognised."""
+        Their opt-out and consent ledger stay; their MessageSids stay (blank) so Twilio retries are
+        still recognised."""
 
     async def sweep(self, now: float) -> Purged:
-        """Drop what the retention period no longer allows (stores with TTLs may do nothing)."""
+        """Drop what the retention period no longer allows (stores with TTLs may leave that to
+        them), and consent ledger rows older than the consent retention period."""
 
 
 class OutboundRecords(Protocol):

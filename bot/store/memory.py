@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 
 from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreHealth
-from bot.types import Conversation, OutboundMessage, Turn
+from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
 
 
 class MemoryStore:
@@ -20,6 +21,7 @@ class MemoryStore:
         self._locks = KeyedLocks()
         self.outbox: dict[str, OutboundMessage] = {}
         self.deadlines: dict[str, float] = {}
+        self.ledger: list[ConsentChange] = []  # append-only, but for the consent retention period
 
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
         stored = self.conversations.get(sender)
@@ -40,10 +42,8 @@ class MemoryStore:
             saved = copy.deepcopy(turn.conversation)
             saved.version = turn.expected_version + 1
             self.conversations[sender] = saved
-        if turn.opt_out is True:
-            self.opted_out.add(sender)
-        elif turn.opt_out is False:
-            self.opted_out.discard(sender)
+        if turn.consent is not None:
+            self._change_consent(turn.consent)
         if turn.deadline_changed:
             if turn.deadline is None:
                 self.deadlines.pop(sender, None)
@@ -92,7 +92,9 @@ class MemoryStore:
         for message_id, message in list(self.outbox.items()):
             if message.updated_at < now - self.retention.dedup_seconds:
                 del self.outbox[message_id]
-        return Purged(len(stale), lines)
+        ledger = [change for change in self.ledger if change.at >= now - self.retention.consent_seconds]
+        changes, self.ledger = len(self.ledger) - len(ledger), ledger
+        return Purged(len(stale), lines, consent_changes=changes)
 
     async def save_outbound(self, message: OutboundMessage) -> None:
         self.outbox[message.id] = copy.copy(message)
@@ -107,8 +109,23 @@ class MemoryStore:
     async def broadcast_messages(self, broadcast: str) -> list[OutboundMessage]:
         return [copy.copy(m) for m in self.outbox.values() if m.broadcast == broadcast]
 
-    async def set_opt_out(self, number: str, opted_out: bool) -> None:
-        (self.opted_out.add if opted_out else self.opted_out.discard)(number)
+    async def set_consent(self, change: ConsentChange) -> bool:
+        return self._change_consent(change)
+
+    def _change_consent(self, change: ConsentChange) -> bool:
+        if change.opted_out == (change.number in self.opted_out):
+            return False  # STOP from someone opted out, START from someone subscribed: no change
+        (self.opted_out.add if change.opted_out else self.opted_out.discard)(change.number)
+        self.ledger.append(change)
+        return True
+
+    async def consent_history(self, number: str) -> list[ConsentChange]:
+        return sorted((change for change in self.ledger if change.number == number), key=lambda change: change.at)
+
+    async def consent_changes(self, since: float | None = None) -> AsyncIterator[ConsentChange]:
+        for change in sorted(self.ledger, key=lambda change: change.at):
+            if since is None or change.at >= since:
+                yield change
 
     async def health(self) -> StoreHealth:
         return StoreHealth()  # a dict is always writable (and forgotten at exit, as tests want)

@@ -1,9 +1,14 @@
 """The scale-out store: Redis, shared by several server processes or machines.
 
 Every key is namespaced (``textflow:conv:+1555…``); a turn is written by one Lua script, so
-the compare-and-set on the conversation version, the MessageSid record, the opt-out and the
-transcript land together or not at all. Personal data carries TTLs from the retention setting;
-opt-outs carry none.
+the compare-and-set on the conversation version, the MessageSid record, the opt-out (with its
+consent ledger entry) and the transcript land together or not at all. Personal data carries TTLs
+from the retention setting; opt-outs carry none, and the consent ledger none either: the sweep
+removes its entries past the consent retention period.
+
+The ledger is two sorted sets scored by time holding the same members (a sequence number and the
+change as JSON): one per number (``textflow:consent:+1555…``, its history) and one for all
+(``textflow:consents``, the export and the sweep).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from bot.store.base import (
     StoreUnavailable,
 )
 from bot.store.records import bookkeeping, conversation_from_record
-from bot.types import Conversation, OutboundMessage, Turn
+from bot.types import ConsentChange, ConsentMethod, ConsentStatus, Conversation, OutboundMessage, Turn
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,6 +51,8 @@ LOCK_WAIT_SECONDS = 12.0  # then answer 503: Twilio gives up on a webhook after 
 MAX_CONNECTIONS = 64  # per process
 POOL_WAIT_SECONDS = 10.0
 HEALTH_SECONDS = 2.0  # a probe waits no longer: a load balancer's own timeout is a few seconds
+PAGE = 1000  # consent ledger entries per read of an export
+SWEEP_BATCH = 500  # consent ledger entries removed per transaction by the retention sweep
 
 
 @dataclass(frozen=True)
@@ -89,16 +96,47 @@ class KeyBuilder:
     def deadlines(self) -> str:
         return f"{self.prefix}:deadlines"
 
+    def consent_history(self, number: str) -> str:
+        """A number's consent ledger entries, by time (append-only; no TTL)."""
+        return f"{self.prefix}:consent:{number}"
+
+    def consent_ledger(self) -> str:
+        """Every number's consent ledger entries, by time: the export, and the retention sweep."""
+        return f"{self.prefix}:consents"
+
+    def consent_sequence(self) -> str:
+        return f"{self.prefix}:consents:seq"
+
     def health(self) -> str:
         """Written by each health check (expires in a minute): proof that a write goes through."""
         return f"{self.prefix}:health"
 
 
-# KEYS: conversation, message, opt-out, transcript, sender's message set, reply, deadlines, sender
+# Sets ('1') or clears ('0') the opt-out and appends the ledger entry, only when the status changes
+# (returns 1; 0: unchanged, nothing written). A member is a sequence number and the change as JSON.
+_CONSENT = """
+local function change_consent(opt_out, history, ledger, sequence, flag, at, entry)
+  if (flag == '1') == (redis.call('EXISTS', opt_out) == 1) then return 0 end
+  if flag == '1' then redis.call('SET', opt_out, at) else redis.call('DEL', opt_out) end
+  local member = string.format('%015d', redis.call('INCR', sequence)) .. ' ' .. entry
+  redis.call('ZADD', history, at, member)
+  redis.call('ZADD', ledger, at, member)
+  return 1
+end
+"""
+
+# KEYS: opt-out, the number's ledger, all ledgers, ledger sequence; ARGV: 1/0, time, entry JSON
+_SET_CONSENT = _CONSENT + """
+return change_consent(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3])
+"""
+
+# KEYS: conversation, message, opt-out, transcript, sender's message set, reply, deadlines, sender,
+#       the number's ledger, all ledgers, ledger sequence
 # ARGV: expected version ('-': conversation unchanged, not written), conversation JSON, replies JSON,
 #       dedup ttl ms, opt-out (1/0/-),
-#       retention ttl ms, now, message sid, deadline (time / clear / -), transcript lines...
-_COMMIT = """
+#       retention ttl ms, now, message sid, deadline (time / clear / -), consent change time, its
+#       ledger entry, transcript lines...
+_COMMIT = _CONSENT + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
 if ARGV[1] ~= '-' then
   local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -110,11 +148,10 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
 redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[6])
 redis.call('SADD', KEYS[5], ARGV[8])
 redis.call('PEXPIRE', KEYS[5], ARGV[4])
-if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[7])
-elseif ARGV[5] == '0' then redis.call('DEL', KEYS[3]) end
+if ARGV[5] ~= '-' then change_consent(KEYS[3], KEYS[9], KEYS[10], KEYS[11], ARGV[5], ARGV[10], ARGV[11]) end
 if ARGV[9] == 'clear' then redis.call('ZREM', KEYS[7], KEYS[8])
 elseif ARGV[9] ~= '-' then redis.call('ZADD', KEYS[7], ARGV[9], KEYS[8]) end
-for i = 10, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+for i = 12, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 return 'committed'
 """
@@ -180,6 +217,7 @@ class RedisStore:
         self._commit = self._redis.register_script(_COMMIT)
         self._purge = self._redis.register_script(_PURGE)
         self._drop_deadline = self._redis.register_script(_DROP_DEADLINE)
+        self._set_consent = self._redis.register_script(_SET_CONSENT)
         self._local = KeyedLocks()  # waiters in this process queue here instead of polling Redis
 
     @_unavailable_is_busy
@@ -206,16 +244,20 @@ class RedisStore:
         lines = [json.dumps({"at": turn.at, "dir": "in", "body": inbound.body, "sid": inbound.message_sid})]
         lines += [json.dumps({"at": turn.at, "dir": "out", "body": reply, "sid": inbound.message_sid})
                   for reply in turn.replies]
-        opt_out = "-" if turn.opt_out is None else ("1" if turn.opt_out else "0")
+        consent = turn.consent
+        number = consent.number if consent is not None else sender
         deadline = "-" if not turn.deadline_changed else ("clear" if turn.deadline is None else repr(turn.deadline))
         result = await self._commit(
-            keys=[self.keys.conversation(sender), self.keys.message(inbound.message_sid), self.keys.opt_out(sender),
+            keys=[self.keys.conversation(sender), self.keys.message(inbound.message_sid), self.keys.opt_out(number),
                   self.keys.transcript(sender), self.keys.sender_messages(sender),
-                  self.keys.reply(inbound.message_sid), self.keys.deadlines(), sender],
+                  self.keys.reply(inbound.message_sid), self.keys.deadlines(), sender,
+                  self.keys.consent_history(number), self.keys.consent_ledger(), self.keys.consent_sequence()],
             args=[turn.expected_version if turn.conversation_changed else "-", state, json.dumps(turn.replies),
                   int(self.retention.dedup_seconds * 1000),
-                  opt_out, int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid,
-                  deadline, *lines])
+                  "-" if consent is None else ("1" if consent.opted_out else "0"),
+                  int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid, deadline,
+                  repr(consent.at) if consent is not None else "-", _entry(consent) if consent is not None else "-",
+                  *lines])
         return CommitResult(result)
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
@@ -258,8 +300,23 @@ class RedisStore:
             args=[self.keys.reply(""), sender])
         return Purged(int(conversations), int(lines), int(blanked))
 
+    @_unavailable_is_busy
     async def sweep(self, now: float | None = None) -> Purged:
-        return Purged()  # every personal key carries its TTL; Redis sweeps by itself
+        """Every personal key carries its TTL (Redis sweeps those by itself); consent ledger entries
+        past the consent retention period leave here, a batch at a time."""
+        cutoff = (time.time() if now is None else now) - self.retention.consent_seconds
+        dropped = 0
+        while old := [str(member) for member in await self._redis.zrangebyscore(
+                self.keys.consent_ledger(), "-inf", f"({cutoff!r}", start=0, num=SWEEP_BATCH)]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for member in old:
+                    pipe.zrem(self.keys.consent_history(_read_entry(member).number), member)
+                pipe.zrem(self.keys.consent_ledger(), *old)
+                await pipe.execute()
+            dropped += len(old)
+            if len(old) < SWEEP_BATCH:
+                break
+        return Purged(consent_changes=dropped)
 
     @_unavailable_is_busy
     async def save_outbound(self, message: OutboundMessage) -> None:
@@ -290,11 +347,38 @@ class RedisStore:
         return [OutboundMessage(**json.loads(item)) for item in stored if item]
 
     @_unavailable_is_busy
-    async def set_opt_out(self, number: str, opted_out: bool) -> None:
-        if opted_out:
-            await self._redis.set(self.keys.opt_out(number), repr(time.time()))
-        else:
-            await self._redis.delete(self.keys.opt_out(number))
+    async def set_consent(self, change: ConsentChange) -> bool:
+        number = change.number
+        changed = await self._set_consent(
+            keys=[self.keys.opt_out(number), self.keys.consent_history(number), self.keys.consent_ledger(),
+                  self.keys.consent_sequence()],
+            args=["1" if change.opted_out else "0", repr(change.at), _entry(change)])
+        return bool(changed)
+
+    @_unavailable_is_busy
+    async def consent_history(self, number: str) -> list[ConsentChange]:
+        members = await self._redis.zrange(self.keys.consent_history(number), 0, -1)
+        return [_read_entry(str(member)) for member in members]
+
+    async def consent_changes(self, since: float | None = None) -> AsyncIterator[ConsentChange]:
+        # Paged by score: the next page starts at the last score read, skipping the entries of that
+        # score already read (entries with equal times are ordered by their sequence number).
+        low, skip = (since if since is not None else float("-inf")), 0
+        while True:
+            found = await self._ledger_page(low, skip)
+            for member, _ in found:
+                yield _read_entry(member)
+            if len(found) < PAGE:
+                return
+            last = found[-1][1]
+            same = sum(1 for _, score in found if score == last)
+            low, skip = last, (skip + same if last == low else same)
+
+    @_unavailable_is_busy
+    async def _ledger_page(self, low: float, skip: int) -> list[tuple[str, float]]:
+        found = await self._redis.zrangebyscore(self.keys.consent_ledger(), repr(low), "+inf", start=skip, num=PAGE,
+                                                withscores=True)
+        return [(str(entry[0]), float(entry[1])) for entry in found]
 
     async def health(self) -> StoreHealth:
         """A real write, within HEALTH_SECONDS: Redis down, unreachable, or refusing writes shows."""
@@ -320,6 +404,17 @@ def _conversation(sender: str, stored: list[str | None]) -> Conversation:
     data = json.loads(stored[0])
     return conversation_from_record(sender, data["flow"], data["state"], data["vars"], data.get("engine"),
                                     data["updated_at"], int(stored[1] or 0))
+
+
+def _entry(change: ConsentChange) -> str:
+    return json.dumps({"at": change.at, "number": change.number, "status": str(change.status),
+                       "how": str(change.how), "detail": change.detail, "sid": change.message_sid})
+
+
+def _read_entry(member: str) -> ConsentChange:
+    data = json.loads(member.split(" ", 1)[1])  # after the sequence number
+    return ConsentChange(data["number"], ConsentStatus(data["status"]), ConsentMethod(data["how"]), data["detail"],
+                         data["sid"], float(data["at"]))
 
 
 def _recorded(processed: int, replies: str | None) -> tuple[str, ...] | None:

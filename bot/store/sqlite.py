@@ -7,7 +7,8 @@ message; only power loss can drop the last moments, which is out of scope.
 One row per processed message (``processed``: MessageSid, sender, what they texted, what we
 answered) is both the de-duplication record and the transcript, so a turn writes two rows, not
 four; the ``transcript`` view shows it line by line. Whether the file is writable and still the one
-opened is checked in ``sqlite_files.py``; the retention sweep is ``sqlite_sweep.py``.
+opened is checked in ``sqlite_files.py``; the retention sweep is ``sqlite_sweep.py``; the consent
+ledger's table is ``sqlite_consent.py``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+from bot.store import sqlite_consent as ledger
 from bot.store import sqlite_files as files
 from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy, StoreHealth
 from bot.store.records import bookkeeping, conversation_from_record
 from bot.store.sqlite_sweep import sweep
-from bot.types import Conversation, OutboundMessage, Turn
+from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
 
 # Lean on purpose: every index is written on every message. The turn log needs none beyond its
 # MessageSid: rows arrive in time order, so rowid order is age order for the retention sweep, and
@@ -284,12 +286,15 @@ class SqliteStore:
         rows = self._db.execute("SELECT record FROM outbound WHERE broadcast = ? ORDER BY id", (broadcast,))
         return [OutboundMessage(**json.loads(record)) for (record,) in rows.fetchall()]
 
-    async def set_opt_out(self, number: str, opted_out: bool) -> None:
+    async def set_consent(self, change: ConsentChange) -> bool:
         async with self._writing() as db:
-            if opted_out:
-                db.execute("INSERT OR REPLACE INTO opt_outs (sender, at) VALUES (?, ?)", (number, time.time()))
-            else:
-                db.execute("DELETE FROM opt_outs WHERE sender = ?", (number,))
+            return ledger.change_consent(db, change)
+
+    async def consent_history(self, number: str) -> list[ConsentChange]:
+        return ledger.history(self._db, number)
+
+    def consent_changes(self, since: float | None = None) -> AsyncIterator[ConsentChange]:
+        return ledger.changes(self._db, since)
 
     async def close(self) -> None:
         if self._checkpointer is not None:
@@ -307,7 +312,7 @@ def _checkpoint(db: sqlite3.Connection) -> None:
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
-    db.executescript(SCHEMA)
+    db.executescript(SCHEMA + ledger.LEDGER_SCHEMA)  # IF NOT EXISTS throughout: old databases gain new tables
     # A database from before the engine's bookkeeping had its column. Workers open the store at the
     # same moment, so another may add it between our look and our change: that is success too.
     columns = {name for _, name, *_ in db.execute("PRAGMA table_info(conversations)")}
@@ -355,10 +360,8 @@ def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
     if turn.conversation_changed and not _write_conversation(db, turn):
         db.execute("DELETE FROM processed WHERE message_sid = ?", (inbound.message_sid,))
         return CommitResult.CONFLICT
-    if turn.opt_out is True:
-        db.execute("INSERT OR REPLACE INTO opt_outs (sender, at) VALUES (?, ?)", (inbound.sender, turn.at))
-    elif turn.opt_out is False:
-        db.execute("DELETE FROM opt_outs WHERE sender = ?", (inbound.sender,))
+    if turn.consent is not None:
+        ledger.change_consent(db, turn.consent)
     if turn.deadline_changed:
         if turn.deadline is None:
             db.execute("DELETE FROM deadlines WHERE sender = ?", (inbound.sender,))

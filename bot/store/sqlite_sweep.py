@@ -1,6 +1,7 @@
-"""The SQLite store's retention sweep: old turns, idle conversations and outbound records leave
-in small batches, each in its own short write transaction, so a sweep of a large store never holds
-the write lock long enough to stall the webhook (it runs in a thread, on its own connection)."""
+"""The SQLite store's retention sweep: old turns, idle conversations, outbound records and (after
+their own, much longer period) consent ledger rows leave in small batches, each in its own short
+write transaction, so a sweep of a large store never holds the write lock long enough to stall the
+webhook (it runs in a thread, on its own connection)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def sweep(db: sqlite3.Connection, now: float, retention: Retention) -> Purged:
     with transaction(db):  # outbound records hold numbers and texts too
         db.execute("DELETE FROM outbound WHERE json_extract(record, '$.updated_at') < ?",
                    (now - retention.dedup_seconds,))
-    return Purged(conversations, lines)
+    return Purged(conversations, lines, consent_changes=_drop_old_consent(db, now - retention.consent_seconds))
 
 
 @contextlib.contextmanager
@@ -84,3 +85,15 @@ def _drop_old_turns(db: sqlite3.Connection, cutoff: float) -> None:
             db.executemany("DELETE FROM processed WHERE rowid = ?", [(rowid,) for rowid, _, _ in batch])
         if len(batch) < SWEEP_BATCH:
             break
+
+
+def _drop_old_consent(db: sqlite3.Connection, cutoff: float) -> int:
+    """Consent ledger rows past the consent retention period; the opt-out flags themselves stay."""
+    dropped = 0
+    while True:
+        with transaction(db):
+            count = db.execute("DELETE FROM consent_ledger WHERE rowid IN (SELECT rowid FROM consent_ledger "
+                               "WHERE at < ? ORDER BY at LIMIT ?)", (cutoff, SWEEP_BATCH)).rowcount
+        dropped += count
+        if count < SWEEP_BATCH:
+            return dropped

@@ -17,7 +17,7 @@ from bot.studio.test_writer import conversation_test
 from bot.studio.widgets import NUMBERED, STATE_RE, Refused, Widgets
 from bot.studio.yaml_writer import dump
 from bot.text.normalise import normalise
-from bot.text.wordsets import COMPLIANCE_WORDS
+from bot.text.wordsets import is_compliance_word
 
 NAME_RE = re.compile(NAME_PATTERN)  # flow names
 #: The Trigger's events, in the order an entry is looked for.
@@ -101,7 +101,7 @@ def trigger_problem(word: str) -> str | None:
     """Why ``word`` cannot be a trigger, or None."""
     if not normalise(word):
         return f"trigger {word!r} is empty once spaces and punctuation are removed"
-    if normalise(word) in COMPLIANCE_WORDS:
+    if is_compliance_word(word):
         return (f"trigger {word!r} is a compliance keyword (STOP, START, HELP and their kin always opt out, "
                 "opt in or answer with the help text); choose another word")
     return None

@@ -19,7 +19,7 @@ from bot.studio.widgets import BLANK_CONDITIONS, WAIT_PATTERN
 from bot.studio.yaml_writer import Text
 from bot.text.matching import CONDITION_NAMES, Condition, condition
 from bot.text.normalise import normalise, trim
-from bot.text.wordsets import COMPLIANCE_WORDS
+from bot.text.wordsets import is_compliance_word
 from bot.variables import forget_at, store_at
 
 TEST_SENDER = "+15551234567"  # the number conversation tests text from (bot.flowtests.DEFAULT_SENDER)
@@ -260,7 +260,7 @@ class _TestWriter:
             for case in cases:
                 tries += failing_candidates(case.condition, case.argument)
         for text in [*tries, *PLAIN_REPLIES]:
-            if is_reply and (trim(text) != text or normalise(text) in COMPLIANCE_WORDS
+            if is_reply and (trim(text) != text or is_compliance_word(text)
                              or normalise(text) in self.normalised_triggers):
                 continue
             first = next((i for i, case in enumerate(cases) if case.holds(text, case.argument)), len(cases))

@@ -12,6 +12,13 @@ from decimal import Decimal
 
 _SPACE_RUN = re.compile(r"\s+")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_LETTERS_OR_DIGITS = re.compile(r"[^\W_]+")
+_INNER_APOSTROPHE = re.compile(r"(?<=\w)['’‘`´](?=\w)")
+
+#: Characters that are never visible in a text and change nothing a person meant: zero-width
+#: space, non-joiner and joiner, word joiner, BOM, soft hyphen, Mongolian vowel separator.
+#: Phones and copy-paste add them ("STOP\u200b"); every comparison ignores them.
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 
 
 def _is_punctuation(char: str) -> bool:
@@ -26,7 +33,7 @@ def trim(text: str) -> str:
     """The reply as people meant it: NFKC, inner whitespace collapsed, surrounding whitespace
     and sentence punctuation ("Bob!", "123456.", "¿Sí?") removed, case and meaningful marks kept
     ("-3", "(555) 123-4567", "#12"). Patterns see this; ``save`` stores it."""
-    text = _SPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    text = _SPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).translate(INVISIBLE)).strip()
     while text and (text[-1] in _SENTENCE_END or text[-1].isspace()):  # "Bob! ." -> "Bob"
         text = text[:-1]
     while text and (text[0] in _SENTENCE_START or text[0].isspace()):
@@ -49,7 +56,35 @@ def normalise(text: str) -> str:
     NFKC (full-width and compatibility forms become plain letters), case-folded, inner whitespace
     collapsed, all surrounding whitespace and punctuation stripped (" (Stop!) " -> "stop").
     """
-    return _strip_punctuation(_SPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text)).strip()).casefold()
+    text = unicodedata.normalize("NFKC", text).translate(INVISIBLE)
+    return _strip_punctuation(_SPACE_RUN.sub(" ", text).strip()).casefold()
+
+
+def fold(text: str) -> str:
+    """``text`` as consent words are compared: NFKC, invisible characters removed, case-folded
+    and accents dropped ("ARRÊT" → "arret"), since people often type without accents."""
+    text = unicodedata.normalize("NFKC", text).translate(INVISIBLE).casefold()
+    decomposed = unicodedata.normalize("NFD", text)
+    return unicodedata.normalize("NFC", "".join(char for char in decomposed if not unicodedata.combining(char)))
+
+
+def folded_words(folded: str) -> list[str]:
+    """The words of :func:`fold`-ed text: letters and digits only ("don't" → "dont"); emoji,
+    punctuation and symbols are not words."""
+    return _LETTERS_OR_DIGITS.findall(_INNER_APOSTROPHE.sub("", folded))
+
+
+def keyword_form(text: str) -> str:
+    """A whole message as a compliance keyword is looked up: folded, with everything that is not
+    a letter or digit gone from both ends ("🛑 Stop!!", "STOP\u200b", "\ufeffSTOP" → "stop") and
+    inner whitespace collapsed; inner punctuation stays ("opt-out" is not "optout")."""
+    folded = _SPACE_RUN.sub(" ", fold(text)).strip()
+    start, end = 0, len(folded)
+    while start < end and not folded[start].isalnum():
+        start += 1
+    while end > start and not folded[end - 1].isalnum():
+        end -= 1
+    return folded[start:end]
 
 
 def words(normalised: str) -> list[str]:

@@ -1,0 +1,73 @@
+"""Reading the consent words for a flow load: the shipped language files plus ``program.yaml``'s
+``consent:`` additions, compiled into :class:`bot.consent.rules.ConsentRules`, every problem
+located at its file and line (the shipped files are ops staff's to read and extend too)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path as FilePath
+
+from pydantic import ValidationError
+
+from bot.consent.rules import ConsentRules, ConsentRulesError, RuleProblem, build_rules
+from bot.consent.words import ConsentWords, builtin_language_files
+from bot.flows.problems import Problem
+from bot.flows.program import ProgramTexts
+from bot.flows.yamlsource import SourceMap, UnreadableFile, read_yaml_file
+
+
+def consent_rules(program: ProgramTexts | None, program_file: str = "",
+                  program_source: SourceMap | None = None) -> tuple[ConsentRules | None, list[Problem]]:
+    """The consent rules for ``program`` (None when there are errors), and every problem found."""
+    problems: list[Problem] = []
+    sources: dict[str, SourceMap] = {}
+    parts: dict[str, list[tuple[str, ConsentWords]]] = {}
+    for code, path in builtin_language_files().items():
+        words = _read_language_file(path, problems, sources)
+        if words is not None:
+            parts.setdefault(code, []).append((str(path), words))
+    if program is not None:
+        sources[program_file] = program_source or SourceMap()
+        for code, words in program.consent.items():
+            parts.setdefault(code, []).append((program_file, words))
+    if problems:
+        return None, problems
+    try:
+        rules = build_rules(parts)
+    except ConsentRulesError as error:
+        return None, [_located(problem, sources, program_file) for problem in error.problems]
+    problems.extend(_located(problem, sources, program_file) for problem in rules.example_problems())
+    return (None if problems and any(p.severity == "error" for p in problems) else rules), problems
+
+
+def _read_language_file(path: FilePath, problems: list[Problem], sources: dict[str, SourceMap]) -> ConsentWords | None:
+    try:
+        data, source = read_yaml_file(path)
+    except UnreadableFile as error:
+        problems.append(error.problem)
+        return None
+    sources[str(path)] = source
+    try:
+        return ConsentWords.model_validate(data or {})
+    except ValidationError as error:
+        for detail in error.errors():
+            line, col = source.locate(tuple(detail["loc"]))
+            problems.append(Problem(str(path), line, col, str(detail["msg"]).removeprefix("Value error, "),
+                                    hint="see the comments at the top of the file and docs/compliance.md"))
+        return None
+
+
+def _located(problem: RuleProblem, sources: dict[str, SourceMap], program_file: str) -> Problem:
+    in_program = program_file and problem.origin == program_file
+    path = ("program", "consent", problem.language, *problem.path) if in_program else problem.path
+    line, col = sources.get(problem.origin, SourceMap()).locate(path)
+    return Problem(problem.origin, line, col, problem.message, hint=problem.hint)
+
+
+@cache
+def default_consent_rules() -> ConsentRules:
+    """The shipped rules alone (for a FlowSet built without a program file, as some tests do)."""
+    rules, problems = consent_rules(None)
+    if rules is None:
+        raise ConsentRulesError([RuleProblem("", problem.file, (), problem.message) for problem in problems])
+    return rules
