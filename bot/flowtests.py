@@ -34,9 +34,10 @@ from pydantic import (
 )
 
 from bot.actions import FetchFailed
-from bot.flows.loader import FlowSet, validation_problems
+from bot.flows.loader import FlowSet
 from bot.flows.problems import Problem
 from bot.flows.schema import Texts, valid_regex  # Texts: one message or a list, numbers as text
+from bot.flows.validation import validation_problems
 from bot.flows.yamlsource import UnreadableFile, read_yaml_file
 from bot.simulator import simulation
 

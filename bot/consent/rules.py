@@ -86,7 +86,6 @@ class _Language:
     revoke_within: list[_Phrase] = field(default_factory=list)
     guards: set[str] = field(default_factory=set)
     maybe: list[_Phrase] = field(default_factory=list)
-    fillers: list[tuple[str, ...]] = field(default_factory=list)  # longest first
     fillers_by_first: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     fillers_by_last: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     spellings: dict[str, list[str]] = field(default_factory=dict)
@@ -103,7 +102,7 @@ class _Language:
         """A clause's words as the phrases spell them: spellings applied, typos mended, repeats
         ("stop stop stop") collapsed."""
         said: list[str] = []
-        for word in _spelt_out(folded_words(folded)):
+        for word in folded_words(folded):
             if word in self.ignored:
                 continue
             for canonical in self.spellings.get(word) or [self._mended(word)]:
@@ -171,21 +170,6 @@ def _uncensored(found: re.Match[str]) -> str:
     return " " if "*" in found.group(0) else found.group(0)
 
 
-def _spelt_out(words: list[str]) -> list[str]:
-    """Letters typed one by one ("S T O P", "s.t.o.p") joined back into their word."""
-    out: list[str] = []
-    run: list[str] = []
-    for word in [*words, ""]:
-        if len(word) == 1 and word.isalpha():
-            run.append(word)
-            continue
-        out.extend(["".join(run)] if len(run) >= 3 else run)
-        run = []
-        if word:
-            out.append(word)
-    return out
-
-
 def _text(words: Iterable[str]) -> str:
     return "".join(word + " " for word in words)
 
@@ -211,18 +195,16 @@ class ConsentRules:
 
     def revocation(self, text: str) -> Revocation | None:
         """A revocation in the sender's own words (``clear``), a message that only might be one,
-        or None. The whole message and each clause of it ("wrong number, stop") are tried; a
-        one-word clause counts only first or last ("wait, stop, I meant Tuesday" is a correction)."""
+        or None. The whole message and each clause of it ("wrong number, stop") are tried."""
         folded = _NON_SPACE.sub(_uncensored, fold(text[:MAX_ANALYSED_CHARACTERS]))
         folded = _SPELT_OUT.sub(lambda found: re.sub(r"[.\- ]", "", found.group(0)), folded)
         folded = _STRETCHED.sub(r"\1", folded)  # "stoooop" -> "stop"
         parts = [part for part in _CLAUSE_BREAK.split(folded) if part.strip()]
         for language in self._languages:
-            clauses = [(clause, len(cut) == 1) for part in parts
-                       for cut in [language.clauses(language.words(part))] for clause in cut]
-            whole = [word for clause, _ in clauses for word in clause]
-            candidates = [(whole, True), *clauses] if len(clauses) > 1 else [(whole, True)]
-            for index, (clause, _) in enumerate(candidates):
+            clauses = [clause for part in parts for clause in language.clauses(language.words(part))]
+            whole = [word for clause in clauses for word in clause]
+            candidates = [whole, *clauses] if len(clauses) > 1 else [whole]
+            for index, clause in enumerate(candidates):
                 within = language.found_within(clause) if index > 0 or len(candidates) == 1 else None
                 if within is not None:
                     return Revocation(True, language.code, within)
@@ -242,15 +224,21 @@ class ConsentRules:
                     return Revocation(False, language.code, phrase.source)
         return None
 
+    def revokes(self, text: str) -> bool:
+        """Whether ``text`` opts its sender out before any flow is asked: an opt-out keyword, or,
+        when it is no keyword at all, a clear revocation (flow rules naming the words aside)."""
+        found = self.keyword(text)
+        if found is not None:
+            return found.kind is KeywordKind.OPT_OUT
+        revocation = self.revocation(text)
+        return revocation is not None and revocation.clear
+
     def example_problems(self) -> list[RuleProblem]:
         """Every example in the consent files that the phrases get wrong."""
         problems: list[RuleProblem] = []
         for language in self._languages:
             for should_revoke, text, origin, path in language.examples:
-                found = self.keyword(text)
-                revokes = (found is not None and found.kind is KeywordKind.OPT_OUT) or \
-                    ((found is None) and (hit := self.revocation(text)) is not None and hit.clear)
-                if revokes != should_revoke:
+                if self.revokes(text) != should_revoke:
                     wanted = "opt the sender out" if should_revoke else "leave consent alone"
                     problems.append(RuleProblem(language.code, origin, path, f"example {text!r} should {wanted}",
                                                 hint="add or narrow a phrase in revoke: so it does" if should_revoke
@@ -278,10 +266,6 @@ def build_rules(parts: Mapping[str, Sequence[tuple[str, ConsentWords]]]) -> Cons
             if words.texts is not None:
                 default_texts.setdefault(code, words.texts)
         language.vocabulary = _vocabulary(language)
-        for filler in language.fillers:
-            if filler:
-                language.fillers_by_first.setdefault(filler[0], []).append(filler)
-                language.fillers_by_last.setdefault(filler[-1], []).append(filler)
         language.any_revoke = _one_expression(language.revoke)
         language.any_within = _one_expression(language.revoke_within)
         languages.append(language)
@@ -321,8 +305,11 @@ def _add_words(language: _Language, origin: str, words: ConsentWords, problems: 
             if section != "revoke":
                 pattern = re.compile(r"(?:^|(?<= ))" + pattern.pattern)
             target.append(_Phrase(source, pattern, origin, (section, index)))
-    language.fillers.extend(tuple(folded_words(fold(filler))) for filler in words.fillers)
-    language.fillers.sort(key=len, reverse=True)  # "thank you" before "thank"
+    for filler in words.fillers:
+        said = tuple(folded_words(fold(filler)))
+        if said:  # indexed by first and last word: only those can start or end a message's words
+            language.fillers_by_first.setdefault(said[0], []).append(said)
+            language.fillers_by_last.setdefault(said[-1], []).append(said)
     for canonical, spellings in words.spellings.items():
         meant = folded_words(fold(canonical))
         for index, spelling in enumerate(spellings):
@@ -355,8 +342,7 @@ def _vocabulary(language: _Language) -> dict[str, list[str]]:
     """The words typos are mended towards: every literal word of the revoke phrases."""
     found: set[str] = set()
     for phrase in [*language.revoke, *language.revoke_within]:
-        found.update(word for word in re.findall(r"[^\W_]+", phrase.source.replace("*", " ")) if len(word) > 2)
-    found = {fold(word) for word in found}
+        found.update(word for word in folded_words(fold(phrase.source)) if len(word) > 2)
     by_initial: dict[str, list[str]] = {}
     for word in sorted(found):
         by_initial.setdefault(word[0], []).append(word)

@@ -13,6 +13,7 @@ from bot.consent.rules import ConsentRules, ConsentRulesError, RuleProblem, buil
 from bot.consent.words import ConsentWords, builtin_language_files
 from bot.flows.problems import Problem
 from bot.flows.program import ProgramTexts
+from bot.flows.validation import validation_problems
 from bot.flows.yamlsource import SourceMap, UnreadableFile, read_yaml_file
 
 
@@ -37,7 +38,7 @@ def consent_rules(program: ProgramTexts | None, program_file: str = "",
     except ConsentRulesError as error:
         return None, [_located(problem, sources, program_file) for problem in error.problems]
     problems.extend(_located(problem, sources, program_file) for problem in rules.example_problems())
-    return (None if problems and any(p.severity == "error" for p in problems) else rules), problems
+    return (None if problems else rules), problems  # a wrong example is an error: lint must fail
 
 
 def _read_language_file(path: FilePath, problems: list[Problem], sources: dict[str, SourceMap]) -> ConsentWords | None:
@@ -50,10 +51,7 @@ def _read_language_file(path: FilePath, problems: list[Problem], sources: dict[s
     try:
         return ConsentWords.model_validate(data or {})
     except ValidationError as error:
-        for detail in error.errors():
-            line, col = source.locate(tuple(detail["loc"]))
-            problems.append(Problem(str(path), line, col, str(detail["msg"]).removeprefix("Value error, "),
-                                    hint="see the comments at the top of the file and docs/compliance.md"))
+        problems.extend(validation_problems(str(path), source, ConsentWords, error))
         return None
 
 
