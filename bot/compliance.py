@@ -15,18 +15,16 @@ from dataclasses import dataclass
 from bot.consent.rules import ConsentRules, Revocation
 from bot.flows.program import ProgramTexts
 from bot.text.wordsets import KeywordKind
-from bot.types import ConsentMethod, Inbound
+from bot.types import ConsentDecision, ConsentMethod, Inbound
 
 
 @dataclass(frozen=True, slots=True)
 class ComplianceAnswer:
     rule: str  # for the trace: "compliance STOP", "Twilio OptOutType START", …
     reply: str | None  # what to text back (None: nothing)
-    opt_out: bool | None  # True: opt out; False: opt back in; None: unchanged
+    consent: ConsentDecision | None  # None: consent unchanged
     ends_conversation: bool = False
     answers_opted_out: bool = False  # HELP from an opted-out number: answered all the same
-    how: ConsentMethod | None = None  # how the consent changed (when ``opt_out`` is not None)
-    detail: str = ""  # what triggered it, for the consent ledger
 
 
 def answered_at_once(inbound: Inbound, rules: ConsentRules) -> bool:
@@ -72,10 +70,10 @@ def compliance_answer(inbound: Inbound, opted_out: bool, program: ProgramTexts,
     if kind is KeywordKind.OPT_OUT:
         if opted_out:
             return ComplianceAnswer(f"{rule} (already opted out: silent)", None, None, ends_conversation=True)
-        return ComplianceAnswer(rule, texts.opt_out, True, ends_conversation=True,
-                                how=ConsentMethod.KEYWORD, detail=inbound.body)
+        return ComplianceAnswer(rule, texts.opt_out, ConsentDecision(True, ConsentMethod.KEYWORD, inbound.body),
+                                ends_conversation=True)
     if kind is KeywordKind.OPT_IN or (opted_out and kind is KeywordKind.OPT_IN_WHILE_OPTED_OUT):
-        return ComplianceAnswer(rule, texts.opt_in, False, how=ConsentMethod.KEYWORD, detail=inbound.body)
+        return ComplianceAnswer(rule, texts.opt_in, ConsentDecision(False, ConsentMethod.KEYWORD, inbound.body))
     if kind is KeywordKind.HELP and (not opted_out or program.help_when_opted_out):
         return ComplianceAnswer(rule, texts.help, None, answers_opted_out=opted_out)
     if opted_out:
@@ -89,15 +87,16 @@ def revocation_answer(inbound: Inbound, revocation: Revocation, program: Program
     the phrase that matched, never the texted words (the ledger keeps those, as evidence)."""
     texts = program.texts_in(revocation.language, rules.default_texts)
     return ComplianceAnswer(f"revocation in own words ({revocation.language}: {revocation.phrase})",
-                            texts.opt_out, True, ends_conversation=True, how=ConsentMethod.PHRASE, detail=inbound.body)
+                            texts.opt_out, ConsentDecision(True, ConsentMethod.PHRASE, inbound.body),
+                            ends_conversation=True)
 
 
 def _twilio_handled(kind: str) -> ComplianceAnswer:
     """Twilio Advanced Opt-Out already answered: record what it did, say nothing."""
     rule = f"Twilio OptOutType {kind}"
     if kind == "STOP":
-        return ComplianceAnswer(rule, None, True, ends_conversation=True,
-                                how=ConsentMethod.TWILIO_OPT_OUT_TYPE, detail=kind)
+        return ComplianceAnswer(rule, None, ConsentDecision(True, ConsentMethod.TWILIO_OPT_OUT_TYPE, kind),
+                                ends_conversation=True)
     if kind == "START":
-        return ComplianceAnswer(rule, None, False, how=ConsentMethod.TWILIO_OPT_OUT_TYPE, detail=kind)
+        return ComplianceAnswer(rule, None, ConsentDecision(False, ConsentMethod.TWILIO_OPT_OUT_TYPE, kind))
     return ComplianceAnswer(rule, None, None)

@@ -126,8 +126,7 @@ class Engine:
             conversation.end()
         outcome.conversation_changed = answer.ends_conversation
         outcome.answers_opted_out = answer.answers_opted_out
-        outcome.opt_out = answer.opt_out
-        outcome.consent_how, outcome.consent_detail = answer.how, answer.detail
+        outcome.consent = answer.consent
         self._step(outcome, answer.rule, before)
         if answer.reply is not None:
             outcome.replies.append(answer.reply)

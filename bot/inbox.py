@@ -12,7 +12,6 @@ import dataclasses
 import enum
 import logging
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,7 +23,6 @@ from bot.privacy import mask
 from bot.store.base import CommitResult, Locks, StoreBusy, Turns
 from bot.types import (
     ConsentChange,
-    ConsentMethod,
     ConsentStatus,
     Event,
     Inbound,
@@ -211,18 +209,11 @@ class Inbox:
 def _consent(inbound: Inbound, outcome: Outcome, at: float) -> ConsentChange | None:
     """The consent change a turn makes, as the ledger records it (the store writes it only when it
     changes the sender's status)."""
-    if outcome.opt_out is None:
+    decision = outcome.consent
+    if decision is None:
         return None
-    how = outcome.consent_how
-    if how is None:
-        # The engine always says how; a missing one is a bug. The opt-out is recorded all the same
-        # (losing a STOP is worse), and the warning fails the tests (filterwarnings = error).
-        warnings.warn("the engine changed consent without saying how (Outcome.consent_how)", RuntimeWarning,
-                      stacklevel=1)
-        log.error("a turn of %s changed consent without saying how; recorded as a keyword", mask(inbound.sender))
-        how = ConsentMethod.KEYWORD
-    status = ConsentStatus.OPTED_OUT if outcome.opt_out else ConsentStatus.OPTED_IN
-    return ConsentChange(inbound.sender, status, how, outcome.consent_detail, inbound.message_sid, at)
+    status = ConsentStatus.OPTED_OUT if decision.opted_out else ConsentStatus.OPTED_IN
+    return ConsentChange(inbound.sender, status, decision.how, decision.detail, inbound.message_sid, at)
 
 
 def _lane(event: Event, rules: ConsentRules) -> str:

@@ -161,6 +161,16 @@ class ConsentChange:
         return self.status is ConsentStatus.OPTED_OUT
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentDecision:
+    """A turn's change of the sender's consent: the direction, how it came about and what
+    triggered it (the ledger's ``how`` and ``detail``), decided together so none can be missing."""
+
+    opted_out: bool  # True: opt the sender out; False: opt back in
+    how: ConsentMethod
+    detail: str = ""
+
+
 @dataclass(slots=True)
 class Outcome:
     """What the engine decided for one turn."""
@@ -168,10 +178,7 @@ class Outcome:
     conversation: Conversation
     replies: list[str] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
-    opt_out: bool | None = None  # True: opt the sender out; False: opt back in; None: unchanged
-    #: how the opt-out or opt-in came about, and what triggered it (the ledger's how and detail)
-    consent_how: ConsentMethod | None = None
-    consent_detail: str = ""
+    consent: ConsentDecision | None = None  # None: the sender's consent is unchanged
     notifications: list[tuple[str, str]] = field(default_factory=list)  # (to, text): sent after saving
     deadline: float | None = None  # when the waiting state's timeout fires (None: no timeout pending)
     deadline_changed: bool = False  # the store's deadline index needs updating
@@ -182,6 +189,11 @@ class Outcome:
     #: The reply may go to a number that opted out: the HELP text, which carriers require to be
     #: answered whatever the subscription (nothing else ever is).
     answers_opted_out: bool = False
+
+    @property
+    def opt_out(self) -> bool | None:
+        """True: opt the sender out; False: opt back in; None: unchanged."""
+        return self.consent.opted_out if self.consent is not None else None
 
 
 @dataclass(frozen=True, slots=True)

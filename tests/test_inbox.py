@@ -698,21 +698,12 @@ async def test_old_redis_data_keeps_working(redis_url: str, tmp_path: Path) -> N
         await client.aclose()
 
 
-async def test_a_consent_change_whose_method_the_engine_forgot_fails_tests_but_is_recorded(
-        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engine always says how consent changed (the ledger's ``how``). Should it ever not, the
-    opt-out is still recorded (losing a STOP is worse), and the warning fails every test that meets it."""
+async def test_a_turns_consent_change_is_recorded_with_how_what_and_its_message_sid(
+        store: Store, tmp_path: Path) -> None:
+    """The engine decides how consent changed together with the change itself
+    (``ConsentDecision``), so the ledger's ``how`` can never be missing."""
     engine = Engine(flows_in(tmp_path, survey=SURVEY_WITH_NUDGE), CannedFetcher(), env={})
-    step = engine.step
-
-    async def forgetful(*args: Any, **kwargs: Any) -> Any:
-        outcome = await step(*args, **kwargs)
-        outcome.consent_how = None
-        return outcome
-
-    monkeypatch.setattr(engine, "step", forgetful)
-    with pytest.warns(RuntimeWarning, match="without saying how"):
-        await Inbox(store, engine).receive(Inbound("SM1", "+1", body="STOP"))
+    await Inbox(store, engine).receive(Inbound("SM1", "+1", body="STOP"))
     assert await store.is_opted_out("+1")
     [change] = await store.consent_history("+1")
     assert (change.status, change.how, change.detail, change.message_sid) == (
