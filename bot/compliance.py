@@ -64,9 +64,10 @@ def compliance_answer(inbound: Inbound, opted_out: bool, program: ProgramTexts,
     if inbound.opt_out_type:
         return _twilio_handled(inbound.opt_out_type.upper())
     found = rules.keyword(inbound.body)
-    kind = found.kind if found is not None else None
-    texts = program.texts_in(found.language if found is not None else "en", rules.default_texts)
-    rule = f"compliance {found.word.upper()}" if found is not None else ""
+    if found is None:
+        return ComplianceAnswer("opted out: silent", None, None) if opted_out else None
+    kind, rule = found.kind, f"compliance {found.word.upper()}"
+    texts = program.texts_in(found.language, rules.default_texts)  # only for a keyword: most messages are not
     if kind is KeywordKind.OPT_OUT:
         if opted_out:
             return ComplianceAnswer(f"{rule} (already opted out: silent)", None, None, ends_conversation=True)

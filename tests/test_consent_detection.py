@@ -11,10 +11,13 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.compliance import answered_at_once
 from bot.consent.phrases import PhraseError, compile_phrase
-from bot.flows.consent_source import default_consent_rules
+from bot.consent.rules import ConsentRules
+from bot.flows.consent_source import consent_rules, default_consent_rules
 from bot.flows.loader import lint_paths, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.text.wordsets import KeywordKind
@@ -228,3 +231,34 @@ def test_long_and_hostile_texts_are_read_in_bounded_time() -> None:
     for text in ["x" * 5_000 + "*", "s.t.o.p " * 500, "stop " * 2_000, "\u200b" * 3_000 + "STOP"]:
         rules.revocation(text)  # bounded by MAX_ANALYSED_CHARACTERS; a timing is for bench/, not here
     assert rules.keyword("\u200b" * 10 + "STOP" + "🛑" * 10) is not None
+
+
+def _without_anchors() -> ConsentRules:
+    """The shipped rules with the anchor prefilter switched off: every message fully matched."""
+    rules, problems = consent_rules(None)
+    assert rules is not None and not problems
+    for language in rules._languages:  # the one switch the prefilter has; nothing else differs
+        language.anchors = language.maybe_anchors = None
+    return rules
+
+
+_POOL = sorted({word for path in CORPUS.glob("*.tsv") for _, text in corpus(path.stem) for word in text.split()}
+               | {"unsubcribe", "txting", "stpo", "plz", "pls", "svp", "porfa", "stopping", "spending", "massaging"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_POOL), st.sampled_from([",", ".", "!", "?", "🛑", "\u200b", "and"]),
+                          st.text(max_size=12)), max_size=14))
+def test_the_anchor_prefilter_never_changes_an_answer(words: list[str]) -> None:
+    """The prefilter only skips work: with it on or off, every message gets the same answer."""
+    text = " ".join(words)
+    assert default_consent_rules().revocation(text) == _UNFILTERED.revocation(text)
+
+
+def test_the_anchor_prefilter_never_changes_an_answer_on_the_corpora() -> None:
+    for path in CORPUS.glob("*.tsv"):
+        for _, text in corpus(path.stem):
+            assert default_consent_rules().revocation(text) == _UNFILTERED.revocation(text), text
+
+
+_UNFILTERED = _without_anchors()

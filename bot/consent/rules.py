@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
 
-from bot.consent.phrases import PhraseError, compile_phrase
+from bot.consent.phrases import PhraseError, read_phrase
 from bot.consent.words import ConsentWords, DefaultTexts
 from bot.text.normalise import fold, folded_words, keyword_form
 from bot.text.wordsets import BUILT_IN_KEYWORDS, KeywordKind
@@ -26,7 +26,6 @@ MAX_ANALYSED_CHARACTERS = 1_600  # one full SMS concatenation; a revocation is n
 TYPO_SCORE = 85
 GUARD_REACH = 4  # how many words before a phrase found inside a sentence a guard word cancels it
 MIN_TYPO_LENGTH = 6  # shorter words are too easily a different word ("stpo" is a spelling instead)
-_CACHE_LIMIT = 20_000
 _MAX_READINGS = 64  # filler-stripped readings tried per clause
 _SPELT_OUT = re.compile(r"(?<![^\W_])(?:[^\W\d_][.\- ]){2,}[^\W\d_](?![^\W_])")  # "s.t.o.p", "S T O P"
 _STRETCHED = re.compile(r"(.)\1{2,}")
@@ -73,6 +72,7 @@ class ConsentRulesError(ValueError):
 class _Phrase:
     source: str
     pattern: re.Pattern[str]
+    anchors: frozenset[str] | None  # one of these is in every match (None: no such words)
     origin: str
     path: tuple[str | int, ...]
 
@@ -96,7 +96,20 @@ class _Language:
     examples: list[tuple[bool, str, str, tuple[str | int, ...]]] = field(default_factory=list)
     any_revoke: re.Pattern[str] | None = None  # every revoke phrase in one expression: one match per reading
     any_within: re.Pattern[str] | None = None  # every revoke_within phrase, searched from a word's start
-    _typos: dict[str, str] = field(default_factory=dict)
+    #: words one of which any revoke/revoke_within match contains, and any maybe match
+    #: (None: a phrase without such words, so every message must be tried)
+    anchors: frozenset[str] | None = None
+    maybe_anchors: frozenset[str] | None = None
+
+    def possible_words(self, typed: set[str]) -> set[str]:
+        """Every word :meth:`words` could make of the words ``typed`` (folded, as typed), and
+        those words themselves: a message none of whose words is a phrase's anchor cannot match
+        it, so most messages skip phrase matching altogether."""
+        said = set(typed)
+        for word in typed:
+            spelt = self.spellings.get(word)
+            said.update(spelt if spelt is not None else (self._mended(word),))
+        return said
 
     def words(self, folded: str) -> list[str]:
         """A clause's words as the phrases spell them: spellings applied, typos mended, repeats
@@ -151,17 +164,15 @@ class _Language:
                     queue.append(words[:-len(filler)])
 
     def _mended(self, word: str) -> str:
+        """``word``, or the phrase word it is a typo of ("unsubcribe"). Not cached: a cache would
+        keep what people typed in memory, and rapidfuzz over one initial's words takes a microsecond."""
         if len(word) < MIN_TYPO_LENGTH or word in self.not_typos:
             return word
-        candidates = self.vocabulary.get(word[0], [])
-        if word in candidates:
+        candidates = self.vocabulary.get(word[0])
+        if not candidates or word in candidates:
             return word
-        if word not in self._typos:
-            if len(self._typos) > _CACHE_LIMIT:
-                self._typos.clear()
-            found = process.extractOne(word, candidates, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
-            self._typos[word] = found[0] if found else word
-        return self._typos[word]
+        found = process.extractOne(word, candidates, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
+        return found[0] if found else word
 
 
 def _uncensored(found: re.Match[str]) -> str:
@@ -200,7 +211,11 @@ class ConsentRules:
         folded = _SPELT_OUT.sub(lambda found: re.sub(r"[.\- ]", "", found.group(0)), folded)
         folded = _STRETCHED.sub(r"\1", folded)  # "stoooop" -> "stop"
         parts = [part for part in _CLAUSE_BREAK.split(folded) if part.strip()]
+        typed = set(folded_words(folded))
+        possible = {language.code: language.possible_words(typed) for language in self._languages}
         for language in self._languages:
+            if language.anchors is not None and language.anchors.isdisjoint(possible[language.code]):
+                continue
             clauses = [clause for part in parts for clause in language.clauses(language.words(part))]
             whole = [word for clause in clauses for word in clause]
             candidates = [whole, *clauses] if len(clauses) > 1 else [whole]
@@ -217,8 +232,11 @@ class ConsentRules:
                     found = language.any_revoke.fullmatch(said) if language.any_revoke else None
                     if found is not None and found.lastgroup is not None:
                         return Revocation(True, language.code, language.revoke[int(found.lastgroup[1:])].source)
+        plain = _text(folded_words(folded))
         for language in self._languages:
-            said, plain = _text(language.words(folded)), _text(folded_words(folded))
+            if language.maybe_anchors is not None and language.maybe_anchors.isdisjoint(possible[language.code]):
+                continue
+            said = _text(language.words(folded))
             for phrase in language.maybe:
                 if phrase.pattern.search(said) or phrase.pattern.search(plain):
                     return Revocation(False, language.code, phrase.source)
@@ -268,6 +286,8 @@ def build_rules(parts: Mapping[str, Sequence[tuple[str, ConsentWords]]]) -> Cons
         language.vocabulary = _vocabulary(language)
         language.any_revoke = _one_expression(language.revoke)
         language.any_within = _one_expression(language.revoke_within)
+        language.anchors = _all_anchors([*language.revoke, *language.revoke_within])
+        language.maybe_anchors = _all_anchors(language.maybe)
         languages.append(language)
     if problems:
         raise ConsentRulesError(problems)
@@ -297,14 +317,13 @@ def _add_words(language: _Language, origin: str, words: ConsentWords, problems: 
                             ("maybe", language.maybe)):
         for index, source in enumerate(getattr(words, section)):
             try:
-                pattern = compile_phrase(source)
+                read = read_phrase(source)
             except PhraseError as error:
                 problems.append(RuleProblem(language.code, origin, (section, index), str(error),
                                             hint="see docs/compliance.md for how phrases are written"))
                 continue
-            if section != "revoke":
-                pattern = re.compile(r"(?:^|(?<= ))" + pattern.pattern)
-            target.append(_Phrase(source, pattern, origin, (section, index)))
+            pattern = read.pattern if section == "revoke" else re.compile(r"(?:^|(?<= ))" + read.pattern.pattern)
+            target.append(_Phrase(source, pattern, read.anchors, origin, (section, index)))
     for filler in words.fillers:
         said = tuple(folded_words(fold(filler)))
         if said:  # indexed by first and last word: only those can start or end a message's words
@@ -336,6 +355,13 @@ def _one_expression(phrases: list[_Phrase]) -> re.Pattern[str] | None:
     if not phrases:
         return None
     return re.compile("|".join(f"(?P<p{index}>{phrase.pattern.pattern})" for index, phrase in enumerate(phrases)))
+
+
+def _all_anchors(phrases: list[_Phrase]) -> frozenset[str] | None:
+    """Words one of which any match of any of ``phrases`` contains; None if one phrase has none."""
+    if any(phrase.anchors is None for phrase in phrases):
+        return None
+    return frozenset().union(*(phrase.anchors or () for phrase in phrases))
 
 
 def _vocabulary(language: _Language) -> dict[str, list[str]]:
