@@ -1,7 +1,8 @@
 """Where STOP, START and HELP are handled: before any flow, whatever state the sender is in.
 
 Carriers and Twilio require these words to work everywhere, and an opted-out number to get
-nothing. The engine asks :func:`compliance_answer` first on every message; only when it answers
+nothing. The pipeline reads each message once (:func:`read_consent`: which lane it takes), and
+the engine asks :func:`consent_answer` first on every message; only when it answers
 None does the message reach the flows — except a revocation in the person's own words
 (:func:`revocation_answer`), which only a flow rule naming those very words outranks.
 The words, in every language, are :class:`bot.consent.rules.ConsentRules`.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.consent.rules import ConsentRules, Revocation
+from bot.consent.rules import ConsentRules, KeywordHit, Revocation
 from bot.flows.program import ProgramTexts
 from bot.text.wordsets import KeywordKind
 from bot.types import ConsentDecision, ConsentMethod, Inbound
@@ -27,29 +28,43 @@ class ComplianceAnswer:
     answers_opted_out: bool = False  # HELP from an opted-out number: answered all the same
 
 
-def answered_at_once(inbound: Inbound, rules: ConsentRules) -> bool:
-    """A message the compliance rules answer whatever else the sender's conversation is doing
-    (a slow lookup, a timeout firing): it must not queue behind that turn. YES is left out: it
-    re-subscribes only someone opted out (who has no turn in flight) and is otherwise a flow's
-    answer. A clear revocation in the person's own words goes first too: STOP, said otherwise."""
-    if inbound.opt_out_type:
-        return True
-    found = rules.keyword(inbound.body)
-    if found is not None:
-        return found.kind is not KeywordKind.OPT_IN_WHILE_OPTED_OUT
-    revocation = rules.revocation(inbound.body)
-    return revocation is not None and revocation.clear
+@dataclass(frozen=True, slots=True)
+class ConsentReading:
+    """What the consent rules make of one message's text: read once per message, since both the
+    pipeline (which lane the turn takes) and the engine (what to answer) need it."""
+
+    inbound: Inbound
+    keyword: KeywordHit | None
+    revocation: Revocation | None  # read only when the message is no keyword
+
+    @property
+    def answered_at_once(self) -> bool:
+        """A message the compliance rules answer whatever else the sender's conversation is doing
+        (a slow lookup, a timeout firing): it must not queue behind that turn. YES is left out: it
+        re-subscribes only someone opted out (who has no turn in flight) and is otherwise a flow's
+        answer. A clear revocation in the person's own words goes first too: STOP, said otherwise."""
+        if self.inbound.opt_out_type:
+            return True
+        if self.keyword is not None:
+            return self.keyword.kind is not KeywordKind.OPT_IN_WHILE_OPTED_OUT
+        return self.revocation is not None and self.revocation.clear
 
 
-def consent_answer(inbound: Inbound, opted_out: bool, program: ProgramTexts, rules: ConsentRules,
+def read_consent(inbound: Inbound, rules: ConsentRules) -> ConsentReading:
+    keyword = rules.keyword(inbound.body)
+    return ConsentReading(inbound, keyword, rules.revocation(inbound.body) if keyword is None else None)
+
+
+def consent_answer(reading: ConsentReading, opted_out: bool, program: ProgramTexts, rules: ConsentRules,
                    flow_names_the_words: Callable[[], bool]) -> tuple[ComplianceAnswer | None, str | None]:
     """What consent makes of a message before flows see it: a keyword's answer, else a clear
     revocation's (unless a flow rule written with those very words takes the message: only that
     outranks it), else nothing — with the stop hint for a message that might be a revocation."""
-    answer = compliance_answer(inbound, opted_out, program, rules)
+    inbound = reading.inbound
+    answer = compliance_answer(inbound, reading.keyword, opted_out, program, rules)
     if answer is not None:
         return answer, None
-    revocation = rules.revocation(inbound.body)
+    revocation = reading.revocation
     if revocation is None:
         return None, None
     if not revocation.clear:
@@ -57,13 +72,12 @@ def consent_answer(inbound: Inbound, opted_out: bool, program: ProgramTexts, rul
     return (None if flow_names_the_words() else revocation_answer(inbound, revocation, program, rules)), None
 
 
-def compliance_answer(inbound: Inbound, opted_out: bool, program: ProgramTexts,
+def compliance_answer(inbound: Inbound, found: KeywordHit | None, opted_out: bool, program: ProgramTexts,
                       rules: ConsentRules) -> ComplianceAnswer | None:
     """The answer to a compliance keyword (in any language, in that language), to Twilio's own
     Advanced Opt-Out handling, or to anything from an opted-out number; None lets flows answer."""
     if inbound.opt_out_type:
         return _twilio_handled(inbound.opt_out_type.upper())
-    found = rules.keyword(inbound.body)
     if found is None:
         return ComplianceAnswer("opted out: silent", None, None) if opted_out else None
     kind, rule = found.kind, f"compliance {found.word.upper()}"

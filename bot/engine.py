@@ -19,7 +19,7 @@ from liquid import BoundTemplate
 from liquid.exceptions import LiquidError
 
 from bot.actions import Fetcher, FetchFailed
-from bot.compliance import consent_answer
+from bot.compliance import ConsentReading, consent_answer, read_consent
 from bot.flows.compile import (
     ENTER_EVENT,
     FETCH_FAILED_EVENT,
@@ -91,12 +91,16 @@ class Engine:
         self.env = dict(env) if env is not None else templates.public_environment()
         self.clock = clock
 
-    async def step(self, conversation: Conversation, event: Event, opted_out: bool) -> Outcome:
-        """Move ``conversation`` on ``event``: the one entry for every kind of turn."""
+    async def step(self, conversation: Conversation, event: Event, opted_out: bool,
+                   consent: ConsentReading | None = None) -> Outcome:
+        """Move ``conversation`` on ``event``: the one entry for every kind of turn. ``consent`` is
+        what the pipeline already read of a message (:func:`read_consent`); read here otherwise."""
         outcome = Outcome(conversation)
         armed_before = conversation.timeout
         if isinstance(event, Message):
-            clock = await self._on_message(event.inbound, outcome, opted_out)
+            reading = consent if consent is not None and consent.inbound is event.inbound else \
+                read_consent(event.inbound, self.flows.consent)
+            clock = await self._on_message(reading, outcome, opted_out)
         elif isinstance(event, Start):
             clock = await self._on_start(event, outcome, opted_out)
         else:
@@ -110,13 +114,13 @@ class Engine:
         del outcome.replies[MAX_REPLIES_PER_TURN:]
         return outcome
 
-    async def _on_message(self, inbound: Inbound, outcome: Outcome, opted_out: bool) -> _Clock:
+    async def _on_message(self, reading: ConsentReading, outcome: Outcome, opted_out: bool) -> _Clock:
         """Answer a text; compliance words keep the waiting state's clock running."""
-        conversation = outcome.conversation
+        inbound, conversation = reading.inbound, outcome.conversation
         if inbound.to:
             conversation.channel = inbound.to
         word = normalise(inbound.body)
-        answer, hint = consent_answer(inbound, opted_out, self.flows.program, self.flows.consent,
+        answer, hint = consent_answer(reading, opted_out, self.flows.program, self.flows.consent,
                                       lambda: self._names_the_words(conversation, word, inbound.body))
         if answer is None:
             await self._route(word, inbound.body, outcome, inbound, hint)

@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.compliance import answered_at_once
-from bot.consent.rules import ConsentRules
+from bot.compliance import ConsentReading, read_consent
 from bot.engine import Engine
 from bot.privacy import mask
 from bot.store.base import CommitResult, Locks, StoreBusy, Turns
@@ -154,7 +153,9 @@ class Inbox:
         started = time.perf_counter()
         engine = self.engine
         sender = event.inbound.sender
-        async with self.store.lock(_lane(event, self.engine.flows.consent)):
+        # A message's consent is read once, here: it decides the lane, and the engine answers from it.
+        consent = read_consent(event.inbound, engine.flows.consent) if isinstance(event, Message) else None
+        async with self.store.lock(_lane(sender, consent)):
             ticket.locked.set()
             for _ in range(MAX_ATTEMPTS):
                 # Read under the lock: a twin of this turn (a Twilio retry) may have just won.
@@ -162,7 +163,7 @@ class Inbox:
                 if snapshot.recorded_replies is not None:
                     return _logged(event, Received(snapshot.recorded_replies, duplicate=True), started)
                 expected_version = snapshot.conversation.version
-                outcome = await engine.step(snapshot.conversation, event, snapshot.opted_out)
+                outcome = await engine.step(snapshot.conversation, event, snapshot.opted_out, consent)
                 replies = tuple(outcome.replies)
                 trace = tuple(outcome.trace)
                 if outcome.skipped is not None:
@@ -216,15 +217,13 @@ def _consent(inbound: Inbound, outcome: Outcome, at: float) -> ConsentChange | N
     return ConsentChange(inbound.sender, status, decision.how, decision.detail, inbound.message_sid, at)
 
 
-def _lane(event: Event, rules: ConsentRules) -> str:
+def _lane(sender: str, consent: ConsentReading | None) -> str:
     """Which per-sender lock a turn takes. A sender's turns go one at a time, except compliance
     words (STOP, START, HELP…): they have their own lane, so they are recorded and answered at once
     even while a slow lookup holds the sender's turn. That turn cannot then answer after a STOP:
     STOP changes the conversation's version, so the slow turn's commit conflicts, and its redo sees
     the opt-out and stays silent."""
-    sender = event.inbound.sender
-    return f"{sender} compliance" if isinstance(event, Message) and answered_at_once(event.inbound, rules) \
-        else sender
+    return f"{sender} compliance" if consent is not None and consent.answered_at_once else sender
 
 
 def _logged(event: Event, received: Received, started: float) -> Received:

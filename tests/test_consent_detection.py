@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.compliance import answered_at_once
+from bot.compliance import read_consent
 from bot.consent.phrases import PhraseError, compile_phrase
 from bot.consent.rules import ConsentRules
 from bot.flows.consent_source import consent_rules, default_consent_rules
@@ -169,10 +169,10 @@ async def test_otherwise_never_outranks_a_revocation_and_gets_the_hint_for_a_may
 
 def test_a_clear_revocation_takes_the_compliance_lane() -> None:
     rules = default_consent_rules()
-    assert answered_at_once(Inbound("SM1", "+1555", body="stop texting me"), rules)
-    assert answered_at_once(Inbound("SM1", "+1555", body="ALTO"), rules)
-    assert not answered_at_once(Inbound("SM1", "+1555", body="can I stop my order?"), rules)
-    assert not answered_at_once(Inbound("SM1", "+1555", body="yes"), rules)
+    assert read_consent(Inbound("SM1", "+1555", body="stop texting me"), rules).answered_at_once
+    assert read_consent(Inbound("SM1", "+1555", body="ALTO"), rules).answered_at_once
+    assert not read_consent(Inbound("SM1", "+1555", body="can I stop my order?"), rules).answered_at_once
+    assert not read_consent(Inbound("SM1", "+1555", body="yes"), rules).answered_at_once
 
 
 def test_program_may_add_words_and_phrases_per_language(tmp_path: Path) -> None:
