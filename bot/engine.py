@@ -9,14 +9,12 @@ starts the turn (a message, a start, a timeout) and the sender's opt-out status,
 from __future__ import annotations
 
 import enum
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from liquid import BoundTemplate
-from liquid.exceptions import LiquidError
 
 from bot.actions import Fetcher, FetchFailed
 from bot.compliance import ConsentReading, consent_answer, read_consent
@@ -25,16 +23,16 @@ from bot.flows.compile import (
     FETCH_FAILED_EVENT,
     NEXT_EVENT,
     OTHERWISE_EVENT,
+    REMIND_EVENT,
     TIMEOUT_EVENT,
-    CompiledBranch,
-    CompiledFetch,
+    TOO_MANY_EVENT,
     CompiledFlow,
-    CompiledNotify,
     CompiledState,
 )
 from bot.flows.loader import FlowSet
 from bot.flows.schema import END
 from bot.privacy import mask
+from bot.state_actions import NOTHING_SAID, Said, StateActions
 from bot.text import templates
 from bot.text.normalise import normalise
 from bot.types import (
@@ -71,6 +69,7 @@ class _Clock(enum.Enum):
     RESTART = "restart"  # it moved on or was answered: stamp it, arm the state's timeout afresh
     KEEP = "keep"  # a compliance word: stamp it, but the waiting state's timeout keeps running
     UNTOUCHED = "untouched"  # nothing happened (a stale timeout, a skipped start): leave both
+    TIMER = "timer"  # the bot's own timer: arm the next one, but the person's clock (expiry) runs on
 
 
 def where(conversation: Conversation) -> str:
@@ -87,9 +86,21 @@ class Engine:
         injectable so tests can expire conversations.
         """
         self.flows = flows
-        self.fetcher = fetcher
-        self.env = dict(env) if env is not None else templates.public_environment()
         self.clock = clock
+        self.actions = StateActions(flows, fetcher, dict(env) if env is not None else templates.public_environment())
+
+    @property
+    def fetcher(self) -> Fetcher:
+        return self.actions.fetcher
+
+    @fetcher.setter
+    def fetcher(self, fetcher: Fetcher) -> None:
+        """The simulator answers some URLs from a table (conversation tests' ``fetch:``)."""
+        self.actions.fetcher = fetcher
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self.actions.env
 
     async def step(self, conversation: Conversation, event: Event, opted_out: bool,
                    consent: ConsentReading | None = None) -> Outcome:
@@ -106,9 +117,12 @@ class Engine:
         else:
             clock = await self._on_timeout(event, outcome)
         # The end of every turn: stamp it, arm the timeout of the state it now waits in, cap replies.
-        if clock is not _Clock.UNTOUCHED:
+        if clock in (_Clock.RESTART, _Clock.KEEP):
             conversation.updated_at = self.clock()
-        self._arm_timeout(outcome, armed_before, keep_clock=clock is not _Clock.RESTART)
+        if clock is _Clock.UNTOUCHED:
+            outcome.deadline = armed_before.at if armed_before is not None else None
+        else:
+            self._arm_timeout(outcome, armed_before, clock)
         if isinstance(event, TimeoutDue):
             outcome.deadline_changed = True  # the index pointed here: rewrite it even when stale
         del outcome.replies[MAX_REPLIES_PER_TURN:]
@@ -123,7 +137,8 @@ class Engine:
         answer, hint = consent_answer(reading, opted_out, self.flows.program, self.flows.consent,
                                       lambda: self._names_the_words(conversation, word, inbound.body))
         if answer is None:
-            await self._route(word, inbound.body, outcome, inbound, hint)
+            conversation.reminders = 0  # they wrote: reminders count again from now
+            await self._route(word, Said(inbound.body, inbound.media), outcome, inbound, hint)
             return _Clock.RESTART
         before = where(conversation)
         if answer.ends_conversation:
@@ -154,16 +169,24 @@ class Engine:
         return _Clock.RESTART
 
     async def _on_timeout(self, due: TimeoutDue, outcome: Outcome) -> _Clock:
-        """The waiting state's timeout fired: follow its timeout branch (Studio's ``timeout``).
-        A stale index entry (answered meanwhile, or re-armed) changes nothing but the index."""
+        """A waiting state's timer fired: send its next reminder and stay, or follow its timeout
+        branch (Studio's ``timeout``). A stale index entry (answered meanwhile, or re-armed)
+        changes nothing but the index."""
         conversation = outcome.conversation
         armed = conversation.timeout
         flow, state = self._position(conversation)
-        if armed is None or armed.at != due.due_at or flow is None or state is None or state.timeout is None:
+        if armed is None or armed.at != due.due_at or flow is None or state is None or \
+                state.next_timer(conversation.reminders) is None:
             return _Clock.UNTOUCHED
-        self._fire(flow, TIMEOUT_EVENT, outcome, where(conversation))
-        await self._run_states(flow, "", outcome)
-        return _Clock.RESTART
+        before = where(conversation)
+        if state.remind is not None and conversation.reminders < state.remind.times:
+            conversation.reminders += 1
+            self._fire(flow, REMIND_EVENT, outcome, before)
+            outcome.replies.extend(self.actions.speak(state.remind.say, conversation, NOTHING_SAID, menu=state.menu))
+        else:
+            self._fire(flow, TIMEOUT_EVENT, outcome, before)
+            await self._run_states(flow, NOTHING_SAID, outcome)
+        return _Clock.TIMER
 
     def _names_the_words(self, conversation: Conversation, word: str, text: str) -> bool:
         """Whether a flow rule written with these very words (a trigger, ``keywords``, ``any_of``)
@@ -181,23 +204,29 @@ class Engine:
         flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
         return flow, flow.states.get(conversation.state or "") if flow is not None else None
 
-    def _arm_timeout(self, outcome: Outcome, before: ArmedTimeout | None, keep_clock: bool) -> None:
-        """Arm the timeout of the state the conversation now waits in (if it has one), and say
-        whether the store's deadline index must change."""
+    def _arm_timeout(self, outcome: Outcome, before: ArmedTimeout | None, clock: _Clock) -> None:
+        """Arm the next timer of the state the conversation now waits in (a reminder, else its
+        timeout), and say whether the store's deadline index must change. No timer is armed past
+        the conversation's expiry: ``expires_after`` counts from the person's last message and
+        ends every timer, so a cycle of timeouts cannot text someone forever."""
         conversation = outcome.conversation
-        _, state = self._position(conversation)
+        flow, state = self._position(conversation)
         armed = None
-        if state is not None and state.timeout is not None:
-            armed = ArmedTimeout(self.clock() + state.timeout[0], state.name)
-            if keep_clock and before is not None and before.state == state.name:
+        if flow is not None and state is not None:
+            delay = state.next_timer(conversation.reminders)
+            if clock is _Clock.KEEP and before is not None and before.state == state.name:
                 armed = before  # HELP while waiting does not restart the clock
+            elif delay is not None:
+                armed = ArmedTimeout(self.clock() + delay, state.name)
+            if armed is not None and armed.at > conversation.updated_at + flow.expires_after:
+                armed = None
         conversation.timeout = armed
         outcome.deadline = armed.at if armed is not None else None
         outcome.deadline_changed = armed != before
 
     # -- flows ------------------------------------------------------------------------------
 
-    async def _route(self, word: str, text: str, outcome: Outcome, inbound: Inbound, hint: str | None) -> None:
+    async def _route(self, word: str, said: Said, outcome: Outcome, inbound: Inbound, hint: str | None) -> None:
         """Hand a message to the flows. ``hint`` (how to stop) is added where no flow has an
         answer, for a message that might be a revocation."""
         conversation = outcome.conversation
@@ -209,7 +238,7 @@ class Engine:
             rule = f"trigger {word.upper()}" if word in started.triggers else f"any message starts {started.name}"
             await self._begin(started, inbound, {}, rule, outcome)
         elif flow is not None:
-            await self._answer(flow, word, text, outcome, hint)
+            await self._answer(flow, word, said, outcome, hint)
         elif was_reset:
             self._step(outcome, "reset: flow or state removed", "idle")
             outcome.replies.append(self.flows.program.reset)
@@ -230,7 +259,7 @@ class Engine:
         conversation.vars.update(_studio_context(inbound))
         conversation.vars.update(variables)
         self._step(outcome, rule, before)
-        await self._run_states(flow, inbound.body, outcome)
+        await self._run_states(flow, Said(inbound.body, inbound.media), outcome)
 
     def _current_flow(self, conversation: Conversation) -> tuple[CompiledFlow | None, bool]:
         """The flow the sender is in, or None — ending conversations that expired or went stale.
@@ -251,55 +280,76 @@ class Engine:
             return None, False
         return flow, False
 
-    async def _answer(self, flow: CompiledFlow, word: str, text: str, outcome: Outcome, hint: str | None) -> None:
+    async def _answer(self, flow: CompiledFlow, word: str, said: Said, outcome: Outcome, hint: str | None) -> None:
+        """The waiting state's reply to a message: the first rule that takes it (the flow's
+        ``anywhere`` rules, the menu, then the state's own), else a re-ask — or, after the last
+        of its ``attempts``, the way out they name."""
         conversation = outcome.conversation
         state = flow.states[conversation.state or ""]
         before = where(conversation)
         for rule in state.rules:
-            value = rule.matches(word, text)
+            value = (list(said.media) or None) if rule.media else rule.matches(word, said.text)
             if value is None:
                 continue
             if rule.save is not None:
                 store_at(conversation.vars, rule.save, value)
-            outcome.replies.extend(self._render_all(rule.say, conversation, text))
+            outcome.replies.extend(self.actions.render_all(rule.say, conversation, said))
             self._fire(flow, rule.event, outcome, before)
             if rule.go is not None:
-                await self._run_states(flow, text, outcome)
+                await self._run_states(flow, said, outcome)
+            return
+        conversation.misses += 1
+        attempts = state.attempts
+        if attempts is not None and conversation.misses >= attempts.max:
+            self._fire(flow, TOO_MANY_EVENT, outcome, before)
+            await self._run_states(flow, said, outcome)
             return
         self._fire(flow, OTHERWISE_EVENT, outcome, before)
-        outcome.replies.extend(self._render_all(state.otherwise or state.say, conversation, text))
+        if attempts is not None and attempts.reask:
+            reask: tuple[BoundTemplate, ...] = (attempts.reask[min(conversation.misses, len(attempts.reask)) - 1],)
+        else:
+            reask = state.otherwise or state.say
+        outcome.replies.extend(self.actions.speak(reask, conversation, said, menu=state.menu))
         if hint is not None:
             outcome.replies.append(hint)
 
-    async def _run_states(self, flow: CompiledFlow, text: str, outcome: Outcome) -> None:
+    async def _run_states(self, flow: CompiledFlow, said: Said, outcome: Outcome) -> None:
         """Enter the conversation's current state and keep going until one waits or the flow ends
         (a flow entered with ``enter`` returns to the one that entered it)."""
         conversation = outcome.conversation
+        actions = self.actions
         for _ in range(MAX_STEPS_PER_TURN):
             name = conversation.state or END
             if name != END or END in flow.states:
                 state = flow.states[name]
                 before = where(conversation)
+                conversation.misses = conversation.reminders = 0  # counted per visit of a state
                 for path, template in state.set:
-                    store_at(conversation.vars, path, "".join(self._render_all((template,), conversation, text)))
+                    store_at(conversation.vars, path, actions.one(template, conversation, said))
                 if state.fetch is not None:
                     try:
-                        found = await self._fetch(state.fetch, conversation, text)
+                        found = await actions.fetch(state.fetch, conversation, said)
                     except FetchFailed as error:
                         log.warning("fetch in %s failed: %s", before, error)
                         apology = state.fetch.not_found if error.not_found and state.fetch.not_found else \
                             state.fetch.fallback
-                        outcome.replies.extend(self._render_all((apology,), conversation, text))
+                        outcome.replies.extend(actions.render_all((apology,), conversation, said))
                         self._fire(flow, FETCH_FAILED_EVENT, outcome, before)
                         continue
                     store_at(conversation.vars, state.fetch.save, found)
-                outcome.replies.extend(self._render_all(state.say, conversation, text))
+                outcome.replies.extend(actions.speak(state.say, conversation, said, menu=state.menu,
+                                                     media=state.media))
                 if state.notify is not None:
-                    self._notify(state.notify, conversation, text, outcome)
+                    notification = actions.notification(state.notify, conversation, said)
+                    if notification is not None:
+                        outcome.notifications.append(notification)
                 if state.waits:
                     return
                 if state.branch is not None:
-                    self._fire(flow, self._choose(state.branch, conversation, text), outcome, before)
+                    self._fire(flow, actions.choose(state.branch, conversation, said), outcome, before)
+                    continue
+                if state.split:
+                    self._fire(flow, actions.split(state.split, conversation), outcome, before)
                     continue
                 if state.enter is not None:
                     flow = self._enter(flow, state, conversation, outcome)
@@ -342,53 +392,6 @@ class Engine:
         self._fire(parent, f"{ENTER_EVENT} {enter[0]}", outcome, before)
         return parent
 
-    async def _fetch(self, fetch: CompiledFetch, conversation: Conversation, text: str) -> Any:
-        """Ask the state's web service. Every conversation value (a reply, a ``set`` copying one,
-        ``flow.*``, a lookup's answer) is only ever one value of the request: percent-encoded in
-        the URL, one query or form field, one JSON string. A failure to build it fails the lookup."""
-        values = self._user_values(conversation, text)
-        context = {**values, "env": self.env}
-        try:
-            written = templates.written_by_flows(values, self._constant_sets, {"env": self.env})
-            url = templates.render_url(fetch.url, values, {"env": self.env}, written)
-            params = {key: templates.render(template, context) for key, template in fetch.params}
-            form = {key: templates.render(template, context) for key, template in fetch.form} \
-                if fetch.form is not None else None
-            json_body = templates.render_json(fetch.json_body, context) if fetch.json_body is not None else None
-        except (templates.UnsafeURL, LiquidError) as error:
-            # Its kind only: the message quotes the address, and so what the person typed (it is logged).
-            raise FetchFailed(f"the request cannot be made: {type(error).__name__}") from None
-        if fetch.method == "GET" and not fetch.params:
-            return await self.fetcher.get_json(url, fetch.timeout)
-        return await self.fetcher.get_json(url, fetch.timeout, method=fetch.method, params=params,
-                                           json_body=json_body, form=form)
-
-    @functools.cached_property
-    def _constant_sets(self) -> tuple[tuple[str, BoundTemplate], ...]:
-        """Every ``set`` in the loaded flows whose template reads nothing but ``env``: the values a
-        URL may use as written when a conversation holds exactly what they give (a base URL
-        Studio keeps in ``flow.variables``)."""
-        return tuple((path, template) for flow in self.flows.flows.values() for state in flow.states.values()
-                     for path, template in state.set if templates.variables(template) <= {"env"})
-
-    def _choose(self, branch: CompiledBranch, conversation: Conversation, text: str) -> str:
-        """The event of the first case that holds for the branch's value, else ``otherwise``."""
-        context = {**self._user_values(conversation, text), "env": self.env}
-        value = templates.render(branch.value, context)
-        for case in branch.cases:
-            argument = templates.render(case.argument, context) if case.argument is not None else ""
-            if case.holds(value, argument):
-                return case.event
-        return OTHERWISE_EVENT
-
-    def _notify(self, notify: CompiledNotify, conversation: Conversation, text: str, outcome: Outcome) -> None:
-        to = "".join(self._render_all((notify.to,), conversation, text)).replace(" ", "")
-        body = "\n".join(self._render_all(notify.say, conversation, text))
-        if to and body:
-            outcome.notifications.append((to, body))
-        else:
-            log.error("notify in %s has no number or no text; skipped", where(conversation))
-
     def _fire(self, flow: CompiledFlow, event: str, outcome: Outcome, before: str) -> None:
         flow.machine.events[event].trigger(outcome.conversation)
         self._step(outcome, event, before)
@@ -396,25 +399,3 @@ class Engine:
     @staticmethod
     def _step(outcome: Outcome, rule: str, before: str) -> None:
         outcome.trace.append(TraceStep(rule, before, where(outcome.conversation)))
-
-    # -- templates --------------------------------------------------------------------------
-
-    @staticmethod
-    def _user_values(conversation: Conversation, text: str) -> dict[str, Any]:
-        return {**conversation.vars, "sender": conversation.sender, "message": text,
-                "contact": {"channel": {"address": conversation.sender}}}
-
-    def _render_all(self, sources: tuple[BoundTemplate, ...], conversation: Conversation,
-                    text: str) -> list[str]:
-        context = {**self._user_values(conversation, text), "env": self.env}
-        rendered = []
-        for template in sources:
-            try:
-                message = templates.render(template, context).strip()
-            except LiquidError as error:
-                log.error("template failed in %s: %s", where(conversation), error)
-                continue
-            if message:
-                rendered.append(message)
-        return rendered
-

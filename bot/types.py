@@ -23,6 +23,31 @@ class Inbound:
     opt_out_type: str | None = None  # Twilio Advanced Opt-Out already handled it: STOP, START or HELP
 
 
+class MediaText(str):
+    """A reply that carries pictures (MMS): the text as a plain ``str`` everywhere text goes
+    (counting, masking, tests), with the media URLs that TwiML's ``<Media>`` and the REST API's
+    ``media_url`` send beside it."""
+
+    __slots__ = ("media",)
+    media: tuple[str, ...]
+
+    def __new__(cls, text: str, media: tuple[str, ...] = ()) -> MediaText:
+        made = super().__new__(cls, text)
+        made.media = tuple(media)
+        return made
+
+    def __repr__(self) -> str:
+        return f"MediaText({str(self)!r}, media={self.media!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (MediaText, (str(self), self.media))
+
+
+def media_of(text: str) -> tuple[str, ...]:
+    """The pictures a reply carries (none for a plain ``str``)."""
+    return text.media if isinstance(text, MediaText) else ()
+
+
 @dataclass(frozen=True, slots=True)
 class ArmedTimeout:
     """The waiting state's timeout: when it fires, and for which state it was armed."""
@@ -58,6 +83,8 @@ class Conversation:
     timeout: ArmedTimeout | None = None
     returns: list[ReturnPoint] = field(default_factory=list)  # a stack: innermost entered flow last
     channel: str = ""  # our number this person texts; later answers are sent from it
+    misses: int = 0  # unmatched answers in the state it waits in (``attempts``)
+    reminders: int = 0  # reminders sent since the person last wrote, in the state it waits in (``remind``)
 
     @property
     def active(self) -> bool:
@@ -70,6 +97,8 @@ class Conversation:
         self.vars = {}
         self.timeout = None
         self.returns = []
+        self.misses = 0
+        self.reminders = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import re
 import re._parser as regex_parser  # the stdlib's own parser, for the longest text a pattern matches
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from bot import segments
 from bot.flows.json_body import json_strings
 from bot.flows.problems import Finding, Path
 from bot.flows.schema import END, Flow, Rule, State
+from bot.flows.timer_checks import timer_cycle_findings
 from bot.text import templates
 from bot.text.normalise import normalise
 
 #: Names templates get from the bot itself; a flow may not ``save`` over them.
-RESERVED_NAMES = frozenset({"env", "sender", "message", "bot", "trigger", "contact"})
+RESERVED_NAMES = frozenset({"env", "sender", "message", "media", "bot", "trigger", "contact"})
 ALWAYS_SET = RESERVED_NAMES | {"flow"}  # flow.channel.address is filled in too (Studio's names)
 
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
@@ -86,10 +87,43 @@ def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str,
     for rule_index, rule in enumerate(state.rules):
         for index, text in enumerate(rule.say):
             yield (*base, "replies", rule_index, "say", index), text, fetched | _set(rule.save)
+    for index, text in enumerate(state.media):
+        yield (*base, "media", index), text, fetched
+    if state.notify is not None:
+        for index, text in enumerate(state.notify.media):
+            yield (*base, "notify", "media", index), text, fetched
+    if state.menu is not None:
+        for choice_index, choice in enumerate(state.menu.choices):
+            for index, text in enumerate(choice.say):
+                yield (*base, "menu", "choices", choice_index, "say", index), text, fetched | _set(state.menu.save)
+    if state.attempts is not None:
+        for index, text in enumerate(state.attempts.reask):
+            yield (*base, "attempts", "reask", index), text, fetched
+    if state.remind is not None:
+        for index, text in enumerate(state.remind.say):
+            yield (*base, "remind", "say", index), text, fetched
 
 
-def targets(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
-    """Every state a state can move to: path in the file, target, and variables set on the way."""
+def all_template_sources(flow: Flow) -> Iterator[tuple[str, Path, str, set[str]]]:
+    """Every template in a flow: the state it belongs to ("" for the flow's ``anywhere``
+    replies), its path in the file, the text, and the variables set by then."""
+    for name, state in flow.states.items():
+        for path, source, set_here in template_sources(name, state):
+            yield name, path, source, set_here
+    for path, source, set_here in anywhere_sources(flow):
+        yield "", path, source, set_here
+
+
+def anywhere_sources(flow: Flow) -> Iterator[tuple[Path, str, set[str]]]:
+    """The templates of the flow's ``anywhere`` replies (said in whichever state they are heard)."""
+    for rule_index, rule in enumerate(flow.anywhere):
+        for index, text in enumerate(rule.say):
+            yield ("anywhere", rule_index, "say", index), text, _set(rule.save)
+
+
+def targets(state_name: str, state: State, anywhere: Sequence[Rule] = ()) -> Iterator[tuple[Path, str, set[str]]]:
+    """Every state a state can move to: path in the file, target, and variables set on the way
+    (``anywhere``: the flow's replies heard in every waiting state)."""
     base: Path = ("states", state_name)
     fetched = {_root(state.fetch.save)} if state.fetch is not None else set()
     fetched |= {_root(name) for name in state.set}
@@ -108,6 +142,18 @@ def targets(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]
     for index, rule in enumerate(state.rules):
         if rule.go is not None:
             yield (*base, "replies", index, "go"), rule.go, fetched | _set(rule.save)
+    if state.menu is not None:
+        for index, choice in enumerate(state.menu.choices):
+            if choice.go is not None:
+                yield (*base, "menu", "choices", index, "go"), choice.go, fetched | _set(state.menu.save)
+    if state.attempts is not None:
+        yield (*base, "attempts", "go"), state.attempts.go, fetched
+    for index, path in enumerate(state.split or ()):
+        yield (*base, "split", index, "go"), path.go, fetched
+    if state.waits:
+        for index, rule in enumerate(anywhere):
+            if rule.go is not None:
+                yield ("anywhere", index, "go"), rule.go, fetched | _set(rule.save)
 
 
 def _set(name: str | None) -> set[str]:
@@ -135,38 +181,45 @@ def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Findi
             if _root(saved) in RESERVED_NAMES:
                 findings.append(Finding(path, f"{saved!r} is a name the bot fills in itself",
                                         hint="save under another name"))
+    for index, rule in enumerate(flow.anywhere):
+        if rule.go is not None and rule.go not in known:
+            findings.append(_unknown_state(("anywhere", index, "go"), rule.go, flow))
+        if rule.save is not None and _root(rule.save) in RESERVED_NAMES:
+            findings.append(Finding(("anywhere", index, "save"), f"{rule.save!r} is a name the bot fills in itself",
+                                    hint="save under another name"))
     if any(finding.severity == "error" for finding in findings):
         return findings  # the flow's graph is broken; warnings about it would only add noise
     findings.extend(_template_findings(flow, options))
     if options.turn_segments is not None:
         findings.extend(_growing_texts(flow, options.turn_segments))
     findings.extend(_graph_warnings(flow))
+    findings.extend(timer_cycle_findings(flow))
     return findings
 
 
 def _template_findings(flow: Flow, options: CheckOptions) -> Iterator[Finding]:
     possibly_set = _possibly_set(flow)
-    for name, state in flow.states.items():
-        for path, source, set_here in template_sources(name, state):
-            try:
-                parsed = templates.parse(source)
-            except templates.TemplateSyntaxError as error:
-                yield Finding(path, str(error))
-                continue
-            available = possibly_set.get(name, set()) | set_here | ALWAYS_SET
-            for variable in sorted(templates.variables(parsed) - available - _defaulted(source)):
-                yield Finding(path, f"{{{{ {variable} }}}} is never saved on any path to state {name!r}",
-                              severity="warning", hint=f"save: {variable} in an earlier reply or fetch, "
-                                                       "or give it a default")
-            if options.allowed_env is not None:
-                for variable in sorted(templates.env_names(parsed) - options.allowed_env):
-                    yield Finding(path, f"{{{{ env.{variable} }}}} is not in FLOW_ENV, so flows cannot read it: "
-                                        "it is always empty", severity="warning",
-                                  hint=f"if flows may read it, add {variable} to FLOW_ENV (names separated "
-                                       "by commas, in .env or the environment)")
-            if ("fetch" not in path and "set" not in path and "branch" not in path) or \
-                    path[-1] in ("fallback", "not_found"):
-                yield from _cost_findings(path, source, options)
+    possibly_set[""] = set().union(*possibly_set.values())  # anywhere: heard in any waiting state
+    for name, path, source, set_here in all_template_sources(flow):
+        try:
+            parsed = templates.parse(source)
+        except templates.TemplateSyntaxError as error:
+            yield Finding(path, str(error))
+            continue
+        available = possibly_set.get(name, set()) | set_here | ALWAYS_SET
+        for variable in sorted(templates.variables(parsed) - available - _defaulted(source)):
+            yield Finding(path, f"{{{{ {variable} }}}} is never saved on any path to state {name!r}",
+                          severity="warning", hint=f"save: {variable} in an earlier reply or fetch, "
+                                                   "or give it a default")
+        if options.allowed_env is not None:
+            for variable in sorted(templates.env_names(parsed) - options.allowed_env):
+                yield Finding(path, f"{{{{ env.{variable} }}}} is not in FLOW_ENV, so flows cannot read it: "
+                                    "it is always empty", severity="warning",
+                              hint=f"if flows may read it, add {variable} to FLOW_ENV (names separated "
+                                   "by commas, in .env or the environment)")
+        if ("fetch" not in path and "set" not in path and "branch" not in path and "media" not in path) or \
+                path[-1] in ("fallback", "not_found"):
+            yield from _cost_findings(path, source, options)
 
 
 def _cost_findings(path: Path, source: str, options: CheckOptions) -> Iterator[Finding]:
@@ -197,21 +250,21 @@ def _growing_texts(flow: Flow, turn_segments: int) -> Iterator[Finding]:
     taken whole, the message itself. The bot cuts a turn at its segment budget, so such a text
     can arrive cut; the author should choose where (``{{ detail | truncate: 200 }}``)."""
     growing = _growing_values(flow)
-    for name, state in flow.states.items():
-        for path, source, _ in template_sources(name, state):
-            if ("fetch" in path or "set" in path or "branch" in path) and path[-1] not in ("fallback", "not_found"):
-                continue  # not sent to anyone: a URL, a value, a test
-            if path[-1] == "to" or path[-2:-1] == ("to",):
+    for _, path, source, _ in all_template_sources(flow):
+        if ("fetch" in path or "set" in path or "branch" in path or "media" in path) and \
+                path[-1] not in ("fallback", "not_found"):
+            continue  # not sent to anyone as text: a URL, a value, a test
+        if path[-1] == "to" or path[-2:-1] == ("to",):
+            continue
+        for found in _OUTPUT.finditer(source):
+            variable, filters = found.group(1), set(_FILTER.findall(found.group(2)))
+            origin = growing.get(variable) or growing.get(variable.split(".", 1)[0])
+            if origin is None or filters & _LIMITING:
                 continue
-            for found in _OUTPUT.finditer(source):
-                variable, filters = found.group(1), set(_FILTER.findall(found.group(2)))
-                origin = growing.get(variable) or growing.get(variable.split(".", 1)[0])
-                if origin is None or filters & _LIMITING:
-                    continue
-                yield Finding(path, f"{{{{ {variable} }}}} is {origin}, which can be of any length: the bot cuts "
-                                    f"a turn at {turn_segments} SMS segments, so this text may arrive cut",
-                              severity="warning",
-                              hint=f"limit it yourself: {{{{ {variable} | truncate: 100 }}}}")
+            yield Finding(path, f"{{{{ {variable} }}}} is {origin}, which can be of any length: the bot cuts "
+                                f"a turn at {turn_segments} SMS segments, so this text may arrive cut",
+                          severity="warning",
+                          hint=f"limit it yourself: {{{{ {variable} | truncate: 100 }}}}")
 
 
 def _growing_values(flow: Flow) -> dict[str, str]:
@@ -286,11 +339,21 @@ def _graph_warnings(flow: Flow) -> Iterator[Finding]:
                 yield Finding(("states", name, "replies", index), "this reply neither says anything nor goes "
                               "anywhere: the person gets no answer", severity="warning",
                               hint="add a say, or a go to the next state")
-        if state.waits and not state.otherwise and not any(always_matches(rule) for rule in state.rules):
+        reasks = state.menu is not None or (state.attempts is not None and bool(state.attempts.reask))
+        if state.waits and not state.otherwise and not reasks and not any(always_matches(rule) for rule in state.rules):
             yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but has no otherwise: "
                           "an unexpected reply gets the question again",
                           severity="warning", hint="add an otherwise that says what to send")
-        if state.waits and all(rule.go in (None, name) for rule in state.rules):
+        ways_out = [rule.go for rule in [*state.rules, *flow.anywhere]] + \
+            [choice.go for choice in (state.menu.choices if state.menu is not None else ())] + \
+            [state.attempts.go if state.attempts is not None else None]
+        if state.menu is not None:
+            for index, choice in enumerate(state.menu.choices):
+                if not choice.say and choice.go is None:
+                    yield Finding(("states", name, "menu", "choices", index), f"choosing {choice.label!r} neither "
+                                  "says anything nor goes anywhere: the person gets no answer", severity="warning",
+                                  hint="add a say, or a go to the next state")
+        if state.waits and all(target in (None, name) for target in ways_out):
             yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but no reply leads "
                           "out of it (a dead end until the conversation expires)",
                           severity="warning", hint="give one reply a go: to another state or end")
@@ -310,6 +373,8 @@ def _saves(state_name: str, state: State) -> Iterator[tuple[Path, str]]:
     for index, rule in enumerate(state.rules):
         if rule.save is not None:
             yield ("states", state_name, "replies", index, "save"), rule.save
+    if state.menu is not None and state.menu.save is not None:
+        yield ("states", state_name, "menu", "save"), state.menu.save
 
 
 def _possibly_set(flow: Flow) -> dict[str, set[str]]:
@@ -321,7 +386,7 @@ def _possibly_set(flow: Flow) -> dict[str, set[str]]:
         state = flow.states.get(name)
         if state is None:
             continue
-        for _, target, saved in targets(name, state):
+        for _, target, saved in targets(name, state, flow.anywhere):
             if target not in flow.states:
                 continue
             before = reached.get(target)

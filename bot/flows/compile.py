@@ -6,15 +6,17 @@ Built once per flow at load time. Conversations are throwaway models: the engine
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from liquid import BoundTemplate
 from transitions import Machine
 
+from bot.flows import menu
 from bot.flows.checks import always_matches
 from bot.flows.json_body import compile_json
-from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Rule, State
+from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Rule, SplitPath, State
 from bot.text import matching, templates
 from bot.text.matching import Condition, Matcher
 from bot.text.normalise import normalise
@@ -25,6 +27,8 @@ NEXT_EVENT = "next"
 FETCH_FAILED_EVENT = "lookup failed"
 TIMEOUT_EVENT = "no reply in time"
 ENTER_EVENT = "after flow"
+REMIND_EVENT = "reminder"  # a reminder sent while waiting: the state stays
+TOO_MANY_EVENT = "too many tries"  # ``attempts``: the last unmatched answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class CompiledRule:
     #: written with the words themselves (``keywords``, ``any_of``): only such a rule outranks a
     #: revocation in a person's own words ("stop texting me" as a menu choice)
     names_words: bool = False
+    media: bool = False  # the test is "the message carries pictures": it reads the media, not the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,28 @@ class CompiledFetch:
 class CompiledNotify:
     to: BoundTemplate
     say: tuple[BoundTemplate, ...]
+    media: tuple[BoundTemplate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAttempts:
+    max: int
+    go: str
+    reask: tuple[BoundTemplate, ...]  # re-ask n is reask[n-1], the last repeating; empty: otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRemind:
+    after: float
+    say: tuple[BoundTemplate, ...]
+    times: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSplitPath:
+    upto: float  # the path is taken by a sender whose draw in [0, 1) is below this (and above the last)
+    event: str
+    go: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +115,26 @@ class CompiledState:
     timeout: tuple[float, str] | None = None  # (seconds, state) for a waiting state's timeout
     takes_anything: bool = False  # a reply accepts any text: "otherwise" can never happen
     enter: tuple[str, str] | None = None  # (flow, state to carry on at)
+    menu: str = ""  # the numbered choices, as listed under the state's text and its re-asks
+    attempts: CompiledAttempts | None = None
+    remind: CompiledRemind | None = None
+    split: tuple[CompiledSplitPath, ...] = ()
+    media: tuple[BoundTemplate, ...] = ()  # pictures sent with the state's text
 
     @property
     def waits(self) -> bool:
         return bool(self.rules)
+
+    @property
+    def moves_on(self) -> bool:
+        return self.go is not None or self.branch is not None or self.enter is not None or bool(self.split)
+
+    def next_timer(self, reminders_sent: int) -> float | None:
+        """Seconds until this waiting state's next timer: a reminder while any is left, then the
+        timeout; None when neither remains."""
+        if self.remind is not None and reminders_sent < self.remind.times:
+            return self.remind.after
+        return self.timeout[0] if self.timeout is not None else None
 
 
 @dataclass(slots=True)
@@ -109,11 +152,10 @@ class CompiledFlow:
 
 
 def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
-    states = {name: _compile_state(name, state) for name, state in flow.states.items()}
+    states = {name: _compile_state(name, state, flow.anywhere) for name, state in flow.states.items()}
     transitions = [spec for state in states.values() for spec in _transition_specs(state)]
     machine_states: list[dict[str, Any]] = [
-        {"name": name, "final": not state.waits and state.go is None and state.branch is None
-         and state.enter is None}
+        {"name": name, "final": not state.waits and not state.moves_on}
         for name, state in states.items()
     ]
     if END not in states:
@@ -141,14 +183,24 @@ def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
     )
 
 
-def _compile_state(name: str, state: State) -> CompiledState:
-    used: set[str] = {OTHERWISE_EVENT, NEXT_EVENT, FETCH_FAILED_EVENT, TIMEOUT_EVENT}
-    rules = tuple(_compile_rule(rule, unique_label(_label(rule), used)) for rule in state.rules)
+def _compile_state(name: str, state: State, anywhere: Sequence[Rule] = ()) -> CompiledState:
+    used: set[str] = {OTHERWISE_EVENT, NEXT_EVENT, FETCH_FAILED_EVENT, TIMEOUT_EVENT, REMIND_EVENT, TOO_MANY_EVENT}
+    # The flow's own replies come first in every waiting state, then the menu, then the state's.
+    everywhere = list(anywhere) if state.waits else []
+    heard = [*everywhere, *state.rules]
+    rules = tuple(_compile_rule(rule, unique_label(_label(rule), used)) for rule in everywhere)
+    if state.menu is not None:
+        rules += tuple(CompiledRule(event=unique_label(menu.label(number, choice), used),
+                                    matches=menu.choice_matcher(number, choice), save=state.menu.save,
+                                    say=_parse_all(choice.say), go=choice.go, names_words=True)
+                       for number, choice in enumerate(state.menu.choices, start=1))
+    rules += tuple(_compile_rule(rule, unique_label(_label(rule), used)) for rule in state.rules)
     return CompiledState(
         name=name,
         say=_parse_all(state.say),
         fetch=_compile_fetch(state.fetch) if state.fetch else None,
-        notify=CompiledNotify(templates.parse(state.notify.to), _parse_all(state.notify.say))
+        notify=CompiledNotify(templates.parse(state.notify.to), _parse_all(state.notify.say),
+                              _parse_all(state.notify.media))
         if state.notify else None,
         rules=rules,
         otherwise=_parse_all(state.otherwise),
@@ -156,9 +208,25 @@ def _compile_state(name: str, state: State) -> CompiledState:
         set=tuple((name, templates.parse(text)) for name, text in state.set.items()),
         branch=_compile_branch(state.branch, used) if state.branch else None,
         timeout=(state.timeout.after, state.timeout.go) if state.timeout else None,
-        takes_anything=any(always_matches(rule) for rule in state.rules),
+        takes_anything=any(always_matches(rule) for rule in heard),
         enter=(state.enter.flow, state.enter.then) if state.enter else None,
+        menu=menu.listing(state.menu) if state.menu is not None else "",
+        attempts=CompiledAttempts(state.attempts.max, state.attempts.go, _parse_all(state.attempts.reask))
+        if state.attempts else None,
+        remind=CompiledRemind(state.remind.after, _parse_all(state.remind.say), state.remind.times)
+        if state.remind else None,
+        split=_compile_split(state.split, used) if state.split else (),
+        media=_parse_all(state.media),
     )
+
+
+def _compile_split(paths: list[SplitPath], used: set[str]) -> tuple[CompiledSplitPath, ...]:
+    total = sum(path.weight for path in paths)
+    compiled, reached = [], 0.0
+    for path in paths:
+        reached += path.weight / total
+        compiled.append(CompiledSplitPath(reached, unique_label(f"split {path.weight / total:.0%}", used), path.go))
+    return (*compiled[:-1], CompiledSplitPath(1.0, compiled[-1].event, compiled[-1].go))  # no rounding gap
 
 
 def _compile_branch(branch: Branch, used: set[str]) -> CompiledBranch:
@@ -182,6 +250,11 @@ def _transition_specs(state: CompiledState) -> list[dict[str, Any]]:
         specs.append({"trigger": NEXT_EVENT, "source": state.name, "dest": state.go})
     if state.timeout is not None:
         specs.append({"trigger": TIMEOUT_EVENT, "source": state.name, "dest": state.timeout[1]})
+    if state.remind is not None:
+        specs.append({"trigger": REMIND_EVENT, "source": state.name, "dest": None})
+    if state.attempts is not None:
+        specs.append({"trigger": TOO_MANY_EVENT, "source": state.name, "dest": state.attempts.go})
+    specs += [{"trigger": path.event, "source": state.name, "dest": path.go} for path in state.split]
     if state.enter is not None:
         specs.append({"trigger": f"{ENTER_EVENT} {state.enter[0]}", "source": state.name, "dest": state.enter[1]})
     if state.branch is not None:
@@ -210,7 +283,8 @@ def _compile_fetch(fetch: Fetch) -> CompiledFetch:
 
 def _compile_rule(rule: Rule, event: str) -> CompiledRule:
     return CompiledRule(event=event, matches=_matcher(rule), save=rule.save, say=_parse_all(rule.say), go=rule.go,
-                        names_words=rule.keywords is not None or rule.any_of is not None)
+                        names_words=rule.keywords is not None or rule.any_of is not None,
+                        media=rule.media is not None)
 
 
 def _parse_all(sources: list[str]) -> tuple[BoundTemplate, ...]:
@@ -237,6 +311,8 @@ def _label(rule: Rule) -> str:
         return f"/{rule.pattern}/"
     if rule.number is not None:
         return "number " + _range_label(rule.number)
+    if rule.media is not None:
+        return "a picture"
     return f"answer {rule.answer}"
 
 
@@ -258,5 +334,7 @@ def _matcher(rule: Rule) -> Matcher:
         return matching.pattern_matcher(rule.pattern)
     if rule.number is not None:
         return matching.number_matcher(rule.number.min, rule.number.max)
+    if rule.media is not None:
+        return matching.never  # the engine tests the message's media itself (CompiledRule.media)
     assert rule.answer is not None
     return matching.answer_matcher(rule.answer)

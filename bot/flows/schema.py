@@ -129,7 +129,24 @@ class NumberRange(_Strict):
         return self
 
 
-MATCHERS = ("keywords", "any_of", "pattern", "number", "answer")
+MATCHERS = ("keywords", "any_of", "pattern", "number", "answer", "media")
+MAX_MEDIA = 10  # Twilio attaches at most 10 pictures (media URLs) to one message
+
+
+def _media_urls(urls: list[str]) -> list[str]:
+    if len(urls) > MAX_MEDIA:
+        raise ValueError(f"{len(urls)} media URLs: Twilio attaches at most {MAX_MEDIA} to one message")
+    for url in urls:
+        if not url.strip():
+            raise ValueError("a media URL is empty")
+        if "{{" not in url and "{%" not in url and not url.strip().lower().startswith(("https://", "http://")):
+            raise ValueError(f"{url!r} is not a web address: Twilio fetches each picture from an "
+                             "https:// URL (or write a template such as \"{{ photo[0] }}\")")
+    return urls
+
+
+Media = Annotated[list[str], BeforeValidator(_as_list), AfterValidator(_media_urls), WithJsonSchema(
+    {"anyOf": [{"type": "string"}, {"type": "array", "maxItems": MAX_MEDIA, "items": {"type": "string"}}]})]
 
 
 # Flow files list these under ``replies:`` (the person's replies); the code calls them rules and
@@ -142,6 +159,7 @@ class Rule(_Strict):
     pattern: str | None = None  # a regular expression found in the reply (case-insensitive)
     number: NumberRange | None = None  # the reply is a number in this range
     answer: Literal["yes", "no"] | None = None  # the reply means yes (y, yeah, ok…) or no
+    media: Literal[True] | None = None  # the message carries pictures (MMS); save keeps their URLs
     save: SavePath | None = None  # store the reply under this name (or dotted path)
     say: Texts = []  # said before moving on
     go: str | None = None  # the next state; without it the conversation stays where it is
@@ -213,6 +231,7 @@ class Notify(_Strict):
 
     to: str  # a number in E.164 (+15551234567) or a template such as "{{ env.ONCALL_NUMBER }}"
     say: Texts = Field(min_length=1)
+    media: Media = []  # pictures sent with the text (URL templates), at most 10
 
 
 CONDITIONS = CONDITION_NAMES  # a case names exactly one of these
@@ -224,6 +243,64 @@ class Timeout(_Strict):
     after: Duration
     go: str
 
+
+class Remind(_Strict):
+    """Re-send a nudge after a quiet spell, a fixed number of times, without leaving the state;
+    then the state's ``timeout`` (if any) takes over. Counted from the person's last message."""
+
+    after: Duration
+    say: Texts = Field(min_length=1)
+    times: int = Field(1, ge=1, le=10)
+
+
+class Attempts(_Strict):
+    """How many unmatched answers a waiting state takes: the ``max``-th goes to ``go``. Before
+    that, unmatched answer n gets ``reask[n-1]`` (the last one repeats), else ``otherwise``."""
+
+    max: int = Field(ge=1, le=20)
+    go: str
+    reask: Texts = []
+
+
+class Choice(_Strict):
+    """One item of a menu: shown as "1) label", taken by its number, its label or a synonym."""
+
+    label: str = Field(min_length=1)
+    also: Annotated[list[Keyword], BeforeValidator(_as_words)] = []  # synonyms: "pickup", "pick it up"
+    value: str | None = None  # what ``save`` stores (default: the label)
+    say: Texts = []
+    go: str | None = None
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class Menu(_Strict):
+    """Numbered choices, listed under the state's text ("1) Pick-up", "2) Delivery")."""
+
+    save: SavePath | None = None  # store the chosen item's value (or label) under this name
+    choices: list[Choice] = Field(min_length=2, max_length=20)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Menu:
+        seen: dict[str, str] = {}
+        for number, choice in enumerate(self.choices, start=1):
+            for word in (str(number), choice.label, *choice.also):
+                key = normalise(word)
+                if key in seen and seen[key] != choice.label:
+                    raise ValueError(f"{word!r} would choose both {seen[key]!r} and {choice.label!r}; "
+                                     "each number, label and synonym must choose one item")
+                seen[key] = choice.label
+        return self
+
+
+class SplitPath(_Strict):
+    """One path of a random split, taken by ``weight`` out of the total of the split's weights."""
+
+    weight: float = Field(gt=0)
+    go: str
 
 class Enter(_Strict):
     """Run another flow from its start; when it ends, carry on at ``then`` in this one."""
@@ -300,6 +377,11 @@ class State(_Strict):
     branch: Branch | None = None  # moves on by itself, to the state its first true case names
     timeout: Timeout | None = None  # a waiting state's "no reply in time" branch
     enter: Enter | None = None  # hand over to another flow, come back at enter.then
+    menu: Menu | None = None  # numbered choices: a waiting state
+    attempts: Attempts | None = None  # how many unmatched answers before giving up
+    remind: Remind | None = None  # nudges while waiting, before the timeout
+    split: list[SplitPath] | None = Field(None, min_length=2)  # A/B test: a path by weight, sticky per sender
+    media: Media = []  # pictures sent with the state's text (URL templates), at most 10
 
     @field_validator("set", mode="before")
     @classmethod
@@ -311,28 +393,33 @@ class State(_Strict):
 
     @model_validator(mode="after")
     def _waits_or_moves(self) -> State:
-        if self.timeout is not None and not self.rules:
-            raise ValueError("timeout is for a state that waits for replies")
-        if self.enter is not None and (self.rules or self.go is not None or self.branch is not None):
+        waits = self.waits
+        for name in ("timeout", "attempts", "remind"):
+            if getattr(self, name) is not None and not waits:
+                raise ValueError(f"{name} is for a state that waits for replies")
+        if self.enter is not None and (waits or self.go is not None or self.branch is not None
+                                       or self.split is not None):
             raise ValueError("a state that enters another flow carries on at enter.then: no replies, go or branch")
-        if self.branch is not None and (self.rules or self.go is not None):
+        if self.branch is not None and (waits or self.go is not None or self.split is not None):
             raise ValueError("a state with a branch moves on by itself: it cannot also have replies or go")
-        if self.rules and self.go is not None:
+        if self.split is not None and (waits or self.go is not None):
+            raise ValueError("a state with a split moves on by itself: it cannot also have replies or go")
+        if waits and self.go is not None:
             raise ValueError(
                 "a state either waits for replies or moves on with go, not both; "
                 "put the go inside one of the replies"
             )
-        if self.otherwise and not self.rules:
+        if self.otherwise and not waits:
             raise ValueError("otherwise only makes sense in a state that waits for replies")
         return self
 
     @property
     def waits(self) -> bool:
-        return bool(self.rules)
+        return bool(self.rules) or self.menu is not None
 
     @property
     def moves_on(self) -> bool:
-        return self.go is not None or self.branch is not None or self.enter is not None
+        return self.go is not None or self.branch is not None or self.enter is not None or self.split is not None
 
 
 class Flow(_Strict):
@@ -344,6 +431,8 @@ class Flow(_Strict):
     start: str
     expires_after: Duration = 24 * 3600.0
     start_on_any_message: bool = False  # a catch-all: starts on a message no trigger matched, when idle
+    #: replies heard in every waiting state of the flow, before the state's own (CANCEL REFILL)
+    anywhere: list[Rule] = []
     states: dict[Annotated[str, Field(pattern=STATE_PATTERN)], State] = Field(min_length=1)
 
     @field_validator("expires_after")

@@ -20,6 +20,8 @@ def bookkeeping(conversation: Conversation) -> dict[str, Any]:
         "timeout": [timeout.at, timeout.state] if timeout is not None else None,
         "returns": [[point.flow, point.state] for point in conversation.returns],
         "channel": conversation.channel,
+        "misses": conversation.misses,
+        "reminders": conversation.reminders,
     }
 
 
@@ -35,6 +37,8 @@ def conversation_from_record(sender: str, flow: str | None, state: str | None, v
         conversation.timeout = ArmedTimeout(float(at), str(armed_state))
     conversation.returns = [ReturnPoint(str(parent), str(at_state)) for parent, at_state in kept.get("returns", [])]
     conversation.channel = str(kept.get("channel", ""))
+    conversation.misses = int(kept.get("misses", 0))
+    conversation.reminders = int(kept.get("reminders", 0))
     return conversation
 
 

@@ -21,6 +21,11 @@ Matcher = Callable[[str, str], Any]
 Condition = Callable[[str, str], bool]
 
 
+def never(normalised: str, original: str) -> Any:
+    """A rule whose test is not about the text (``media``): the text alone never matches it."""
+    return None
+
+
 def keywords_matcher(keywords: Iterable[str]) -> Matcher:
     """The whole message is one of ``keywords`` (after normalisation)."""
     accepted = frozenset(normalise(word) for word in keywords)
