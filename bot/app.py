@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot import demo, webhook
+from bot import demo, details, webhook
 from bot.actions import Fetcher, HttpFetcher
 from bot.engine import Engine
 from bot.flows.checks import CheckOptions
@@ -30,6 +29,7 @@ from bot.logs import configure_logging
 from bot.outbound import Outbox, send_for_turn
 from bot.reload import FlowReloader
 from bot.settings import Settings, SettingsError, load_settings
+from bot.status import ProcessStatusKeeper
 from bot.store import Forgetting, Retention, Store, open_store
 from bot.store.base import DAY, StoreUnavailable
 from bot.text import templates
@@ -59,7 +59,8 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             active_fetcher = fetcher or HttpFetcher(client, settings.local_base_url)
 
             def make_engine(loaded: FlowSet) -> Engine:
-                return Engine(loaded, active_fetcher, env=templates.public_environment(settings.flow_env))
+                return Engine(loaded, active_fetcher, env=templates.public_environment(settings.flow_env),
+                              suggest_triggers=settings.suggest_triggers)
 
             outbox = Outbox(active_store, settings.outbound, status_callback=settings.status_callback_url) \
                 if not settings.outbound.missing() else None
@@ -90,8 +91,11 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 log.warning("DEV MODE: TWILIO_AUTH_TOKEN is not set, so webhook signatures are NOT "
                             "checked; only clients on loopback are answered (others get 403). Never "
                             "expose this server beyond %s.", settings.host)
-            reloader = FlowReloader(settings.flows_dir, inbox, make_engine)
             stop = asyncio.Event()
+            status = ProcessStatusKeeper(active_store, flows)  # for operators: python -m bot status
+            recorder = asyncio.create_task(status.run(stop))
+            reloader = FlowReloader(settings.flows_dir, inbox, make_engine,
+                                    options=CheckOptions.of_the_bot(settings.flow_env), status=status)
             watcher = asyncio.create_task(reloader.watch(stop)) if settings.reload_flows else None
             sweeper = asyncio.create_task(_sweep_periodically(active_store, stop))
             deliver = deliver_later if outbox is not None else None
@@ -99,7 +103,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             timer = asyncio.create_task(timeouts.run(stop))
             try:
                 yield {"settings": settings, "inbox": inbox, "store": active_store, "signature_checker": checker,
-                       "reloader": reloader, "outbox": outbox, "patience": patience}
+                       "reloader": reloader, "outbox": outbox, "patience": patience, "status": status}
             finally:
                 stop.set()
                 await timer  # first: timeouts firing now still send (and notify) through the outbox
@@ -111,25 +115,29 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 await sweeper
                 if watcher is not None:
                     await watcher
+                await recorder  # last: written "stopped", with whatever the reloads did
                 if store is None:
                     await active_store.close()
 
+    last_problem: list[str | None] = [None]
+
     async def healthz(request: Request) -> JSONResponse:
-        """For load balancers and probes: 503 with the store's problem when it could not take a turn
-        now (every message would get 503 too) or would lose it at the next restart."""
+        """For load balancers and probes, and public: healthy or not, nothing more. 503 when the store
+        could not take a turn now (every message would get 503 too) or would lose it at the next
+        restart; why, and what runs, is for operators (``/healthz/details`` on this machine)."""
         health = await request.state.store.health()
-        body: dict[str, Any] = {"status": "ok" if health.ok else "unavailable",
-                                "flows": sorted(request.state.inbox.engine.flows.flows),
-                                "reloads": request.state.reloader.reloads}
-        if not health.ok:
-            body["store"] = health.problem
-        if settings.dev_mode:  # never in production: which process answered is nobody else's business
-            body["pid"] = os.getpid()
-        return JSONResponse(body, status_code=200 if health.ok else 503)
+        if health.problem != last_problem[0]:  # the log says when it changed, not at every probe
+            if health.ok:
+                log.warning("healthy again: the store takes turns")
+            else:
+                log.warning("unhealthy (/healthz answers 503): %s", health.problem)
+            last_problem[0] = health.problem
+        return JSONResponse({"status": "ok" if health.ok else "unavailable"}, status_code=200 if health.ok else 503)
 
     routes = [
         Route("/sms/status", webhook.StatusWebhook()),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz/details", details.details, methods=["GET"]),  # this machine only: bot/details.py
         *(demo.routes if settings.serves_demo else []),  # a demo, not a service: DEV_MODE or DEMO_ORDERS
     ]
     return BotApp(routes=routes, lifespan=lifespan)

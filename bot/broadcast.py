@@ -30,7 +30,9 @@ from bot.outbound import Outbox, TwilioUnreachable, retrying, send_for_turn
 from bot.phones import DEFAULT_REGION, InvalidNumber, is_assigned, normalise_number
 from bot.quiet_hours import HoursError, QuietHours, SendWindow, zone_named
 from bot.store import Store, StoreBusy
-from bot.types import Inbound, OutboundMessage, OutboundState, Skip
+from bot.twilio_inbound import channel_of
+from bot.twilio_media import sendable
+from bot.types import Inbound, OutboundMessage, OutboundState, Skip, media_of
 
 Sleep = Callable[[float], Awaitable[None]]
 NO_HOURS = "no hours allowed in all its time zones"  # cannot happen with libphonenumber's data; never sent
@@ -252,7 +254,8 @@ class Broadcast:
             return
         if self.outbox is None:  # dry run
             report.sent += 1
-            self.show(f"would send to {recipient.phone}{note}: {message.body}")
+            pictures = f" [+{len(message.media)} picture(s)]" if message.media else ""
+            self.show(f"would send to {recipient.phone}{note}: {message.body}{pictures}")
             return
         result = await retrying(lambda: self.outbox.send(message), self.sleep)  # type: ignore[union-attr]
         if result.state == OutboundState.ACCEPTED:
@@ -288,7 +291,9 @@ class Broadcast:
             raise BroadcastError(f"flow {self.flow!r} says nothing when it starts; a broadcast needs an "
                                  "opening message in its start state")
         body = "\n".join(started.replies)  # a duplicate: started by a run that stopped right after
-        message = OutboundMessage(message_id, phone, body, self.name)
+        # One message, so its pictures are all the opening's (10 at most; WhatsApp delivers only one).
+        media = sendable(url for reply in started.replies for url in media_of(reply))[:channel_of(phone).max_media]
+        message = OutboundMessage(message_id, phone, body, self.name, media=media)
         await self._record(message)
         return message
 

@@ -35,6 +35,7 @@ from bot.privacy import mask
 from bot.state_actions import NOTHING_SAID, Said, StateActions
 from bot.text import templates
 from bot.text.normalise import normalise
+from bot.trigger_offers import TriggerOffers
 from bot.types import (
     ArmedTimeout,
     Conversation,
@@ -78,15 +79,17 @@ def where(conversation: Conversation) -> str:
 
 class Engine:
     def __init__(self, flows: FlowSet, fetcher: Fetcher, *, env: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, suggest_triggers: bool = True) -> None:
         """Run conversations on ``flows``.
 
         ``env`` is what templates see as ``{{ env.NAME }}`` (default: nothing; the app passes the
         variables FLOW_ENV allows, ``templates.public_environment(settings.flow_env)``); ``clock`` is
-        injectable so tests can expire conversations.
+        injectable so tests can expire conversations; ``suggest_triggers`` (SUGGEST_TRIGGERS) offers
+        "Did you mean STATUS?" for a mistyped trigger instead of the fallback.
         """
         self.flows = flows
         self.clock = clock
+        self.offers = TriggerOffers(flows, enabled=suggest_triggers)
         self.actions = StateActions(flows, fetcher, dict(env) if env is not None else templates.public_environment())
 
     @property
@@ -230,6 +233,10 @@ class Engine:
         """Hand a message to the flows. ``hint`` (how to stop) is added where no flow has an
         answer, for a message that might be a revocation."""
         conversation = outcome.conversation
+        taken = self.offers.taken_up(conversation, word, said.text, self.clock())
+        if taken is not None:  # YES to "Did you mean STATUS?"
+            await self._begin(taken[1], inbound, {}, f"did you mean {taken[0].upper()}: yes", outcome)
+            return
         flow, was_reset = self._current_flow(conversation)
         started = self.flows.by_trigger.get(word)
         if started is None and flow is None and self.flows.catch_all is not None and not was_reset:
@@ -242,6 +249,9 @@ class Engine:
         elif was_reset:
             self._step(outcome, "reset: flow or state removed", "idle")
             outcome.replies.append(self.flows.program.reset)
+        elif hint is None and (offer := self.offers.offer(conversation, word)) is not None:
+            self._step(outcome, f"did you mean {offer.trigger.upper()}?", "idle")
+            outcome.replies.append(offer.text)
         else:
             self._step(outcome, "fallback", "idle")
             outcome.replies.append(self.flows.program.fallback)

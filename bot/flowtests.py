@@ -10,6 +10,8 @@
             expect: "What's your order number? (6 digits, like 123456)"
           - send: "123456"
             expect_contains: shipped
+          - wait: 1h                         # time passes: the timeouts and reminders due fire
+            expect: []                       # what they sent (here: nothing)
 
 Each test starts from a fresh, empty store. A test stops at its first mismatch and shows a diff.
 """
@@ -36,10 +38,10 @@ from pydantic import (
 from bot.actions import FetchFailed
 from bot.flows.loader import FlowSet
 from bot.flows.problems import Problem
-from bot.flows.schema import Texts, valid_regex  # Texts: one message or a list, numbers as text
+from bot.flows.schema import Duration, Media, Texts, valid_regex  # Texts: one message or a list, numbers as text
 from bot.flows.validation import validation_problems
 from bot.flows.yamlsource import UnreadableFile, read_yaml_file
-from bot.simulator import simulation
+from bot.simulator import EndlessTimers, Simulation, format_duration, simulation
 
 DEFAULT_SENDER = "+15551234567"
 
@@ -53,8 +55,10 @@ class TurnSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     send: Annotated[str, BeforeValidator(_as_text)] | None = None  # what the person texts, or…
-    start: str | None = None  # …start this flow as a broadcast would (its opening message is the reply)
+    media: Media = []  # with send: the web addresses of pictures sent with the text (an MMS)
+    start: str | None = None  # …start this flow as a broadcast would (its opening message is the reply), or…
     vars: dict[str, Annotated[str, BeforeValidator(_as_text)]] = {}  # the broadcast CSV's columns
+    wait: Annotated[Duration, Field(ge=0)] | None = None  # …let time pass: the replies are what timeouts sent
     expect: Texts | None = None  # exactly these replies, in order ([] means no reply at all)
     expect_contains: Texts | None = None  # each of these appears somewhere in the replies
     expect_regex: str | None = None  # found in the replies (^ and $ also match at each reply)
@@ -62,14 +66,19 @@ class TurnSpec(BaseModel):
 
     @model_validator(mode="after")
     def _send_or_start(self) -> TurnSpec:
-        if (self.send is None) == (self.start is None):
-            raise ValueError("each turn either sends a text (send:) or starts a flow (start:)")
+        if sum(value is not None for value in (self.send, self.start, self.wait)) != 1:
+            raise ValueError("each turn either sends a text (send:), starts a flow (start:) "
+                             "or lets time pass (wait:), exactly one of them")
         if self.vars and self.start is None:
             raise ValueError("vars go with start:")
+        if self.media and self.send is None:
+            raise ValueError("media go with send: (write send: \"\" for a picture without text)")
         return self
 
     @property
     def label(self) -> str:
+        if self.wait is not None:
+            return f"(wait {format_duration(self.wait)})"
         return f"> {self.send}" if self.send is not None else f"(broadcast starts {self.start})"
 
     _compiles = field_validator("expect_regex")(lambda pattern: valid_regex(pattern))
@@ -139,34 +148,37 @@ def read_conversation_file(path: Path) -> tuple[ConversationFile | None, list[Pr
         return None, validation_problems(file, source, ConversationFile, error)
 
 
-async def run_conversations(flows: FlowSet, paths: list[Path], allowed_env: Iterable[str] = ()) -> RunResult:
+async def run_conversations(flows: FlowSet, paths: list[Path], allowed_env: Iterable[str] = (), *,
+                            suggest_triggers: bool = True) -> RunResult:
     """Run every test in ``paths``; templates see the ``allowed_env`` names of the process
-    environment (``python -m bot test`` passes FLOW_ENV) and each test's own ``env:``."""
+    environment (``python -m bot test`` passes FLOW_ENV, and SUGGEST_TRIGGERS as the server would)
+    and each test's own ``env:``."""
     run = RunResult()
     for path in conversation_files(paths):
         spec, problems = read_conversation_file(path)
         run.problems.extend(problems)
         if spec is not None:
             for case in spec.tests:
-                run.results.append(await run_case(flows, str(path), case, allowed_env))
+                run.results.append(await run_case(flows, str(path), case, allowed_env,
+                                                  suggest_triggers=suggest_triggers))
     return run
 
 
-async def run_case(flows: FlowSet, file: str, case: CaseSpec, allowed_env: Iterable[str] = ()) -> CaseResult:
-    async with simulation(flows, env=case.env, allowed_env=allowed_env) as sim:
+async def run_case(flows: FlowSet, file: str, case: CaseSpec, allowed_env: Iterable[str] = (), *,
+                   suggest_triggers: bool = True) -> CaseResult:
+    async with simulation(flows, env=case.env, allowed_env=allowed_env, suggest_triggers=suggest_triggers) as sim:
         stubs = {url: FetchFailed("stubbed to fail") if answer == "fail" else answer
                  for url, answer in case.fetch.items()}
         sim.stub(stubs)
         transcript: list[str] = []
         for number, turn in enumerate(case.turns, start=1):
             notified_before = len(sim.notified)
-            if turn.start is not None:
-                if turn.start not in flows.flows:
-                    return CaseResult(file, case.name, False, number, f"turn {number}: no flow {turn.start!r}")
-                received = await sim.start(turn.start, case.sender, dict(turn.vars))
-            else:
-                received = await sim.text(turn.send or "", case.sender)
-            replies = list(received.replies)
+            if turn.start is not None and turn.start not in flows.flows:
+                return CaseResult(file, case.name, False, number, f"turn {number}: no flow {turn.start!r}")
+            try:
+                replies = await _play(sim, turn, case.sender)
+            except EndlessTimers as error:
+                return CaseResult(file, case.name, False, number, f"turn {number}: {turn.label}\n{error}")
             notified = [text for _, text in sim.notified[notified_before:]]
             mismatch = check_turn(turn, replies) or check_notified(turn, notified)
             transcript.append(turn.label)
@@ -175,6 +187,17 @@ async def run_case(flows: FlowSet, file: str, case: CaseSpec, allowed_env: Itera
                 return CaseResult(file, case.name, False, number, report)
             transcript.extend(f"< {reply}" for reply in replies)
         return CaseResult(file, case.name, True, len(case.turns))
+
+
+async def _play(sim: Simulation, turn: TurnSpec, sender: str) -> list[str]:
+    """Play one turn; what the bot texted the person in it."""
+    if turn.wait is not None:
+        return [reply for fired in await sim.wait(turn.wait) if fired.sender == sender for reply in fired.replies]
+    if turn.start is not None:
+        received = await sim.start(turn.start, sender, dict(turn.vars))
+    else:
+        received = await sim.text(turn.send or "", sender, media=tuple(turn.media))
+    return list(received.replies)
 
 
 def check_turn(turn: TurnSpec, replies: list[str]) -> str:

@@ -177,7 +177,7 @@ class Inbox:
                 # The turn's record names our number, so later answers go out from the one they texted.
                 record = event.inbound if event.inbound.to else \
                     dataclasses.replace(event.inbound, to=outcome.conversation.channel)
-                at = time.time()
+                at = engine.clock()  # the engine's time: a test's or the simulator's clock dates the records too
                 turn = Turn(record, outcome.conversation, expected_version, recorded, _consent(record, outcome, at),
                             at, deadline=outcome.deadline, deadline_changed=outcome.deadline_changed,
                             conversation_changed=outcome.conversation_changed)

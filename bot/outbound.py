@@ -29,6 +29,7 @@ from bot.types import (
     Inbound,
     OutboundMessage,
     OutboundState,
+    media_of,
 )
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,11 @@ class Outbox:
     async def _create(self, message: OutboundMessage) -> Any:
         if self._client is None:
             self._client = self._client_factory()
-        options: dict[str, Any] = {"to": message.to, "body": message.body}
+        options: dict[str, Any] = {"to": message.to}
+        if message.body or not message.media:  # a picture may go without text
+            options["body"] = message.body
+        if message.media:
+            options["media_url"] = list(message.media)  # MediaUrl, once per picture
         from_number = _on_channel_of(message.to, message.from_number)
         if from_number:
             options["from_"] = from_number
@@ -202,7 +207,8 @@ async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: l
     from the number the person texted; each has a stable id, so a resend is recognised.
 
     Each recipient's texts are split and capped as a webhook answer would be (``outgoing_messages``):
-    one turn never costs one number more than the channel's budget."""
+    one turn never costs one number more than the channel's budget. A text with pictures (a
+    ``MediaText``: a ``notify`` or a reply with ``media:``) goes with them, as TwiML would send it."""
     by_recipient: dict[str, list[str]] = {}
     for to, text in messages:
         # "+1 415 555 0123" and "(415) 555-0123" are one recipient. A notify target is written by staff:
@@ -216,7 +222,8 @@ async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: l
         by_recipient.setdefault(to, []).append(text)
     pieces = [(to, piece) for to, texts in by_recipient.items() for piece in outgoing_messages(texts, channel_of(to))]
     for index, (to, text) in enumerate(pieces):
-        message = OutboundMessage(f"{kind}|{inbound.message_sid}|{index}", to, text, from_number=inbound.to)
+        message = OutboundMessage(f"{kind}|{inbound.message_sid}|{index}", to, str(text), from_number=inbound.to,
+                                  media=media_of(text))
         try:
             await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
         except Exception:

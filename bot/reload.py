@@ -2,7 +2,9 @@
 
 A broken edit must never take the bot down: the new files go through the same checks as at
 start-up, and only a set without errors replaces the running one (in one assignment, so each
-message sees either the old flows or the new, never a mix).
+message sees either the old flows or the new, never a mix). Every attempt, swapped or refused
+with its file:line errors, is told to the process status (``bot/status.py``), so operators see it
+with ``python -m bot status`` instead of in the log only.
 """
 
 from __future__ import annotations
@@ -15,33 +17,51 @@ from pathlib import Path
 import watchfiles
 
 from bot.engine import Engine
-from bot.flows.loader import FlowSet, load_flows
+from bot.flows.checks import CheckOptions
+from bot.flows.loader import FlowSet, files_version, flow_files, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.inbox import Inbox
+from bot.status import ProcessStatusKeeper
 
 log = logging.getLogger(__name__)
 
 
 class FlowReloader:
-    def __init__(self, folder: str | Path, inbox: Inbox, make_engine: Callable[[FlowSet], Engine]) -> None:
+    def __init__(self, folder: str | Path, inbox: Inbox, make_engine: Callable[[FlowSet], Engine], *,
+                 options: CheckOptions = CheckOptions(), status: ProcessStatusKeeper | None = None) -> None:
         self.folder = Path(folder)
         self.inbox = inbox
         self.make_engine = make_engine
-        self.reloads = 0  # successful swaps, for tests and /healthz
+        self.options = options  # the checks start-up ran (FLOW_ENV, the turn's cap), so a reload warns alike
+        self.status = status  # told of every attempt, for operators (python -m bot status)
+        self.reloads = 0  # successful swaps, for tests
 
     def reload(self) -> bool:
         """Load the folder again; swap the flows in if they have no errors. True when swapped."""
         try:
-            flows = load_flows(self.folder)
+            flows = load_flows(self.folder, self.options)
         except FlowLoadError as error:
-            log.error("flow change rejected, still serving the previous flows:\n%s", error.listing())
+            running = self.inbox.engine.flows.version
+            log.error("flow change rejected, still serving the previous flows (version %s):\n%s",
+                      running or "?", error.listing())
+            if self.status is not None:
+                self.status.rejected(error, self._version_on_disk())
             return False
         for warning in flows.warnings:
             log.warning("%s", warning)
         self.inbox.engine = self.make_engine(flows)
         self.reloads += 1
-        log.info("flows reloaded from %s: %s", self.folder, ", ".join(sorted(flows.flows)))
+        if self.status is not None:
+            self.status.loaded(flows)
+        log.info("flows reloaded from %s (version %s): %s", self.folder, flows.version, ", ".join(sorted(flows.flows)))
         return True
+
+    def _version_on_disk(self) -> str:
+        """The refused files' version (empty when the folder itself is gone)."""
+        try:
+            return files_version(flow_files(self.folder))
+        except OSError:
+            return ""
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Reload on every change to a flow file in the folder (not its sub-folders)."""

@@ -160,6 +160,7 @@ class Settings(BaseModel):
     notify_per_hour: Whole = 20  # staff notifications in all (per process); more are held back and logged
     # The environment variables flows may read as {{ env.NAME }} (an allow-list: nothing else, so no secret)
     flow_env: Names = ("ORDERS_API", "ONCALL_NUMBER")
+    suggest_triggers: Flag = True  # a mistyped trigger (STAUTS) gets "Did you mean STATUS?" instead of the fallback
 
     @property
     def outbound(self) -> OutboundSettings:

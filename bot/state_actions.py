@@ -53,16 +53,16 @@ class StateActions:
         return {**conversation.vars, "sender": conversation.sender, "message": said.text,
                 "media": list(said.media), "contact": {"channel": {"address": conversation.sender}}}
 
-    def render_all(self, sources: Iterable[BoundTemplate], conversation: Conversation, said: Said) -> list[str]:
-        """Each template's text, stripped; a template that renders empty (or fails) says nothing."""
+    def render_all(self, sources: Iterable[BoundTemplate], conversation: Conversation, said: Said, *,
+                   whole: bool = False) -> list[str]:
+        """Each template's text, stripped; one that renders empty says nothing. A part that fails
+        is left empty and the rest is said (and logged): nobody gets silence because of a template.
+        ``whole``: addresses (a number, a picture's URL), where a template that fails gives nothing."""
         context = {**self.values(conversation, said), "env": self.env}
+        where = _where(conversation)
         rendered = []
         for template in sources:
-            try:
-                message = templates.render(template, context).strip()
-            except LiquidError as error:
-                log.error("template failed in %s: %s", _where(conversation), error)
-                continue
+            message = templates.render_text(template, context, where, partial=not whole).strip()
             if message:
                 rendered.append(message)
         return rendered
@@ -74,22 +74,23 @@ class StateActions:
         messages = self.render_all(sources, conversation, said)
         if menu:
             messages[-1:] = [f"{messages[-1]}\n{menu}" if messages else menu]
-        urls = tuple(url.replace(" ", "") for url in self.render_all(media, conversation, said))
+        urls = tuple(url.replace(" ", "") for url in self.render_all(media, conversation, said, whole=True))
         if urls:
             messages[-1:] = [MediaText(messages[-1] if messages else "", urls)]
         return messages
 
-    def one(self, template: BoundTemplate, conversation: Conversation, said: Said) -> str:
-        return "".join(self.render_all((template,), conversation, said))
+    def one(self, template: BoundTemplate, conversation: Conversation, said: Said, *, whole: bool = False) -> str:
+        return "".join(self.render_all((template,), conversation, said, whole=whole))
 
     # -- moving on --------------------------------------------------------------------------
 
     def choose(self, branch: CompiledBranch, conversation: Conversation, said: Said) -> str:
         """The event of the first case that holds for the branch's value, else ``otherwise``."""
         context = {**self.values(conversation, said), "env": self.env}
-        value = templates.render(branch.value, context)
+        where = _where(conversation)
+        value = templates.render_text(branch.value, context, where)
         for case in branch.cases:
-            argument = templates.render(case.argument, context) if case.argument is not None else ""
+            argument = templates.render_text(case.argument, context, where) if case.argument is not None else ""
             if case.holds(value, argument):
                 return case.event
         return OTHERWISE_EVENT
@@ -107,9 +108,9 @@ class StateActions:
 
     def notification(self, notify: CompiledNotify, conversation: Conversation, said: Said) -> tuple[str, str] | None:
         """(to, text) for a ``notify``, or None (logged) when it renders no number or no text."""
-        to = self.one(notify.to, conversation, said).replace(" ", "")
+        to = self.one(notify.to, conversation, said, whole=True).replace(" ", "")
         body = "\n".join(self.render_all(notify.say, conversation, said))
-        urls = tuple(url.replace(" ", "") for url in self.render_all(notify.media, conversation, said))
+        urls = tuple(url.replace(" ", "") for url in self.render_all(notify.media, conversation, said, whole=True))
         if to and body:
             return to, MediaText(body, urls) if urls else body
         log.error("notify in %s has no number or no text; skipped", _where(conversation))

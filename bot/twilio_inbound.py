@@ -13,14 +13,14 @@ from urllib.parse import unquote_to_bytes, urlparse
 
 from twilio.request_validator import add_port, remove_port
 
-from bot import segments
+from bot import segments, twilio_media
 from bot.segments import MAX_TURN_SEGMENTS  # what one SMS turn may cost at most, however long the texts render
-from bot.types import WHATSAPP, Inbound
+from bot.twilio_media import MAX_MEDIA, MAX_WHATSAPP_MEDIA  # pictures per message: Twilio's 10, WhatsApp's 1
+from bot.types import WHATSAPP, Inbound, MediaText, media_of
 
 MAX_MESSAGE_CHARS = 1600  # Twilio refuses longer message bodies (error 21617), on WhatsApp too
 MAX_WHATSAPP_CHARS = 4096  # what a WhatsApp message may hold, so what a WhatsApp user can send us
 MAX_FIELD_CHARS = 64  # SIDs and phone numbers are far shorter
-MAX_MEDIA = 10  # Twilio's MMS limit
 #: The only values Twilio's Advanced Opt-Out puts in ``OptOutType``.
 OPT_OUT_TYPES = frozenset({"STOP", "START", "HELP"})
 CUT_MARK = "..."  # ends a reply cut at the turn's budget (GSM-7, so the cut never switches to UCS-2)
@@ -147,13 +147,23 @@ def _opt_out_type(value: str) -> str | None:
 
 
 def _media_urls(form: Mapping[str, str]) -> tuple[str, ...]:
+    """The pictures of an MMS (``NumMedia``, then ``MediaUrl0``…): Twilio sends at most 10, each an
+    https:// address of its own. Anything else is a 400 naming the field, never a 500."""
     try:
         count = int(form.get("NumMedia") or 0)
     except ValueError:
         raise BadRequest("NumMedia is not a number") from None
     if not 0 <= count <= MAX_MEDIA:
         raise BadRequest(f"NumMedia must be between 0 and {MAX_MEDIA}")
-    return tuple(url for index in range(count) if (url := form.get(f"MediaUrl{index}")))
+    urls = []
+    for index in range(count):
+        url = form.get(f"MediaUrl{index}")
+        if not url:
+            continue
+        if not twilio_media.is_media_url(url):
+            raise BadRequest(f"MediaUrl{index} is not a web address")  # the value is never echoed: it may be anything
+        urls.append(url)
+    return tuple(urls)
 
 
 def xml_safe(text: str) -> str:
@@ -185,15 +195,24 @@ class Channel:
     max_message_chars: int  # the longest Body Twilio takes from us (longer replies are split)
     turn_budget: int  # what all of one turn's messages may cost together, in ``cost`` units
     cost: Callable[[str], int]  # SMS: segments (what the carrier bills); WhatsApp: characters
+    media_cost: Callable[[str], int]  # the same for a message with pictures (SMS: one MMS, whatever its text)
+    max_media: int  # pictures one message may carry (more go as messages of their own)
 
 
 def _sms_segments(text: str) -> int:
     return segments.cost(text).segments
 
 
-SMS = Channel("sms", MAX_MESSAGE_CHARS, MAX_MESSAGE_CHARS, MAX_TURN_SEGMENTS, _sms_segments)
+def _mms(text: str) -> int:
+    """A text with pictures goes as one MMS (billed as one message, not per segment) up to
+    Twilio's 1,600 characters; counted as two beyond, so that a cut can search for what fits."""
+    return 1 if len(text) <= MAX_MESSAGE_CHARS else 2
+
+
+SMS = Channel("sms", MAX_MESSAGE_CHARS, MAX_MESSAGE_CHARS, MAX_TURN_SEGMENTS, _sms_segments, _mms, MAX_MEDIA)
 # WhatsApp has no segments: a turn may say one full WhatsApp message's worth, in 1,600-character Bodies.
-WHATSAPP_CHANNEL = Channel("whatsapp", MAX_WHATSAPP_CHARS, MAX_MESSAGE_CHARS, MAX_WHATSAPP_CHARS, len)
+WHATSAPP_CHANNEL = Channel("whatsapp", MAX_WHATSAPP_CHARS, MAX_MESSAGE_CHARS, MAX_WHATSAPP_CHARS, len, len,
+                           MAX_WHATSAPP_MEDIA)
 
 
 def channel_of(address: str) -> Channel:
@@ -204,19 +223,22 @@ def channel_of(address: str) -> Channel:
 def outgoing_messages(replies: Iterable[str], channel: Channel = SMS) -> list[str]:
     """The messages one turn's replies go out as, in TwiML and through the REST API alike.
 
-    Each reply is made XML-safe and split at the channel's Body limit; then the turn is capped at
-    the channel's budget (10 SMS segments; 4,096 WhatsApp characters), because a template that
+    Each reply is made XML-safe and split at the channel's Body limit; its pictures (a
+    :class:`~bot.types.MediaText`'s URLs that Twilio can fetch) go with its first piece, as a
+    :class:`~bot.types.MediaText` (on WhatsApp one picture per message, the others following as
+    picture-only messages). Then the turn is capped at the channel's budget (10 SMS segments, a
+    message with pictures counting as one MMS; 4,096 WhatsApp characters), because a template that
     renders a long lookup answer or an echoed text would otherwise become any number of billed
     messages. The message that crosses the budget is cut, at whitespace when there is some, and
     ends with ``...``; the ones after it are dropped.
     """
-    pieces = [piece for reply in replies for piece in split_message(xml_safe(reply), channel.max_message_chars)]
+    pieces = [piece for reply in replies for piece in _pieces(reply, channel)]
     if _surely_within(pieces, channel):
         return pieces  # the common case: a few short replies, no need to count segments exactly
     sent: list[str] = []
     left = channel.turn_budget
     for piece in pieces:
-        cost = channel.cost(piece)
+        cost = _cost(piece, channel)
         if cost <= left:
             sent.append(piece)
             left -= cost
@@ -224,11 +246,24 @@ def outgoing_messages(replies: Iterable[str], channel: Channel = SMS) -> list[st
         cut = _cut_to(piece, left, channel)
         if cut:
             sent.append(cut)
-        elif sent:  # no room left even for the mark: the last message sent carries it instead
+        while not cut and sent:  # no room left even for the mark: the last message sent carries it instead
             last = sent.pop()
-            sent.extend(filter(None, [_cut_to(last, channel.cost(last), channel)]))
+            cut = _cut_to(last, _cost(last, channel), channel)  # ("" for whitespace alone: the one before does)
+            if cut:
+                sent.append(cut)
         break
     return sent
+
+
+def _pieces(reply: str, channel: Channel) -> list[str]:
+    """One reply's messages before the turn's cap: its text split, its pictures attached."""
+    pieces = split_message(xml_safe(reply), channel.max_message_chars)
+    media = media_of(reply)
+    return twilio_media.attach(pieces, twilio_media.sendable(media), channel.max_media) if media else pieces
+
+
+def _cost(piece: str, channel: Channel) -> int:
+    return channel.media_cost(piece) if media_of(piece) else channel.cost(piece)
 
 
 def _surely_within(pieces: list[str], channel: Channel) -> bool:
@@ -237,19 +272,21 @@ def _surely_within(pieces: list[str], channel: Channel) -> bool:
     characters and ceil(2n / 67) beyond."""
     if channel.cost is len:
         return sum(map(len, pieces)) <= channel.turn_budget
-    bound = sum(1 if len(piece) <= 35 else -(-2 * len(piece) // 67) for piece in pieces)
+    bound = sum(1 if len(piece) <= 35 or media_of(piece) else -(-2 * len(piece) // 67) for piece in pieces)
     return bound <= channel.turn_budget
 
 
 def _cut_to(text: str, budget: int, channel: Channel) -> str:
     """The longest start of ``text`` that, with the cut mark, costs at most ``budget`` (cut at the
-    last whitespace in its second half, if any); empty when not even the mark fits."""
-    if budget <= 0 or channel.cost(CUT_MARK) > budget:
+    last whitespace in its second half, if any), keeping its pictures; empty when not even the mark fits."""
+    media = media_of(text)
+    measure = channel.media_cost if media else channel.cost
+    if budget <= 0 or measure(CUT_MARK) > budget:
         return ""
     low, high = 0, len(text)  # the cost only grows with the length: search the longest fitting start
     while low < high:
         middle = (low + high + 1) // 2
-        if channel.cost(text[:middle].rstrip() + CUT_MARK) <= budget:
+        if measure(text[:middle].rstrip() + CUT_MARK) <= budget:
             low = middle
         else:
             high = middle - 1
@@ -258,11 +295,18 @@ def _cut_to(text: str, budget: int, channel: Channel) -> str:
     if space >= low // 2:
         head = head[:space]
     head = head.rstrip()
+    if media:  # the pictures stay, under whatever of the text fits
+        return MediaText(head + CUT_MARK, media)
     return head + CUT_MARK if head else ""
 
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _message_with_media(text: str, media: Sequence[str]) -> str:
+    body = f"<Body>{_escape(text)}</Body>" if text else ""
+    return f"<Message>{body}{''.join(f'<Media>{_escape(xml_safe(url))}</Media>' for url in media)}</Message>"
 
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
@@ -271,12 +315,19 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 def render_twiml(replies: Iterable[str]) -> str:
     """TwiML with one ``<Message>`` per non-empty reply (long replies split): byte-for-byte what
     ``MessagingResponse`` produces for the same messages, in a fraction of its time (see
-    tests/test_twilio_inbound.py). Empty replies are dropped rather than sent as empty SMS."""
-    messages = [
-        f"<Message>{_escape(piece)}</Message>"
-        for reply in replies
-        for piece in split_message(xml_safe(reply))
-    ]
+    tests/test_twilio_inbound.py and tests/test_media.py). Empty replies are dropped rather than
+    sent as empty SMS. A reply with pictures (a :class:`~bot.types.MediaText`) is written with
+    Twilio's nouns, ``<Message><Body>text</Body><Media>url</Media>…</Message>``, its pictures (at
+    most 10) with its first piece; it may have no text. Which URLs are sent, and how many per
+    message on WhatsApp, is ``outgoing_messages``'s to decide."""
+    messages = []
+    for reply in replies:
+        pieces = split_message(xml_safe(reply))
+        media = media_of(reply)[:MAX_MEDIA]
+        if media:
+            messages.append(_message_with_media(pieces[0] if pieces else "", media))
+            pieces = pieces[1:]
+        messages.extend(f"<Message>{_escape(piece)}</Message>" for piece in pieces)
     if not messages:
         return EMPTY_TWIML
     return f'<?xml version="1.0" encoding="UTF-8"?><Response>{"".join(messages)}</Response>'

@@ -85,6 +85,8 @@ class Conversation:
     channel: str = ""  # our number this person texts; later answers are sent from it
     misses: int = 0  # unmatched answers in the state it waits in (``attempts``)
     reminders: int = 0  # reminders sent since the person last wrote, in the state it waits in (``remind``)
+    #: the trigger the bot asked "Did you mean …?" about (normalised): a yes to the next message starts it
+    suggested: str | None = None
 
     @property
     def active(self) -> bool:
@@ -99,6 +101,7 @@ class Conversation:
         self.returns = []
         self.misses = 0
         self.reminders = 0
+        self.suggested = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +263,8 @@ class OutboundMessage:
     ``state`` follows the send: ``prepared`` (decided, not yet handed to Twilio) → ``sending``
     (the API call began: if we crash now, the outcome is unknown, *in doubt*) → ``accepted``
     (Twilio took it; ``sid`` set) or ``failed`` / ``skipped`` (``reason`` says why).
-    ``status``/``error_code`` are what Twilio's status callbacks later reported.
+    ``status``/``error_code`` are what Twilio's status callbacks later reported. ``media``: the
+    pictures sent with ``body`` (an MMS; none in records from before pictures).
     """
 
     id: str
@@ -274,6 +278,8 @@ class OutboundMessage:
     error_code: str | None = None
     from_number: str = ""
     updated_at: float = field(default_factory=time.time)
+    media: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.state = OutboundState(self.state)  # records read back from JSON carry the plain text
+        self.media = tuple(self.media)  # and a list for the media

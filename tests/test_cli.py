@@ -21,7 +21,7 @@ import yaml
 
 from bench.servers import free_port
 from bot.flows.loader import load_flows
-from tests.conftest import ROOT, SHIPPED_FLOWS, ServerProcess
+from tests.conftest import ROOT, SHIPPED_FLOWS, ServerProcess, write_flows
 from tests.signed_webhooks import AUTH_TOKEN
 
 #: Everything bot.settings (and the shipped flows, via ORDERS_API) read from the environment.
@@ -186,6 +186,59 @@ def test_chat_stop_then_silence_until_start() -> None:
     assert replies[4] == f"bot> {SHIPPED.program.opt_in}   [1 segment, GSM-7]"
     assert replies[5] == f"bot> {ASK_NUMBER}   [1 segment, GSM-7]"
     assert len(replies) == 6
+
+
+NUDGING = """\
+flow: feedback
+triggers: [RATE]
+start: ask
+states:
+  ask:
+    say: "How did we do? Reply 1-5."
+    replies:
+      - number: {min: 1, max: 5}
+        save: rating
+        go: thanks
+    otherwise: "Please reply with a number from 1 to 5."
+    timeout: {after: 1h, go: nudge}
+  nudge:
+    say: "Still happy to hear from you: reply 1-5 any time."
+    notify: {to: "+15550000000", say: "{{ sender }} did not rate us."}
+  thanks:
+    say: "Thanks for the {{ rating }}!"
+"""
+
+
+def test_chat_wait_fires_the_timeouts_that_come_due(tmp_path: Path) -> None:
+    flows = write_flows(tmp_path / "flows", {"feedback.yaml": NUDGING}, program=SHIPPED_FLOWS.joinpath(
+        "program.yaml").read_text(encoding="utf-8"))
+    result = bot("chat", "--trace", "--flows", flows, stdin="rate\n/wait 59m\n/wait 1h30m\nrate\n")
+    assert result.returncode == 0, output_of(result)
+    assert result.stdout.splitlines() == [
+        "you> rate",
+        "bot> How did we do? Reply 1-5.   [1 segment, GSM-7]",
+        "     · idle -> feedback:ask  (trigger RATE)",
+        "you> /wait 59m",
+        "bot> (no reply: nothing came due in 59m)",
+        "you> /wait 1h30m",
+        "bot> Still happy to hear from you: reply 1-5 any time.   [1 segment, GSM-7]   (after 1m)",
+        "notify> +15550000000: +15551234567 did not rate us.",
+        "     · feedback:ask -> feedback:nudge  (no reply in time)",
+        "you> rate",
+        "bot> How did we do? Reply 1-5.   [1 segment, GSM-7]",
+        "     · idle -> feedback:ask  (trigger RATE)",
+    ]
+
+
+def test_chat_explains_a_bad_wait_and_lists_its_commands() -> None:
+    result = bot("chat", stdin="/wait\n/wait soon\n/help\n/wiat 1h\n//status\n")
+    assert result.returncode == 0, output_of(result)
+    out = result.stdout
+    assert "you> /wait\n/wait needs a duration, e.g. /wait 1h, /wait 90s or /wait 1h30m\n" in out
+    assert "you> /wait soon\n/wait: 'soon' is not a duration; write it like 30s, 10m, 2h, 1d or 1h30m\n" in out
+    assert "  /wait DURATION  let time pass" in out and "  /help           this list" in out
+    assert "you> /wiat 1h\nunknown command /wiat (/help lists the commands; //wiat 1h texts it)\n" in out
+    assert f"you> //status\nbot> {ASK_NUMBER}" in out  # "/status" was texted (punctuation aside: STATUS)
 
 
 def test_chat_with_broken_flows_exits_1(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""Every example in docs/flows.md loads as the guide says, and every conversation in it happens.
+"""Every example in the guides loads as they say, and every conversation in them happens: the
+reference (docs/flows.md) and the tutorial (docs/tutorial.md), by the same rules.
 
-The guide is read as data:
+Each guide is read as data (``tests/docs_reader.py``); "the guide" below is the one a block is in:
 
 - A fenced ``yaml`` block is a flow file (it starts with ``flow:``), a program file
   (``program:``) or a conversation test file (``tests:``). Each flow is loaded on its own through
@@ -9,11 +10,18 @@ The guide is read as data:
   against that example flow, run by ``python -m bot test``'s own runner.
 - ``<!-- expect-error: TEXT -->`` right above a yaml block: loading must fail, and the error
   output must contain TEXT. ``<!-- expect-warning: TEXT -->``: it loads, with a warning
-  containing TEXT. ``<!-- file: flows/x.yaml -->``: the block is the shipped file, word for word,
-  and its conversations run against the whole shipped ``flows/`` folder.
+  containing TEXT. ``<!-- file: flows/x.yaml -->``: the block is that file of the repository, word
+  for word, and it loads (and its conversations run) in that file's folder: the whole shipped
+  ``flows/``, or ``docs/examples/`` (whose ``program.yaml`` is a link to the shipped one).
+- ``<!-- adds-to: NAME -->`` right above a yaml block: a tutorial's step, only what it adds or
+  changes, merged into flow NAME as the guide last showed it (mappings key by key; a list or a
+  text replaces). The flow that results is what loads, what its conversations and tests run
+  against, and what later commands get for ``flows/NAME.yaml``.
 - A fenced ``text`` block after a yaml block is either the printed problems (each line must be
   printed exactly so, with the folder shown as ``flows/``), or a conversation of ``> text`` /
-  ``< reply`` / ``(15m later)`` lines replayed through the real engine, from a fresh start.
+  ``< reply`` / ``(15m later)`` lines replayed through the simulator (``bot/simulator.py``: the
+  real inbox and engine, as ``python -m bot chat``), from a fresh start. ``(15m later)`` lets the
+  time pass as chat's ``/wait`` does; the ``<`` lines after it are what timeouts and reminders sent.
   Above a conversation, ``<!-- env: NAME=value -->`` sets an environment variable,
   ``<!-- fetch: JSON -->`` (or ``fails``, or ``not found`` for a 404 answer) is what a ``fetch``
   gets back, and ``<!-- fetched-url: URL -->`` (one per lookup) the addresses it must have asked,
@@ -24,12 +32,15 @@ The guide is read as data:
 - A fenced ``console`` block is one ``$ .venv/bin/python -m bot ...`` command (maybe fed by a
   pipe) and what it prints, stdout and stderr together. It runs for real, in a fresh folder holding
   a copy of the shipped ``flows/``, plus each ``<!-- with-file: PATH -->``: the guide's example
-  for that path (a flow example for ``flows/NAME.yaml``, or the yaml block whose first line is the
-  comment ``# PATH``). ``<!-- exit-status: N -->`` is its exit status (default 0).
+  for that path as it stands above the command (a flow example for ``flows/NAME.yaml``, or the
+  yaml block whose first line is the comment ``# PATH``). ``<!-- exit-status: N -->`` is its exit
+  status (default 0).
 - A fenced ``mermaid`` block marked ``<!-- graph: NAME -->`` is exactly what
   ``python -m bot graph NAME`` prints for that shipped flow, and every shipped flow has one.
 - ``docs/flow.schema.json`` is exactly what ``python -m bot schema`` prints, and the editor
   settings the guide shows point at it.
+- The tutorial builds docs/examples/refill.yaml: its steps add up to that file, and its last
+  version of the flow is that file, word for word.
 """
 
 from __future__ import annotations
@@ -42,33 +53,36 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from bot import cli, demo
-from bot.actions import FetchFailed, HttpFetcher
-from bot.engine import MAX_REPLIES_PER_TURN, MAX_STEPS_PER_TURN, Engine
+from bot import cli
+from bot.actions import FetchFailed
+from bot.engine import MAX_REPLIES_PER_TURN, MAX_STEPS_PER_TURN
 from bot.flows import graph
 from bot.flows.loader import FlowSet, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.flows.program import ProgramTexts
 from bot.flows.schema import MAX_FETCH_TIMEOUT, Fetch, Flow, parse_duration
+from bot.flows.yamlsource import read_yaml
 from bot.flowtests import run_conversations
-from bot.simulator import simulation
+from bot.simulator import SimulatedClock, Simulation, simulation
 from bot.text.wordsets import HELP_WORDS, NO_WORDS, OPT_IN_WORDS, OPT_OUT_WORDS, YES_WORDS
-from bot.types import Conversation, Inbound, Message
-from tests.conftest import PROGRAM_YAML, ROOT, SHIPPED_FLOWS, write_flows
+from tests.conftest import ROOT, SHIPPED_FLOWS, write_flows
+from tests.docs_reader import Block, DocTurn, Example, Guide, conversation_turns, is_conversation
 
-DOC = ROOT / "docs" / "flows.md"
+GUIDE = Guide(ROOT / "docs" / "flows.md")  # the reference
+TUTORIAL = Guide(ROOT / "docs" / "tutorial.md")
+GUIDES = (GUIDE, TUTORIAL)
+DOC = GUIDE.path
 SENDER = "+15551234567"  # the guide says the person texting has this number
 
 SCHEMA_FILE = ROOT / "docs" / "flow.schema.json"
 
-YAML_MARKERS = {"expect-error", "expect-warning", "file", "flow"}
+YAML_MARKERS = {"expect-error", "expect-warning", "file", "flow", "adds-to"}
 TEXT_MARKERS = {"env", "fetch", "fetched-url", "flow"}
 CONSOLE_MARKERS = {"with-file", "exit-status"}
 #: The fenced blocks the guide may hold, and the markers each may carry. A block without a
@@ -79,122 +93,24 @@ BLOCK_MARKERS = {"yaml": YAML_MARKERS, "text": TEXT_MARKERS, "console": CONSOLE_
 SETTING_NAMES = ("TWILIO_AUTH_TOKEN", "PUBLIC_URL", "TRUST_PROXY", "STORE_URL", "FLOWS_DIR", "HOST", "PORT",
                  "DEV_MODE", "MAX_BODY_BYTES", "LOG_LEVEL", "ORDERS_API", "RELOAD_FLOWS", "FLOW_ENV")
 
-_FENCE = re.compile(r"^```(\S*)\s*$")
-_MARKER = re.compile(r"^<!--\s*([a-z-]+):\s*(.*?)\s*-->$")
-_WAIT = re.compile(r"^\((.+) later\)$")
-
-
-@dataclass
-class Block:
-    lang: str
-    text: str
-    line: int  # of the opening fence, 1-based
-    markers: dict[str, list[str]]
-
-    def marker(self, name: str) -> str | None:
-        values = self.markers.get(name, [])
-        assert len(values) <= 1, f"docs/flows.md:{self.line}: {name} given twice"
-        return values[0] if values else None
-
-
-@dataclass
-class Example:
-    block: Block
-    followers: list[Block] = field(default_factory=list)  # the text blocks after it
-
-    @property
-    def kind(self) -> str:
-        first = next((line for line in self.block.text.splitlines()
-                      if line.strip() and not line.lstrip().startswith("#")), "")
-        return first.split(":", 1)[0].strip()
-
-    @property
-    def name(self) -> str:
-        found = re.search(r"^flow:\s*(\S+)", self.block.text, re.MULTILINE)
-        if found:
-            return found.group(1)
-        return f"{self.kind}-of-{self.block.marker('flow')}" if self.kind == "tests" else self.kind
-
-    @property
-    def file_name(self) -> str:
-        shipped = self.block.marker("file")
-        if shipped:
-            return Path(shipped).name
-        return "program.yaml" if self.kind == "program" else f"{self.name}.yaml"
-
-    @property
-    def conversations(self) -> list[Block]:
-        return [block for block in self.followers if is_conversation(block)]
-
-    @property
-    def printed_problems(self) -> list[Block]:
-        return [block for block in self.followers if not is_conversation(block)]
-
-
-def read_blocks(text: str) -> list[Block]:
-    """The doc's fenced blocks, each with the ``<!-- key: value -->`` lines right above it."""
-    blocks: list[Block] = []
-    markers: dict[str, list[str]] = {}
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        fence = _FENCE.match(line)
-        marker = _MARKER.match(line)
-        if marker:
-            markers.setdefault(marker.group(1), []).append(marker.group(2))
-        elif fence:
-            end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
-            body = "\n".join(lines[index + 1:end]) + "\n"
-            blocks.append(Block(fence.group(1), body, index + 1, markers))
-            markers = {}
-            index = end
-        else:
-            assert not markers, f"docs/flows.md:{index + 1}: a marker must sit right above a fenced block"
-        index += 1
-    return blocks
-
-
-def is_conversation(block: Block) -> bool:
-    lines = [line for line in block.text.splitlines() if line.strip()]
-    return bool(lines) and all(line[0] in "><(" for line in lines)
-
-
-def read_examples() -> list[Example]:
-    if not DOC.is_file():
-        return []
-    examples: list[Example] = []
-    texts: list[tuple[Block, Example | None]] = []  # each text block, with the yaml block above it
-    for block in read_blocks(DOC.read_text(encoding="utf-8")):
-        if block.lang == "yaml":
-            examples.append(Example(block))
-        elif block.lang == "text":
-            texts.append((block, examples[-1] if examples else None))
-    for block, above in texts:
-        owner = find_example(examples, block.marker("flow")) if block.marker("flow") else above
-        assert owner is not None, f"docs/flows.md:{block.line}: no yaml example to run this against"
-        owner.followers.append(block)
-    return examples
-
-
-def find_example(examples: list[Example], name: str | None) -> Example | None:
-    return next((example for example in examples if example.kind == "flow" and example.name == name), None)
-
-
-EXAMPLES = read_examples()
-BLOCKS = read_blocks(DOC.read_text(encoding="utf-8")) if DOC.is_file() else []
+EXAMPLES = [example for guide in GUIDES for example in guide.examples]
+BLOCKS = [block for guide in GUIDES for block in guide.blocks]
 
 
 def blocks_of(lang: str) -> list[Block]:
     return [block for block in BLOCKS if block.lang == lang]
 
 
-def doc_program() -> str:
-    """The guide's own program file, so fallback and HELP replies read as the guide shows them."""
-    for example in EXAMPLES:
-        if example.kind == "program" and not example.block.marker("expect-error"):
-            return example.block.text
-    return PROGRAM_YAML
+def guide_of(block: Block) -> Guide:
+    return next(guide for guide in GUIDES if guide.name == block.doc)
+
+
+def example_id(example: Example) -> str:
+    return f"{Path(example.block.doc).stem}-line{example.block.line}-{example.name}"
+
+
+def block_id(block: Block) -> str:
+    return f"{Path(block.doc).stem}-line{block.line}"
 
 
 # -- the guide as a whole -------------------------------------------------------------------
@@ -202,25 +118,29 @@ def doc_program() -> str:
 
 def test_the_guide_has_examples() -> None:
     assert DOC.is_file(), "docs/flows.md is missing"
-    kinds = [example.kind for example in EXAMPLES]
+    kinds = [example.kind for example in GUIDE.examples]
     assert kinds.count("flow") >= 10 and "program" in kinds
-    assert sum(len(example.conversations) for example in EXAMPLES) >= 10
+    assert sum(len(example.conversations) for example in GUIDE.examples) >= 10
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"line{e.block.line}-{e.name}")
+@pytest.mark.parametrize("example", EXAMPLES, ids=example_id)
 def test_blocks_are_well_formed(example: Example) -> None:
-    where = f"docs/flows.md:{example.block.line}"
+    where = example.block.where
     assert example.kind in {"flow", "program", "tests"}, (
         f"{where}: a yaml block must be a whole flow, program or conversation test file")
     if example.kind == "tests":
-        assert find_example(EXAMPLES, example.block.marker("flow")), f"{where}: <!-- flow: NAME --> of a test"
+        assert guide_of(example.block).find_example(example.block.marker("flow")), (
+            f"{where}: <!-- flow: NAME --> of a test")
     else:
         assert "flow" not in example.block.markers, f"{where}: only conversation tests name a flow"
     assert set(example.block.markers) <= YAML_MARKERS, f"{where}: unknown marker"
+    if example.block.marker("adds-to"):
+        assert example.kind == "flow" and not {"file", "expect-error"} & set(example.block.markers), (
+            f"{where}: a step adds to a flow that loads; mark the whole file instead")
     for block in example.followers:
-        assert set(block.markers) <= TEXT_MARKERS, f"docs/flows.md:{block.line}: unknown marker"
+        assert set(block.markers) <= TEXT_MARKERS, f"{block.where}: unknown marker"
         if not is_conversation(block):
-            assert block.markers == {}, f"docs/flows.md:{block.line}: markers belong above a conversation"
+            assert block.markers == {}, f"{block.where}: markers belong above a conversation"
     expects_problem = example.block.marker("expect-error") or example.block.marker("expect-warning")
     if example.printed_problems:
         assert expects_problem, f"{where}: printed problems after an example marked with no problem"
@@ -248,12 +168,26 @@ def test_numbers_the_guide_gives_are_the_bots_numbers() -> None:
     assert "Default: `24h`" in doc
 
 
-def test_links_inside_the_guide_lead_somewhere() -> None:
-    doc = DOC.read_text(encoding="utf-8")
-    outside_fences = re.sub(r"^```.*?^```", "", doc, flags=re.MULTILINE | re.DOTALL)
-    anchors = {_slug(heading) for heading in re.findall(r"^#+ (.+)$", outside_fences, re.MULTILINE)}
-    for target in re.findall(r"\]\(#([^)]+)\)", outside_fences):
-        assert target in anchors, f"link to #{target}, which no heading has"
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda guide: guide.name)
+def test_links_inside_the_guides_lead_somewhere(guide: Guide) -> None:
+    """``[..](#heading)``, and ``[..](other.md#heading)`` from one guide to another document."""
+    for target in re.findall(r"\]\(([^)\s]+)\)", _outside_fences(guide.text)):
+        if re.match(r"[a-z]+:", target):  # https: and mailto: are not checked here
+            continue
+        document, _, anchor = target.partition("#")
+        path = (guide.path.parent / document).resolve() if document else guide.path
+        assert path.exists(), f"{guide.name}: link to {target}, which is no file"
+        if anchor:
+            assert anchor in _anchors(path), f"{guide.name}: link to {target}, which no heading has"
+
+
+def _outside_fences(text: str) -> str:
+    return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def _anchors(document: Path) -> set[str]:
+    text = _outside_fences(document.read_text(encoding="utf-8"))
+    return {_slug(heading) for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
 
 
 def _slug(heading: str) -> str:
@@ -261,10 +195,30 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def test_the_tutorial_builds_the_refill_example() -> None:
+    """Its steps add up to docs/examples/refill.yaml, and it ends with that file (test_example
+    checks it word for word)."""
+    versions = [example for example in TUTORIAL.examples if example.kind == "flow" and example.name == "refill"]
+    assert len(versions) >= 5 and versions[-1].block.marker("file") == "docs/examples/refill.yaml"
+    assert all(version.block.marker("adds-to") for version in versions[1:-1])
+    built, whole = versions[-2], versions[-1]
+    assert read_yaml(built.text)[0] == read_yaml(whole.text)[0], (
+        f"{built.block.where}: the steps do not add up to docs/examples/refill.yaml")
+
+
+def test_the_tutorial_shows_the_tools() -> None:
+    commands = [read_command(block).line for block in TUTORIAL.blocks_of("console")]
+    for tool in ("bot lint", "bot chat", "/wait", "bot test", "bot graph"):
+        assert any(tool in command for command in commands), f"docs/tutorial.md runs no {tool}"
+    assert any("wait:" in example.text for example in TUTORIAL.examples if example.kind == "tests")
+    assert "(tutorial.md)" in DOC.read_text(encoding="utf-8")[:2000], "docs/flows.md links the tutorial at its top"
+    assert "(docs/tutorial.md)" in (ROOT / "README.md").read_text(encoding="utf-8"), "the README links the tutorial"
+
+
 # -- each example -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"line{e.block.line}-{e.name}")
+@pytest.mark.parametrize("example", EXAMPLES, ids=example_id)
 async def test_example(example: Example, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                        capsys: pytest.CaptureFixture[str]) -> None:
     block = example.block
@@ -274,7 +228,7 @@ async def test_example(example: Example, tmp_path: Path, monkeypatch: pytest.Mon
     shipped = block.marker("file")
     if shipped:
         assert (ROOT / shipped).read_text(encoding="utf-8") == block.text, (
-            f"docs/flows.md:{block.line} no longer matches {shipped}; copy the file into the guide again")
+            f"{block.where} no longer matches {shipped}; copy the file into the guide again")
     folder = _example_folder(example, tmp_path)
 
     def as_printed(text: str) -> str:
@@ -296,12 +250,12 @@ async def test_example(example: Example, tmp_path: Path, monkeypatch: pytest.Mon
     if expected_warning:
         assert expected_warning in printed
     else:
-        assert printed == "", f"docs/flows.md:{block.line}: unexpected warnings:\n{printed}"
+        assert printed == "", f"{block.where}: unexpected warnings:\n{printed}"
     _assert_printed(example, printed)
     _assert_printed(example, _lint(folder, capsys, expect_status=0))
 
     for conversation in example.conversations:
-        await _replay(conversation, flowset, block.text, shipped=bool(shipped), monkeypatch=monkeypatch)
+        await _replay(conversation, flowset, example.text, shipped=bool(shipped), monkeypatch=monkeypatch)
 
 
 def _lint(folder: Path, capsys: pytest.CaptureFixture[str], expect_status: int) -> str:
@@ -315,19 +269,21 @@ def _lint(folder: Path, capsys: pytest.CaptureFixture[str], expect_status: int) 
 
 
 def _example_folder(example: Example, tmp_path: Path) -> Path:
-    """The flows folder an example runs in: the shipped one, or a new one holding just it."""
-    if example.block.marker("file"):
-        return SHIPPED_FLOWS
+    """The flows folder an example runs in: the repository's folder of the file it is (the shipped
+    flows/, or docs/examples/), or a new one holding just it and the guide's program file."""
+    shipped = example.block.marker("file")
+    if shipped:
+        return (ROOT / shipped).parent
     folder = tmp_path / "flows"
     if example.kind == "program":
-        return write_flows(folder, {}, program=example.block.text)
-    return write_flows(folder, {example.file_name: example.block.text}, program=doc_program())
+        return write_flows(folder, {}, program=example.text)
+    return write_flows(folder, {example.file_name: example.text}, program=guide_of(example.block).program())
 
 
 async def _run_conversation_tests(example: Example, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = find_example(EXAMPLES, example.block.marker("flow"))
+    target = guide_of(example.block).find_example(example.block.marker("flow"), before=example.block.line)
     assert target is not None
-    for name in re.findall(r"env\.([A-Za-z_]\w*)", target.block.text):
+    for name in re.findall(r"env\.([A-Za-z_]\w*)", target.text):
         monkeypatch.delenv(name, raising=False)
     flowset = load_flows(_example_folder(target, tmp_path))
     test_file = tmp_path / "conversation_tests.yaml"
@@ -336,7 +292,7 @@ async def _run_conversation_tests(example: Example, tmp_path: Path, monkeypatch:
     assert not run.problems, "\n".join(map(str, run.problems))
     assert run.results, "no conversation tests ran"
     for result in run.results:
-        assert result.passed, f"docs/flows.md:{example.block.line}: {result.name}\n{result.report}"
+        assert result.passed, f"{example.block.where}: {result.name}\n{result.report}"
 
 
 def _assert_printed(example: Example, printed: str) -> None:
@@ -344,7 +300,7 @@ def _assert_printed(example: Example, printed: str) -> None:
     for block in example.printed_problems:
         for line in block.text.splitlines():
             if line.strip():
-                assert line in lines, f"docs/flows.md:{block.line}: not printed:\n{line}\nprinted:\n{printed}"
+                assert line in lines, f"{block.where}: not printed:\n{line}\nprinted:\n{printed}"
 
 
 # -- conversations ------------------------------------------------------------------------------
@@ -367,14 +323,6 @@ class CannedService:
         return json.loads(self.answer)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def _replay(block: Block, flowset: FlowSet, flow_text: str, *, shipped: bool,
                   monkeypatch: pytest.MonkeyPatch) -> None:
     for name in re.findall(r"env\.([A-Za-z_]\w*)", flow_text):
@@ -383,53 +331,27 @@ async def _replay(block: Block, flowset: FlowSet, flow_text: str, *, shipped: bo
         name, _, value = setting.partition("=")
         monkeypatch.setenv(name, value)
     canned = block.marker("fetch")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=demo.app)) as client:
-        service = CannedService(canned)
-        # The shipped flows look orders up in the demo service the bot serves at /demo.
-        fetcher = HttpFetcher(client, "http://bot.invalid") if shipped and canned is None else service
-        clock = Clock()
-        # env: what the guide sets, as a conversation test's env: (those names count as in FLOW_ENV)
-        env = dict(setting.partition("=")[::2] for setting in block.markers.get("env", []))
-        engine = Engine(flowset, fetcher, env=env, clock=clock)
-        await _run_turns(block, engine, clock)
+    service = CannedService(canned)
+    # The shipped flows look orders up in the demo service the bot serves at /demo (as chat does).
+    fetcher = None if shipped and canned is None else service
+    # env: what the guide sets, as a conversation test's env: (those names count as in FLOW_ENV)
+    env = dict(setting.partition("=")[::2] for setting in block.markers.get("env", []))
+    async with simulation(flowset, env=env, clock=SimulatedClock(1_700_000_000.0), fetcher=fetcher) as sim:
+        await _converse(sim, conversation_turns(block))
     expected_urls = block.markers.get("fetched-url", [])
     if expected_urls:
         assert service.urls == expected_urls
 
 
-async def _run_turns(block: Block, engine: Engine, clock: Clock) -> None:
-    conversation = Conversation(sender=SENDER, updated_at=clock())
-    opted_out = False
-    turns = _turns(block)
-    for number, (text, expected, line) in enumerate(turns):
-        if text is None:
-            clock.now += parse_duration(expected[0])
-            continue
-        inbound = Inbound(message_sid=f"SM{number:032x}", sender=SENDER, body=text)
-        outcome = await engine.step(conversation, Message(inbound), opted_out)
-        assert outcome.replies == expected, f"docs/flows.md:{line}: after > {text}"
-        conversation = outcome.conversation
-        if outcome.opt_out is not None:
-            opted_out = outcome.opt_out
-
-
-def _turns(block: Block) -> list[tuple[str | None, list[str], int]]:
-    """(what is texted, the replies, doc line); a wait is (None, [duration], line)."""
-    turns: list[tuple[str | None, list[str], int]] = []
-    for offset, line in enumerate(block.text.splitlines(), start=block.line + 1):
-        if not line.strip():
-            continue
-        wait = _WAIT.match(line)
-        if wait:
-            turns.append((None, [wait.group(1)], offset))
-        elif line.startswith("> "):
-            turns.append((line[2:], [], offset))
-        elif line.startswith("< "):
-            assert turns and turns[-1][0] is not None, f"docs/flows.md:{offset}: a reply before any text"
-            turns[-1][1].append(line[2:])
+async def _converse(sim: Simulation, turns: list[DocTurn]) -> None:
+    """Replay a conversation of the guide through the simulator, as ``python -m bot chat``
+    (``/wait`` for the time passing) would show it."""
+    for turn in turns:
+        if turn.wait is not None:
+            replies = [reply for fired in await sim.wait(turn.wait) for reply in fired.replies]
         else:
-            raise AssertionError(f"docs/flows.md:{offset}: not a conversation line: {line!r}")
-    return turns
+            replies = list((await sim.text(turn.text or "", SENDER)).replies)
+        assert replies == turn.replies, f"{turn.where}: after {turn.label}"
 
 
 # -- every fenced block -------------------------------------------------------------------------
@@ -437,9 +359,9 @@ def _turns(block: Block) -> list[tuple[str | None, list[str], int]]:
 
 def test_every_block_is_a_kind_the_guide_knows() -> None:
     for block in BLOCKS:
-        assert block.lang in BLOCK_MARKERS, f"docs/flows.md:{block.line}: unknown block language {block.lang!r}"
+        assert block.lang in BLOCK_MARKERS, f"{block.where}: unknown block language {block.lang!r}"
         assert set(block.markers) <= BLOCK_MARKERS[block.lang], (
-            f"docs/flows.md:{block.line}: marker not allowed on a {block.lang or 'plain'} block")
+            f"{block.where}: marker not allowed on a {block.lang or 'plain'} block")
     assert blocks_of("console") and blocks_of("log") and blocks_of("mermaid")
 
 
@@ -455,25 +377,11 @@ class Command:
 
 def read_command(block: Block) -> Command:
     lines = block.text.splitlines()
-    where = f"docs/flows.md:{block.line}"
+    where = block.where
     assert lines and lines[0].startswith("$ "), f"{where}: a console block starts with '$ ' and a command"
     assert not any(line.startswith("$ ") for line in lines[1:]), f"{where}: one command per console block"
     assert ".venv/bin/python -m bot " in lines[0], f"{where}: commands run the bot's own Python"
     return Command(block, lines[0][2:], lines[1:])
-
-
-def doc_file(path: str) -> str:
-    """The guide's example for a path: a yaml block whose first line is ``# PATH``, or the flow
-    example named after the file."""
-    for example in EXAMPLES:
-        if example.block.text.splitlines()[0].strip() == f"# {path}":
-            return example.block.text
-    name = Path(path)
-    if name.parent == Path("flows"):
-        for example in EXAMPLES:
-            if example.kind == "flow" and not example.block.marker("file") and example.file_name == name.name:
-                return example.block.text
-    raise AssertionError(f"the guide has no example for {path}")
 
 
 def _command_env(texts: list[str]) -> dict[str, str]:
@@ -483,13 +391,13 @@ def _command_env(texts: list[str]) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("block", blocks_of("console"), ids=lambda b: f"line{b.line}")
+@pytest.mark.parametrize("block", blocks_of("console"), ids=block_id)
 def test_command(block: Block, tmp_path: Path) -> None:
     command = read_command(block)
     shutil.copytree(SHIPPED_FLOWS, tmp_path / "flows")
     texts = []
     for path in block.markers.get("with-file", []):
-        text = doc_file(path)
+        text = guide_of(block).file(path, before=block.line)
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text, encoding="utf-8")
         texts.append(text)
@@ -499,9 +407,9 @@ def test_command(block: Block, tmp_path: Path) -> None:
                             stderr=subprocess.STDOUT, timeout=60)
     printed = result.stdout.splitlines()
     assert printed == command.output, (
-        f"docs/flows.md:{block.line}: $ {command.line}\nprinted:\n{result.stdout}")
+        f"{block.where}: $ {command.line}\nprinted:\n{result.stdout}")
     expected_status = int(block.marker("exit-status") or 0)
-    assert result.returncode == expected_status, f"docs/flows.md:{block.line}: exit status {result.returncode}"
+    assert result.returncode == expected_status, f"{block.where}: exit status {result.returncode}"
 
 
 # -- the log -----------------------------------------------------------------------------------
@@ -513,27 +421,23 @@ def _comparable(line: str) -> str:
     return re.sub(r"\bms=[\d.]+", "ms=…", re.sub(r"\bsid=\S+", "sid=…", line))
 
 
-@pytest.mark.parametrize("block", blocks_of("log"), ids=lambda b: f"line{b.line}")
+@pytest.mark.parametrize("block", blocks_of("log"), ids=block_id)
 async def test_log(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                    caplog: pytest.LogCaptureFixture) -> None:
-    where = f"docs/flows.md:{block.line}"
-    before = BLOCKS[BLOCKS.index(block) - 1]
+    where = block.where
+    blocks = guide_of(block).blocks
+    before = blocks[blocks.index(block) - 1]
     owner = next((example for example in EXAMPLES if before in example.conversations), None)
     assert owner is not None, f"{where}: a log block comes right after the conversation it logs"
     assert not before.markers.get("fetch") and not before.markers.get("env"), (
         f"{where}: the logged conversation runs as it is, with no made-up lookups or settings")
-    turns = _turns(before)
-    assert all(text is not None for text, _, _ in turns), f"{where}: no waiting in a logged conversation"
-    for name in re.findall(r"env\.([A-Za-z_]\w*)", owner.block.text):
+    for name in re.findall(r"env\.([A-Za-z_]\w*)", owner.text):
         monkeypatch.delenv(name, raising=False)
     flowset = load_flows(_example_folder(owner, tmp_path))
     caplog.set_level(logging.INFO, logger="bot")
     caplog.clear()
     async with simulation(flowset) as sim:
-        for text, expected, line in turns:
-            assert text is not None
-            received = await sim.text(text, SENDER)
-            assert list(received.replies) == expected, f"docs/flows.md:{line}: after > {text}"
+        await _converse(sim, conversation_turns(before))
     logged = [_comparable(f"{record.levelname} {record.name}: {record.getMessage()}")
               for record in caplog.records if record.name.startswith("bot")]
     shown = []
@@ -553,13 +457,13 @@ def test_every_shipped_flow_has_its_diagram_in_the_guide() -> None:
     assert sorted(drawn) == sorted(load_flows(SHIPPED_FLOWS).flows), drawn  # type: ignore[type-var]
 
 
-@pytest.mark.parametrize("block", blocks_of("mermaid"), ids=lambda b: f"line{b.line}-{b.marker('graph')}")
+@pytest.mark.parametrize("block", blocks_of("mermaid"), ids=lambda b: f"{block_id(b)}-{b.marker('graph')}")
 def test_diagram_is_current(block: Block) -> None:
     name = block.marker("graph")
     flows = load_flows(SHIPPED_FLOWS).flows
-    assert name in flows, f"docs/flows.md:{block.line}: no shipped flow {name!r}"
+    assert name in flows, f"{block.where}: no shipped flow {name!r}"
     assert block.text == graph.mermaid(flows[name]), (
-        f"docs/flows.md:{block.line}: the diagram of {name} is stale; "
+        f"{block.where}: the diagram of {name} is stale; "
         f"run python -m bot graph {name} and paste it")
 
 

@@ -63,7 +63,7 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 def test_unknown_target_state_points_at_the_go(tmp_path: Path) -> None:
     [problem] = problems_of(tmp_path, {"demo.yaml": GOOD.replace("go: done", "go: donne")})
     assert ":10:13: error: unknown state 'donne'" in problem
-    assert "states in this flow: ask, done, or end to finish" in problem
+    assert "(did you mean 'done'? States in this flow: ask, done, or end to finish)" in problem
 
 
 def test_unknown_field_suggests_the_right_one(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_invalid_regex(tmp_path: Path) -> None:
 
 def test_template_syntax_error(tmp_path: Path) -> None:
     [problem] = problems_of(tmp_path, {"demo.yaml": GOOD.replace("{{ answer }}", "{{ answer ")})
-    assert ":13:10: error: template error" in problem
+    assert ":13:20: error: template error: expected '}}', found end of file" in problem  # at the {{ left open
 
 
 def test_duplicate_state_is_an_error_not_a_silent_overwrite(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def start_servers(tmp_path: Path, store_url: str, count: int = 2, workers: int =
     flows = write_flows(tmp_path / "flows", {"counting.yaml": counting_flow(MESSAGES)})
     env = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_URL": PUBLIC_URL, "STORE_URL": store_url,
            "FLOWS_DIR": str(flows), "LOG_LEVEL": "warning", "RELOAD_FLOWS": "0",
-           "DEV_MODE": "1" if workers > 1 else "0",  # dev mode (token still checked): /healthz shows the pid
+           "DEV_MODE": "0",
            "WORKERS": str(workers)}
     return [ServerProcess(env, cwd=tmp_path).start() for _ in range(count)]
 
@@ -144,7 +144,7 @@ async def test_burst_through_uvicorn_workers(tmp_path: Path, store_url: str) -> 
         pids: set[int] = set()
         async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
             for _ in range(200):  # the second worker may still be starting when the first answers
-                pids.add((await client.get(server.url + "/healthz")).json()["pid"])
+                pids.add((await client.get(server.url + "/healthz/details")).json()["pid"])
                 if len(pids) == 2:
                     break
                 await asyncio.sleep(0.05)

@@ -32,7 +32,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def reloads(server: ServerProcess) -> int:
-    return int(httpx.get(server.url + "/healthz", timeout=5).json()["reloads"])
+    return int(httpx.get(server.url + "/healthz/details", timeout=5).json()["reloads"])
 
 
 @pytest.mark.slow  # a real server process, waiting in real time for its file watcher
@@ -73,4 +73,4 @@ def test_hot_reload(tmp_path: Path) -> None:
     finally:
         output = server.stop()
     assert "flow change rejected, still serving the previous flows" in output
-    assert "status.yaml:12:13: error: unknown state 'lokup'" in output
+    assert "status.yaml:13:13: error: unknown state 'lokup' (did you mean 'lookup'?" in output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import time
@@ -13,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from bot.store import CommitResult, Purged, Retention, Store, Turns, open_store
-from bot.store.base import KeyedLocks, StoreHealth, StoreUnavailable
+from bot.store.base import (
+    PROCESS_STATUS_KEEP_SECONDS,
+    FlowsVersion,
+    KeyedLocks,
+    ProcessStatus,
+    RejectedReload,
+    StoreHealth,
+    StoreUnavailable,
+)
 from bot.store.redis import RedisStore
 from bot.types import (
     ArmedTimeout,
@@ -22,8 +31,10 @@ from bot.types import (
     ConsentStatus,
     Conversation,
     Inbound,
+    MediaText,
     ReturnPoint,
     Turn,
+    media_of,
 )
 
 OPTED_OUT, OPTED_IN = ConsentStatus.OPTED_OUT, ConsentStatus.OPTED_IN
@@ -98,6 +109,16 @@ class TestTurns:
         conversation = await load(store, "+15550000001")
         await store.commit(turn(conversation, "SM1", replies=()))
         assert await recorded(store, "SM1") == ()
+
+    async def test_a_recorded_answer_keeps_its_pictures(self, store: Store) -> None:
+        """A Twilio retry is answered from the record: with the same pictures (bot/store/replies.py)."""
+        conversation = await load(store, "+15550000001")
+        replies = (MediaText("Here's the map", ("https://c.example/map.png?a=1&b=2",)), "plain",
+                   MediaText("", ("https://c.example/1.png", "https://c.example/2.png")))
+        await store.commit(turn(conversation, "SM1", replies=replies))
+        again = await recorded(store, "SM1")
+        assert again == replies
+        assert [media_of(reply) for reply in again or ()] == [media_of(reply) for reply in replies]
 
     async def test_the_engine_bookkeeping_round_trips_apart_from_the_variables(self, store: Store) -> None:
         conversation = await load(store, "+15550000001")
@@ -573,6 +594,48 @@ class TestOutboundRecords:
         assert [m.id for m in await store.broadcast_messages("reminders")] == [message.id, other.id]
         assert await store.outbound("nope") is None and await store.outbound_by_sid("SMnope") is None
 
+    async def test_outbound_messages_keep_their_pictures(self, store: Store) -> None:
+        from bot.types import OutboundMessage
+
+        message = OutboundMessage("notify|SM1|0", "+15550000001", "Photo", media=("https://c.example/1.png",))
+        await store.save_outbound(message)
+        assert await store.outbound(message.id) == message
+
+
+
+def process_status(process: str, written_at: float, *, rejected: bool = False) -> ProcessStatus:
+    flows = FlowsVersion("0123456789ab", written_at - 10, ("order_status", "signup"))
+    refused = RejectedReload(written_at - 5, "ba9876543210", (
+        "flows/status.yaml:12:13: error: unknown state 'lokup' (did you mean 'lookup'?)",
+        "flows/signup.yaml:3:1: warning: a «quoted» text ✓")) if rejected else None
+    return ProcessStatus(process, written_at - 100, written_at, flows, reloads=2, rejected=refused)
+
+
+class TestProcessStatuses:
+    """One status entry per server process (``python -m bot status``), newest first, old ones forgotten."""
+
+    async def test_an_entry_round_trips_with_its_refused_reload(self, store: Store) -> None:
+        status = process_status("web-1:4242", 1_000_000.5, rejected=True)
+        await store.record_status(status)
+        assert await store.process_statuses() == [status]
+
+    async def test_one_entry_per_process_the_most_recently_written_first(self, store: Store) -> None:
+        now = time.time()
+        await store.record_status(process_status("web-1:1", now - 30))
+        await store.record_status(process_status("web-2:7", now - 20, rejected=True))
+        await store.record_status(process_status("web-1:2", now - 50))
+        later = dataclasses.replace(process_status("web-1:1", now), stopped_at=now)
+        await store.record_status(later)  # replaces web-1:1's entry
+        found = await store.process_statuses()
+        assert [entry.process for entry in found] == ["web-1:1", "web-2:7", "web-1:2"]
+        assert found[0] == later
+
+    async def test_entries_silent_for_the_keeping_period_are_dropped_by_the_next_write(self, store: Store) -> None:
+        now = time.time()
+        await store.record_status(process_status("dead:1", now - PROCESS_STATUS_KEEP_SECONDS - 60))
+        await store.record_status(process_status("quiet:2", now - PROCESS_STATUS_KEEP_SECONDS + 60))
+        await store.record_status(process_status("live:3", now))
+        assert [entry.process for entry in await store.process_statuses()] == ["live:3", "quiet:2"]
 
 
 async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_up(

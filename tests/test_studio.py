@@ -208,13 +208,23 @@ def test_each_split_condition_becomes_the_case_of_the_same_name(condition: str) 
                       "otherwise": "no_match"}
 
 
-def test_media_is_reported_once_for_each_widget_that_has_it() -> None:
+def test_media_url_becomes_the_states_media() -> None:
     data = export("send-and-wait-for-reply")
     for widget in data["states"][1:3]:  # ask (send-and-wait-for-reply), thanks (send-message)
         widget["properties"]["media_url"] = "https://example.com/pizza.png"
-    warnings = studio.import_flow(data, studio.Options(name="t", triggers=("GO",))).warnings
-    assert [warning for warning in warnings if "media_url" in warning] == [
-        f"widget {name!r}: its media (media_url) is not sent, only the text" for name in ("ask", "thanks")]
+    imported = studio.import_flow(data, studio.Options(name="t", triggers=("GO",)))
+    assert [imported.flow["states"][name]["media"] for name in ("ask", "thanks")] == [
+        ["https://example.com/pizza.png"]] * 2
+    assert not [warning for warning in imported.warnings if "media" in warning]
+
+
+def test_a_media_url_that_is_no_web_address_is_reported_and_left_out() -> None:
+    data = export("send-and-wait-for-reply")
+    data["states"][1]["properties"]["media_url"] = "pizza.png"
+    imported = studio.import_flow(data, studio.Options(name="t", triggers=("GO",)))
+    assert "media" not in imported.flow["states"]["ask"]
+    assert "widget 'ask': its media URL 'pizza.png' is not a web address (https://…), so its picture is not " \
+           "imported; only the text is sent" in imported.warnings
 
 
 def test_a_state_added_for_a_subflow_gets_a_numbered_name_when_its_name_is_taken() -> None:

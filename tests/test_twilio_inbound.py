@@ -526,3 +526,12 @@ def test_outgoing_messages_leave_a_normal_turn_alone() -> None:
     replies = ["Order 123456 is shipped.", "It should arrive in 2-3 days. Text STATUS for another order."]
     assert outgoing_messages(replies, channel_of("+15557654321")) == replies
     assert outgoing_messages(["", "hi", ""], channel_of("+15557654321")) == ["hi"]
+
+
+def test_a_cut_marks_the_last_message_that_can_carry_the_mark() -> None:
+    """Found by the property test above: a message of whitespace alone cannot carry "...", so the
+    one before it does (it used to be dropped, and the cut went unmarked)."""
+    six_segments = "<\t]]>" * 60  # a tab makes it UCS-2: 300 characters, 5 segments
+    replies = ["<", "<", "<", "<", six_segments, "\n", "<"]
+    messages = outgoing_messages(replies, channel_of("+15557654321"))
+    assert messages[:4] == ["<"] * 4 and messages[-1].endswith("...") and len(messages) == 5

@@ -149,8 +149,7 @@ def test_mms_with_empty_body_while_idle_gets_the_fallback(bot: SignedClient, set
 def test_healthz(bot: SignedClient) -> None:
     response = bot.client.get("/healthz")
     assert response.status_code == 200
-    assert response.json()["status"] == "ok"
-    assert response.json()["flows"] == ["agent", "order_status", "reminder", "signup"]
+    assert response.json() == {"status": "ok"}  # public: what runs is shown at /healthz/details, locally
 
 
 def test_repeated_form_fields_are_signed_like_the_sdk_does(bot: SignedClient) -> None:

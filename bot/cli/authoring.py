@@ -8,18 +8,16 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bot import segments
+from bot.cli import chat as chat_command
 from bot.cli.common import CommandError, Commands, add_check_options, add_flows_option, flows_dir, load_for, write_file
-from bot.flows import graph
+from bot.flows import graph, graph_page
 from bot.flows.checks import CheckOptions
-from bot.flows.loader import FlowSet, lint_paths, load_flows
+from bot.flows.loader import lint_paths, load_flows
 from bot.flows.schema import json_schema
 from bot.flowtests import run_conversations
 from bot.settings import load_settings
-from bot.simulator import simulation
 
 
 def add_commands(commands: Commands) -> None:
@@ -32,13 +30,14 @@ def add_commands(commands: Commands) -> None:
 
     chat = commands.add_parser("chat", help="text the flows from the terminal (simulator)", description=(
         "Talk to the real engine and flows as a given number, one message per line (stdin may be "
-        "piped). Shows each reply with its SMS segment count and encoding. The store is thrown away "
-        "at the end unless --store says otherwise; fetch steps really run."))
+        "piped). Shows each reply with its SMS segment count and encoding. '/wait 1h' lets time pass: "
+        "the timeouts and reminders that come due fire and show what they send; '/help' lists the "
+        "commands. The store is thrown away at the end unless --store says otherwise; fetch steps really run."))
     chat.add_argument("--from", dest="sender", default="+15551234567", help="the number you text as")
     chat.add_argument("--trace", action="store_true", help="show the rule that matched and state before -> after")
     chat.add_argument("--store", default="memory://", help="STORE_URL to use (default: a throwaway memory store)")
     add_flows_option(chat)
-    chat.set_defaults(run=_chat)
+    chat.set_defaults(run=chat_command.run)
 
     test = commands.add_parser("test", help="run conversation tests", description=(
         "Replay conversation tests (YAML files of send/expect turns) against the real engine. "
@@ -48,10 +47,14 @@ def add_commands(commands: Commands) -> None:
     test.set_defaults(run=_test)
 
     draw = commands.add_parser("graph", help="draw a flow as a Mermaid diagram", description=(
-        "Print a flow's Mermaid stateDiagram-v2 (drawn by transitions' diagram support), or write "
-        "it to a .md file that GitHub renders."))
+        "Print a flow's Mermaid stateDiagram-v2 (drawn by transitions' diagram support), write "
+        "it to a .md file that GitHub renders, or to a standalone HTML page that draws it offline."))
     draw.add_argument("flow", help="the flow's name, or its file")
-    draw.add_argument("-o", "--output", type=Path, help="write here (.md: wrapped in a mermaid block)")
+    output = draw.add_mutually_exclusive_group()
+    output.add_argument("-o", "--output", type=Path, help="write here (.md: wrapped in a mermaid block)")
+    output.add_argument("--html", type=Path, metavar="FILE", help=(
+        "write a standalone HTML page that draws the diagram in any browser, offline (the renderer "
+        "is inside the page; nothing is loaded from the network)"))
     add_flows_option(draw)
     draw.set_defaults(run=_graph)
 
@@ -76,52 +79,21 @@ def _lint(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-# -- chat -------------------------------------------------------------------------------------
-
-def _chat(args: argparse.Namespace) -> int:
-    flows = load_for(args)
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print(f"Texting as {args.sender}. Flows: {', '.join(sorted(flows.flows))}. Ctrl-D to quit.")
-    return asyncio.run(_chat_loop(flows, args, _lines(interactive)))
-
-
-def _lines(interactive: bool) -> Iterator[str]:
-    if not interactive:
-        yield from (line.rstrip("\n") for line in sys.stdin)
-        return
-    while True:
-        try:
-            yield input("you> ")
-        except EOFError:
-            print()
-            return
-
-
-async def _chat_loop(flows: FlowSet, args: argparse.Namespace, lines: Iterable[str]) -> int:
-    async with simulation(flows, store_url=args.store, allowed_env=load_settings().flow_env) as sim:
-        for line in lines:
-            if not sys.stdin.isatty():
-                print(f"you> {line}")
-            received = await sim.text(line, args.sender)
-            for reply in received.replies:
-                print(f"bot> {reply}   [{segments.cost(reply)}]")
-            if not received.replies:
-                print("bot> (no reply)")
-            if args.trace:
-                for step in received.trace:
-                    print(f"     · {step.before} -> {step.after}  ({step.rule})")
-    return 0
-
-
 # -- test -------------------------------------------------------------------------------------
 
 def _test(args: argparse.Namespace) -> int:
-    logging.getLogger("bot.engine").setLevel(logging.ERROR)  # a stubbed failing fetch is expected here
     folder = flows_dir(args)
     flows = load_for(args)
     paths = args.paths or [folder / "tests"]
-    run = asyncio.run(run_conversations(flows, paths, load_settings().flow_env))
+    settings = load_settings()
+    engine_log = logging.getLogger("bot.engine")
+    level = engine_log.level
+    engine_log.setLevel(logging.ERROR)  # a stubbed failing fetch is expected here
+    try:
+        run = asyncio.run(run_conversations(flows, paths, settings.flow_env,
+                                            suggest_triggers=settings.suggest_triggers))
+    finally:
+        engine_log.setLevel(level)  # main() may be called in-process (tests, an embedding program)
     for problem in run.problems:
         print(problem)
     for result in run.results:
@@ -152,7 +124,14 @@ def _graph(args: argparse.Namespace) -> int:
     if not matches:
         raise CommandError(f"no flow {args.flow!r}; flows: {', '.join(sorted(flows.flows))}")
     flow = matches[0]
-    if args.output is None:
+    if args.html is not None:
+        try:
+            page = graph_page.html_page(flow)
+        except graph_page.VendoredFileMissing as error:
+            raise CommandError(str(error)) from None
+        write_file(args.html, page)
+        print(f"wrote {args.html}: open it in a browser (it works offline)", file=sys.stderr)
+    elif args.output is None:
         print(graph.mermaid(flow), end="")
     else:
         text = graph.markdown(flow) if args.output.suffix == ".md" else graph.mermaid(flow)

@@ -30,6 +30,7 @@ from bot.privacy import mask
 from bot.quiet_hours import HoursError, QuietHours
 from bot.settings import Settings, load_settings
 from bot.store import open_store
+from bot.twilio_media import MAX_MEDIA, is_media_url
 from bot.types import OutboundMessage, OutboundState
 
 
@@ -39,8 +40,11 @@ def add_commands(commands: Commands) -> None:
         "TWILIO_MESSAGING_SERVICE_SID needed). Opted-out numbers are never texted."))
     send.add_argument("--to", required=True, help="the number to text: +14155550123, or (415) 555-0123 in "
                       "DEFAULT_REGION")
-    send.add_argument("text", help="the message")
+    send.add_argument("text", help="the message (may be \"\" with --media)")
     send.add_argument("--from", dest="from_number", default="", help="send from this number (default: TWILIO_FROM)")
+    send.add_argument("--media", action="append", default=[], metavar="URL",
+                      help=f"attach a picture (MMS) that Twilio fetches from this https:// address; repeat for up "
+                           f"to {MAX_MEDIA} (WhatsApp shows only the first)")
     send.set_defaults(run=_send)
 
     broadcast = commands.add_parser("broadcast", help="start a flow for every number in a CSV", description=(
@@ -71,6 +75,15 @@ def add_commands(commands: Commands) -> None:
 def _send(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.outbound.require("send")
+    if len(args.media) > MAX_MEDIA:
+        raise CommandError(f"--media given {len(args.media)} times: Twilio sends at most {MAX_MEDIA} pictures "
+                           "in one message")
+    for url in args.media:
+        if not is_media_url(url):
+            raise CommandError(f"--media {url!r} is not a web address Twilio can fetch a picture from "
+                               "(https://…)")
+    if not args.text and not args.media:
+        raise CommandError("nothing to send: give a text, or a picture with --media")
     return asyncio.run(_send_one(settings, args))
 
 
@@ -79,7 +92,8 @@ async def _send_one(settings: Settings, args: argparse.Namespace) -> int:
     outbox = Outbox(store, settings.outbound, status_callback=settings.status_callback_url)
     try:
         message = OutboundMessage(f"send|{uuid.uuid4().hex}", _recipient(args.to, settings.default_region), args.text,
-                                  from_number=_sender(args.from_number, settings.default_region))
+                                  from_number=_sender(args.from_number, settings.default_region),
+                                  media=tuple(args.media))
         result = await retrying(lambda: outbox.send(message), asyncio.sleep)
     except TwilioUnreachable as error:
         raise CommandError(str(error)) from None

@@ -198,6 +198,11 @@ class ConsentRules:
     def languages(self) -> list[str]:
         return [language.code for language in self._languages]
 
+    @property
+    def keywords(self) -> frozenset[str]:
+        """Every language's whole-message keywords, folded: no trigger is ever suggested near one."""
+        return frozenset(self._keywords)
+
     def keyword(self, text: str) -> KeywordHit | None:
         """The compliance keyword a whole message is, decorations aside ("STOP🛑", "\\ufeffSTOP")."""
         word = keyword_form(text[:MAX_ANALYSED_CHARACTERS])

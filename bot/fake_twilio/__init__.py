@@ -8,11 +8,13 @@ the SDK; ``bot.twilio_outbound.rest_client`` is pointed at :attr:`FakeTwilio.url
 What it serves (Twilio's 2010-04-01 API, JSON, HTTP Basic auth with the account SID or an API key):
 
 * ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` -- form ``To``, ``From`` or
-  ``MessagingServiceSid``, ``Body`` (or ``MediaUrl``), optional ``StatusCallback``. Answers 201
+  ``MessagingServiceSid``, ``Body`` and/or ``MediaUrl`` (repeated, one per picture: kept in
+  ``Attempt.media``), optional ``StatusCallback``. Answers 201
   with a message resource, or Twilio's error JSON ``{"code", "message", "more_info", "status"}``:
   401/20003 bad credentials or another account's path, 429/20429 throttled, and 400 with
   21604 (no To), 21211 (To not E.164), 21603 (neither From nor MessagingServiceSid),
-  21212 (malformed From), 21602 (no Body), 21617 (Body over 1600 characters),
+  21212 (malformed From), 21602 (neither Body nor MediaUrl), 21623 (more than 10 MediaUrl),
+  21620 (a MediaUrl that is not an http(s) address), 21617 (Body over 1600 characters),
   21610 (To has opted out).
 * ``GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json`` -- the resource, with the status
   the delivery simulation reached; 404/20404 for an unknown sid.

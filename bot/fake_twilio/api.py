@@ -132,9 +132,9 @@ class FakeTwilio(Ledger):
         user, valid = self._credentials(request)
         return user, valid and request.path_params["account_sid"] == self.account_sid
 
-    def _refusal(self, form: dict[str, str]) -> JSONResponse | None:
+    def _refusal(self, form: dict[str, str], media: list[str]) -> JSONResponse | None:
         """Twilio's answer to a create it refuses, checked in Twilio's order; None when it is sent."""
-        refused = refusal(form)
+        refused = refusal(form, media)
         if refused is not None:
             return refused
         with self._lock:
@@ -158,7 +158,7 @@ class FakeTwilio(Ledger):
             if not allowed:
                 response = twilio_error(429, TOO_MANY_REQUESTS, "Too Many Requests")
             else:
-                response = self._refusal(form)
+                response = self._refusal(form, media)
         sid = None
         if response is None:
             ready = threading.Event()  # set once the 201 went out: callbacks come after it
@@ -170,7 +170,7 @@ class FakeTwilio(Ledger):
         attempt = Attempt(to=form.get("To"), from_=form.get("From"), body=form.get("Body"),
                           status_callback=form.get("StatusCallback"),
                           messaging_service_sid=form.get("MessagingServiceSid"), form=form, username=user,
-                          status=response.status_code, error_code=error_code, sid=sid)
+                          status=response.status_code, error_code=error_code, sid=sid, media=tuple(media))
         with self._lock:
             if generation == self._generation:
                 self._attempts.append(attempt)

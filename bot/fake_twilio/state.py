@@ -21,11 +21,12 @@ class Attempt:
     body: str | None
     status_callback: str | None
     messaging_service_sid: str | None
-    form: dict[str, str]
+    form: dict[str, str]  # one value per field (the last ``MediaUrl``: see ``media`` for all of them)
     username: str | None  # the Basic-auth user (account SID or API key SID)
     status: int  # the HTTP status the fake answered
     error_code: int | None = None
     sid: str | None = None  # set when accepted
+    media: tuple[str, ...] = ()  # every ``MediaUrl``, in order: the pictures of an MMS
 
     @property
     def accepted(self) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 
@@ -17,6 +19,7 @@ ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 SHORT_CODE = re.compile(r"^\d{5,6}$")
 WHATSAPP = "whatsapp:"  # WhatsApp addresses are whatsapp:+E164, in To and From alike
 MAX_BODY_CHARS = 1600
+MAX_MEDIA = 10  # MediaUrl values per message
 
 # Twilio's error codes for what the fake refuses, with the message its API answers.
 AUTHENTICATE = 20003
@@ -29,6 +32,8 @@ FROM_REQUIRED = 21603
 TO_REQUIRED = 21604
 UNSUBSCRIBED = 21610
 BODY_TOO_LONG = 21617
+INVALID_MEDIA_URL = 21620
+TOO_MANY_MEDIA = 21623
 CHANNEL_MISMATCH = 21910
 
 
@@ -50,9 +55,10 @@ def unauthenticated() -> JSONResponse:
     return twilio_error(401, AUTHENTICATE, "Authenticate", headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
 
 
-def refusal(form: dict[str, str]) -> JSONResponse | None:
+def refusal(form: dict[str, str], media: Sequence[str] = ()) -> JSONResponse | None:
     """The 400 Twilio answers to a create form it cannot send, in the order it checks; None when the
-    form is sendable. (An opted-out ``To``, 21610, depends on the account, so the caller checks it after.)"""
+    form is sendable. ``media``: every ``MediaUrl`` value (the field repeats, one per picture).
+    (An opted-out ``To``, 21610, depends on the account, so the caller checks it after.)"""
     to, from_ = form.get("To"), form.get("From")
     if not to:
         return twilio_error(400, TO_REQUIRED, "A 'To' phone number is required.")
@@ -68,11 +74,24 @@ def refusal(form: dict[str, str]) -> JSONResponse | None:
         return twilio_error(400, CHANNEL_MISMATCH, "Invalid From and To pair. From and To should be of the "
                                                    "same channel")
     body = form.get("Body", "")
-    if not body and not form.get("MediaUrl"):
+    if not body and not media:
         return twilio_error(400, BODY_REQUIRED, "Message body is required.")
+    if len(media) > MAX_MEDIA:
+        return twilio_error(400, TOO_MANY_MEDIA, "Number of media files exceeds allowed limit")
+    if not all(_fetchable(url) for url in media):
+        return twilio_error(400, INVALID_MEDIA_URL, "Invalid media URL(s)")
     if len(body) > MAX_BODY_CHARS:
         return twilio_error(400, BODY_TOO_LONG, "The concatenated message body exceeds the 1600 character limit.")
     return None
+
+
+def _fetchable(url: str) -> bool:
+    """An address Twilio could fetch a picture from: http(s), with a host."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(char.isspace() for char in url)
 
 
 def rfc2822(moment: datetime) -> str:
@@ -90,7 +109,8 @@ def message_resource(account_sid: str, sid: str, form: dict[str, str], media: li
         "date_created": now, "date_sent": None, "date_updated": now, "direction": "outbound-api",
         "error_code": None, "error_message": None, "from": form.get("From"),
         "messaging_service_sid": service_sid, "num_media": str(len(media)),
-        "num_segments": str(num_segments(body)), "price": None, "price_unit": "USD", "sid": sid,
+        # An MMS is one message whatever its text (Twilio reports 1 segment).
+        "num_segments": "1" if media else str(num_segments(body)), "price": None, "price_unit": "USD", "sid": sid,
         # Sent with only a Messaging Service, Twilio answers "accepted" and picks From later.
         "status": "accepted" if service_sid and not form.get("From") else "queued",
         "subresource_uris": {"media": uri.removesuffix(".json") + "/Media.json"},

@@ -8,32 +8,26 @@ from __future__ import annotations
 
 import re
 import re._parser as regex_parser  # the stdlib's own parser, for the longest text a pattern matches
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot import segments
 from bot.flows.json_body import json_strings
+from bot.flows.media_checks import mms_cost_findings, mms_paths
 from bot.flows.problems import Finding, Path
 from bot.flows.schema import END, Flow, Rule, State
+from bot.flows.suggest import closest, closest_state, did_you_mean
+from bot.flows.template_checks import Names, literal_findings, measured_text, printed_values, template_findings
 from bot.flows.timer_checks import timer_cycle_findings
-from bot.text import templates
 from bot.text.normalise import normalise
+from bot.text.wordsets import KeywordKind, compliance_kind, is_compliance_word
 
 #: Names templates get from the bot itself; a flow may not ``save`` over them.
 RESERVED_NAMES = frozenset({"env", "sender", "message", "media", "bot", "trigger", "contact"})
 ALWAYS_SET = RESERVED_NAMES | {"flow"}  # flow.channel.address is filled in too (Studio's names)
 
-_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-_OUTPUT = re.compile(r"\{\{-?\s*([A-Za-z_][\w.]*)(.*?)-?\}\}", re.DOTALL)  # {{ path | filters }}
-_FILTER = re.compile(r"\|\s*([A-Za-z_]\w*)")
 _LIMITING = frozenset({"truncate", "truncatewords", "size"})  # filters that bound what an output prints
 _LONGEST = 10_000  # a pattern that can match more than this is taken to match any length
-_DEFAULTED = re.compile(r"\{\{-?\s*([A-Za-z_]\w*)[^}]*?\|\s*default\s*:", re.DOTALL)
-
-
-def _defaulted(source: str) -> set[str]:
-    """Variables written with a fallback (``{{ name | default: "friend" }}``): unset is fine."""
-    return set(_DEFAULTED.findall(source))
 
 
 @dataclass(frozen=True)
@@ -53,12 +47,14 @@ class CheckOptions:
 
 
 def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
-    """Every template a state holds, its path in the file, and the variables set by then."""
+    """Every template a state holds, its path in the file, and the variables set by then (a state
+    runs its ``set``, then its ``fetch``, then the rest). A field that holds templates is checked
+    by lint, and measured, once it has its line here."""
     base: Path = ("states", state_name)
     given = {_root(name) for name in state.set}
-    for name, text in state.set.items():
-        yield (*base, "set", name), text, set()
-    fetched = ({_root(state.fetch.save)} if state.fetch is not None else set()) | given
+    fetched = _set(state.fetch.save if state.fetch is not None else None) | given
+    # A ``set`` may read the name it sets: a counter ({{ tries | plus: 1 }}) starts from nothing.
+    yield from (((*base, "set", name), text, _set(name)) for name, text in state.set.items())
     if state.branch is not None:
         yield (*base, "branch", "value"), state.branch.value, fetched
         for index, case in enumerate(state.branch.cases):
@@ -67,41 +63,38 @@ def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str,
                 yield (*base, "branch", "cases", index, case.condition), argument, fetched
     if state.fetch is not None:
         yield (*base, "fetch", "url"), state.fetch.url, given
-        for key, text in state.fetch.params.items():
-            yield (*base, "fetch", "params", key), text, given
-        for key, text in (state.fetch.form or {}).items():
-            yield (*base, "fetch", "form", key), text, given
-        for where, text in json_strings(state.fetch.json_document):
-            yield (*base, "fetch", "json", *where), text, given
-        yield (*base, "fetch", "fallback"), state.fetch.fallback, set()
-        if state.fetch.not_found is not None:
-            yield (*base, "fetch", "not_found"), state.fetch.not_found, set()
-    for index, text in enumerate(state.say):
-        yield (*base, "say", index), text, fetched
+        yield from _each((*base, "fetch", "params"), state.fetch.params, given)
+        yield from _each((*base, "fetch", "form"), state.fetch.form or {}, given)
+        yield from (((*base, "fetch", "json", *where), text, given)
+                    for where, text in json_strings(state.fetch.json_document))
+        yield from _each((*base, "fetch"), {"fallback": state.fetch.fallback, "not_found": state.fetch.not_found},
+                         given)
+    yield from _each((*base, "say"), state.say, fetched)
     if state.notify is not None:
         yield (*base, "notify", "to"), state.notify.to, fetched
-        for index, text in enumerate(state.notify.say):
-            yield (*base, "notify", "say", index), text, fetched
-    for index, text in enumerate(state.otherwise):
-        yield (*base, "otherwise", index), text, fetched
-    for rule_index, rule in enumerate(state.rules):
-        for index, text in enumerate(rule.say):
-            yield (*base, "replies", rule_index, "say", index), text, fetched | _set(rule.save)
-    for index, text in enumerate(state.media):
-        yield (*base, "media", index), text, fetched
+        yield from _each((*base, "notify", "say"), state.notify.say, fetched)
+    yield from _each((*base, "otherwise"), state.otherwise, fetched)
+    for index, rule in enumerate(state.rules):
+        yield from _each((*base, "replies", index, "say"), rule.say, fetched | _set(rule.save))
+    yield from _each((*base, "media"), state.media, fetched)
     if state.notify is not None:
-        for index, text in enumerate(state.notify.media):
-            yield (*base, "notify", "media", index), text, fetched
+        yield from _each((*base, "notify", "media"), state.notify.media, fetched)
     if state.menu is not None:
-        for choice_index, choice in enumerate(state.menu.choices):
-            for index, text in enumerate(choice.say):
-                yield (*base, "menu", "choices", choice_index, "say", index), text, fetched | _set(state.menu.save)
+        for index, choice in enumerate(state.menu.choices):
+            yield from _each((*base, "menu", "choices", index, "say"), choice.say, fetched | _set(state.menu.save))
     if state.attempts is not None:
-        for index, text in enumerate(state.attempts.reask):
-            yield (*base, "attempts", "reask", index), text, fetched
+        yield from _each((*base, "attempts", "reask"), state.attempts.reask, fetched)
     if state.remind is not None:
-        for index, text in enumerate(state.remind.say):
-            yield (*base, "remind", "say", index), text, fetched
+        yield from _each((*base, "remind", "say"), state.remind.say, fetched)
+
+
+def _each(path: Path, texts: Sequence[str] | Mapping[str, str | None],
+          names: set[str]) -> Iterator[tuple[Path, str, set[str]]]:
+    """Each text of a list (by index) or of a mapping (by key; an absent one skipped), at its path."""
+    items = texts.items() if isinstance(texts, Mapping) else enumerate(texts)
+    for key, text in items:
+        if text is not None:
+            yield (*path, key), text, names
 
 
 def all_template_sources(flow: Flow) -> Iterator[tuple[str, Path, str, set[str]]]:
@@ -116,9 +109,8 @@ def all_template_sources(flow: Flow) -> Iterator[tuple[str, Path, str, set[str]]
 
 def anywhere_sources(flow: Flow) -> Iterator[tuple[Path, str, set[str]]]:
     """The templates of the flow's ``anywhere`` replies (said in whichever state they are heard)."""
-    for rule_index, rule in enumerate(flow.anywhere):
-        for index, text in enumerate(rule.say):
-            yield ("anywhere", rule_index, "say", index), text, _set(rule.save)
+    for index, rule in enumerate(flow.anywhere):
+        yield from _each(("anywhere", index, "say"), rule.say, _set(rule.save))
 
 
 def targets(state_name: str, state: State, anywhere: Sequence[Rule] = ()) -> Iterator[tuple[Path, str, set[str]]]:
@@ -193,38 +185,64 @@ def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Findi
     if options.turn_segments is not None:
         findings.extend(_growing_texts(flow, options.turn_segments))
     findings.extend(_graph_warnings(flow))
+    findings.extend(_compliance_words_inside(flow))
+    if isinstance(flow.listed, str) and not flow.triggers:
+        findings.append(Finding(("listed",), "listed: describes the flow in the program's {{ triggers_described }}, "
+                                "but a flow without triggers is never listed", severity="warning",
+                                hint="give the flow triggers, or remove listed:"))
     findings.extend(timer_cycle_findings(flow))
     return findings
+
+
+def _compliance_words_inside(flow: Flow) -> Iterator[Finding]:
+    """``any_of: [cancel]`` is allowed (it takes "cancel my refill"), but a message of just that
+    word still opts out, which the author may not expect: say so."""
+    rules: list[tuple[Path, Rule]] = [(("anywhere", index), rule) for index, rule in enumerate(flow.anywhere)]
+    rules += [(("states", name, "replies", index), rule) for name, state in flow.states.items()
+              for index, rule in enumerate(state.rules)]
+    for path, rule in rules:
+        for index, word in enumerate(rule.any_of or ()):
+            kind = compliance_kind(word) if is_compliance_word(word) else None
+            effect = _COMPLIANCE_EFFECT.get(kind) if kind is not None else None
+            if effect is not None:
+                said = normalise(word)
+                yield Finding((*path, "any_of", index), f"{word!r} is a compliance keyword: this reply takes it "
+                              f"inside a longer message (\"{said} my order\"), but a message of just "
+                              f"{said.upper()} still {effect}", severity="warning",
+                              hint=f"ask people for more than the word (\"{said.upper()} ORDER\"), never for "
+                                   "the word alone")
+
+
+_COMPLIANCE_EFFECT = {KeywordKind.OPT_OUT: "opts the sender out", KeywordKind.OPT_IN: "opts the sender back in",
+                      KeywordKind.HELP: "gets the help text"}
 
 
 def _template_findings(flow: Flow, options: CheckOptions) -> Iterator[Finding]:
     possibly_set = _possibly_set(flow)
     possibly_set[""] = set().union(*possibly_set.values())  # anywhere: heard in any waiting state
+    with_pictures = mms_paths(flow)  # sent as one MMS: not counted in SMS segments
+    saved = frozenset(_saved_anywhere(flow))
+    for name, state in flow.states.items():
+        for index, choice in enumerate(state.menu.choices if state.menu is not None else ()):
+            yield from literal_findings(("states", name, "menu", "choices", index, "label"), choice.label,
+                                        "a menu label")
     for name, path, source, set_here in all_template_sources(flow):
-        try:
-            parsed = templates.parse(source)
-        except templates.TemplateSyntaxError as error:
-            yield Finding(path, str(error))
+        available = frozenset(possibly_set.get(name, set()) | set_here | ALWAYS_SET)
+        found = template_findings(path, source, Names(name, available, saved, options.allowed_env))
+        yield from found
+        if any(finding.severity == "error" for finding in found):
             continue
-        available = possibly_set.get(name, set()) | set_here | ALWAYS_SET
-        for variable in sorted(templates.variables(parsed) - available - _defaulted(source)):
-            yield Finding(path, f"{{{{ {variable} }}}} is never saved on any path to state {name!r}",
-                          severity="warning", hint=f"save: {variable} in an earlier reply or fetch, "
-                                                   "or give it a default")
-        if options.allowed_env is not None:
-            for variable in sorted(templates.env_names(parsed) - options.allowed_env):
-                yield Finding(path, f"{{{{ env.{variable} }}}} is not in FLOW_ENV, so flows cannot read it: "
-                                    "it is always empty", severity="warning",
-                              hint=f"if flows may read it, add {variable} to FLOW_ENV (names separated "
-                                   "by commas, in .env or the environment)")
         if ("fetch" not in path and "set" not in path and "branch" not in path and "media" not in path) or \
                 path[-1] in ("fallback", "not_found"):
-            yield from _cost_findings(path, source, options)
+            if path in with_pictures:
+                yield from mms_cost_findings(path, source, options.assumed_variable_length)
+            else:
+                yield from _cost_findings(path, source, options)
 
 
 def _cost_findings(path: Path, source: str, options: CheckOptions) -> Iterator[Finding]:
     placeholder = "x" * options.assumed_variable_length
-    measured = _TAG.sub(placeholder, source)
+    measured = measured_text(source, placeholder)
     cost = segments.cost(measured)
     templated = measured != source
     assumption = (f" (each {{{{ variable }}}} counted as {options.assumed_variable_length} characters)"
@@ -256,15 +274,15 @@ def _growing_texts(flow: Flow, turn_segments: int) -> Iterator[Finding]:
             continue  # not sent to anyone as text: a URL, a value, a test
         if path[-1] == "to" or path[-2:-1] == ("to",):
             continue
-        for found in _OUTPUT.finditer(source):
-            variable, filters = found.group(1), set(_FILTER.findall(found.group(2)))
-            origin = growing.get(variable) or growing.get(variable.split(".", 1)[0])
-            if origin is None or filters & _LIMITING:
+        for printed in printed_values(source):
+            variable = printed.path
+            origin = growing.get(variable) or growing.get(_root(variable))
+            if origin is None or printed.filters & _LIMITING:
                 continue
             yield Finding(path, f"{{{{ {variable} }}}} is {origin}, which can be of any length: the bot cuts "
                                 f"a turn at {turn_segments} SMS segments, so this text may arrive cut",
                           severity="warning",
-                          hint=f"limit it yourself: {{{{ {variable} | truncate: 100 }}}}")
+                          hint=f"limit it yourself: {{{{ {variable} | truncate: 100 }}}}", at=printed.at)
 
 
 def _growing_values(flow: Flow) -> dict[str, str]:
@@ -313,8 +331,10 @@ def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:
     for flow in flows:
         for name, state in flow.states.items():
             if state.enter is not None and state.enter.flow not in names:
+                meant = did_you_mean(closest(state.enter.flow, names))
+                listing = f"{meant} Flows" if meant else "flows"
                 findings.append((flow, Finding(("states", name, "enter", "flow"), f"unknown flow {state.enter.flow!r}",
-                                               hint=f"flows: {', '.join(sorted(names))}")))
+                                               hint=f"{listing}: {', '.join(sorted(names))}")))
     for flow in flows:
         for name, state in flow.states.items():
             for index, rule in enumerate(state.rules):
@@ -377,6 +397,13 @@ def _saves(state_name: str, state: State) -> Iterator[tuple[Path, str]]:
         yield ("states", state_name, "menu", "save"), state.menu.save
 
 
+def _saved_anywhere(flow: Flow) -> set[str]:
+    """Every name the flow saves or sets, wherever: what a mistyped name may have meant."""
+    names = {_root(saved) for name, state in flow.states.items() for _, saved in _saves(name, state)}
+    names |= {_root(name) for state in flow.states.values() for name in state.set}
+    return names | {_root(rule.save) for rule in flow.anywhere if rule.save is not None}
+
+
 def _possibly_set(flow: Flow) -> dict[str, set[str]]:
     """For each reachable state, the variables saved on at least one path from the start to it."""
     reached: dict[str, set[str]] = {flow.start: set()}
@@ -399,4 +426,11 @@ def _possibly_set(flow: Flow) -> dict[str, set[str]]:
 
 def _unknown_state(path: Path, target: str, flow: Flow) -> Finding:
     choices = ", ".join(sorted(flow.states)) + f", or {END} to finish"
-    return Finding(path, f"unknown state {target!r}", hint=f"states in this flow: {choices}")
+    meant = did_you_mean(closest_state(target, flow.states, END))
+    listing = f"{meant} States in this flow" if meant else "states in this flow"
+    return Finding(path, f"unknown state {target!r}", hint=f"{listing}: {choices}")
+
+
+def cost_findings(path: Path, text: str, options: CheckOptions) -> Iterator[Finding]:
+    """The SMS segment warnings of any text the bot sends (a program text, once rendered)."""
+    return _cost_findings(path, text, options)

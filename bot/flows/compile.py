@@ -21,6 +21,7 @@ from bot.text import matching, templates
 from bot.text.matching import Condition, Matcher
 from bot.text.normalise import normalise
 from bot.text.templates import JsonTemplate
+from bot.text.wordsets import is_compliance_word
 
 OTHERWISE_EVENT = "otherwise"
 NEXT_EVENT = "next"
@@ -283,8 +284,15 @@ def _compile_fetch(fetch: Fetch) -> CompiledFetch:
 
 def _compile_rule(rule: Rule, event: str) -> CompiledRule:
     return CompiledRule(event=event, matches=_matcher(rule), save=rule.save, say=_parse_all(rule.say), go=rule.go,
-                        names_words=rule.keywords is not None or rule.any_of is not None,
+                        names_words=rule.keywords is not None or _names_own_words(rule.any_of),
                         media=rule.media is not None)
+
+
+def _names_own_words(any_of: list[str] | None) -> bool:
+    """An ``any_of`` outranks a revocation in the person's own words only when none of its words
+    is a compliance keyword: ``any_of: [cancel]`` takes "cancel my refill" (no revocation), but
+    never "cancel my subscription" (one), which opts out as STOP would."""
+    return any_of is not None and not any(is_compliance_word(word) for word in any_of)
 
 
 def _parse_all(sources: list[str]) -> tuple[BoundTemplate, ...]:

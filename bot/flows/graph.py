@@ -39,7 +39,7 @@ def mermaid(flow: CompiledFlow) -> str:
     finals = {name for name in names if name == END or not (
         flow.states[name].waits or flow.states[name].go or flow.states[name].branch or flow.states[name].enter)}
     states = [{"name": _ID_PREFIX + name, "label": name, "final": name in finals} for name in names]
-    transitions = [{**spec, "source": _ID_PREFIX + spec["source"],
+    transitions = [{**spec, "trigger": _text(spec["trigger"]), "source": _ID_PREFIX + spec["source"],
                     "dest": None if spec["dest"] is None else _ID_PREFIX + spec["dest"]}
                    for spec in flow.transitions]
     machine = _FlowGraphMachine(model=_Model(), states=states, transitions=transitions,
@@ -54,6 +54,18 @@ def mermaid(flow: CompiledFlow) -> str:
     # transitions marks the model's current state (the start) as active; mark where flows finish too.
     ends = "".join(f"  {_ID_PREFIX}{name} --> [*]\n" for name in names if name in finals)
     return source.rstrip("\n") + "\n" + ends
+
+
+#: Mermaid draws a label as HTML (sanitised) after reading it as Markdown: a keyword such as "<b>"
+#: would be markup, "#…;" an entity, and a pattern's "a*b*" italics. Its own entity codes keep them
+#: the characters the author wrote.
+_ENTITIES = str.maketrans({"#": "#35;", "&": "#amp;", "<": "#lt;", ">": "#gt;", '"': "#quot;", ";": "#59;",
+                           "*": "#42;", "_": "#95;", "~": "#126;", "`": "#96;"})
+
+
+def _text(label: str) -> str:
+    """``label`` as Mermaid source that draws exactly those characters ("$$" would start maths)."""
+    return label.translate(_ENTITIES).replace("$$", "#36;#36;")
 
 
 def markdown(flow: CompiledFlow) -> str:

@@ -6,6 +6,8 @@ lint accepts is a flow the server runs.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 
@@ -17,10 +19,12 @@ from bot.flows.compile import CompiledFlow, compile_flow
 from bot.flows.consent_source import consent_rules, default_consent_rules
 from bot.flows.problems import Finding, FlowLoadError, Problem
 from bot.flows.program import Program, ProgramTexts
+from bot.flows.program_texts import render_program
 from bot.flows.schema import Flow
 from bot.flows.validation import validation_problems
 from bot.flows.yamlsource import SourceMap, UnreadableFile, read_yaml_file
 from bot.text.normalise import normalise
+from bot.text.trigger_typos import TriggerTypos
 
 PROGRAM_FILE = "program.yaml"
 
@@ -34,12 +38,18 @@ class FlowSet:
     warnings: list[Problem] = field(default_factory=list)
     #: the consent keywords and revocation phrases, every language (``bot/consent/``)
     consent: ConsentRules = field(default_factory=default_consent_rules)
+    version: str = ""  # files_version() of the files loaded: operators compare it across processes
+    loaded_at: float = 0.0
     by_trigger: dict[str, CompiledFlow] = field(init=False)
     catch_all: CompiledFlow | None = field(init=False)  # starts on any message no trigger matched
+    #: "did you mean": the triggers a mistyped one may be (a catch-all flow's never are)
+    trigger_typos: TriggerTypos = field(init=False)
 
     def __post_init__(self) -> None:
         self.by_trigger = {word: flow for flow in self.flows.values() for word in flow.triggers}
         self.catch_all = next((flow for flow in self.flows.values() if flow.start_on_any_message), None)
+        self.trigger_typos = TriggerTypos((word for flow in self.flows.values() if not flow.start_on_any_message
+                                               for word in flow.triggers), self.consent.keywords)
 
 
 @dataclass
@@ -48,11 +58,31 @@ class _Parsed:
     source: SourceMap
     model: BaseModel | None = None
     consent: ConsentRules | None = None  # the program file's: its consent words, compiled
+    texts: ProgramTexts | None = None  # the program file's texts, the flows' triggers written in
+    is_program: bool = False  # meant as the program file, even when it failed to read or validate
 
 
 def flow_files(folder: FilePath) -> list[FilePath]:
     """The flow files of a folder: its own ``*.yaml``/``*.yml``, not those of sub-folders."""
     return sorted(path for path in folder.iterdir() if path.suffix in {".yaml", ".yml"} and path.is_file())
+
+
+VERSION_LENGTH = 12  # hex digits: enough to tell versions apart, short enough to read out
+
+
+def files_version(files: list[FilePath]) -> str:
+    """A short, stable hash of the files' names (not their folder) and contents: the same flow
+    files give the same version on every machine, and any edit (or added, removed or renamed
+    file) a new one. An unreadable file counts as empty (loading it reports the error)."""
+    digest = hashlib.sha256()
+    for path in sorted(files, key=lambda path: path.name):
+        try:
+            content = path.read_bytes()
+        except OSError:
+            content = b""
+        name = path.name.encode("utf-8", "surrogateescape")
+        digest.update(b"%d:%s%d:" % (len(name), name, len(content)) + content)
+    return digest.hexdigest()[:VERSION_LENGTH]
 
 
 def load_flows(folder: str | FilePath, options: CheckOptions = CheckOptions()) -> FlowSet:
@@ -61,14 +91,18 @@ def load_flows(folder: str | FilePath, options: CheckOptions = CheckOptions()) -
     if not folder.is_dir():
         raise FlowLoadError([Problem(str(folder), 1, 1, "flows folder not found",
                                      hint="set FLOWS_DIR to the folder holding your flow files")])
-    problems, parsed = _inspect(flow_files(folder), options, program_folder=folder)
+    loaded_at = time.time()
+    files = flow_files(folder)
+    version = files_version(files)
+    problems, parsed = _inspect(files, options, program_folder=folder)
     if any(problem.severity == "error" for problem in problems):
         raise FlowLoadError(sorted(problems, key=lambda problem: problem.severity))
     program = next(item for item in parsed if isinstance(item.model, Program))
-    assert isinstance(program.model, Program) and program.consent is not None
+    assert isinstance(program.model, Program) and program.consent is not None and program.texts is not None
     compiled = {item.model.flow: compile_flow(item.model, item.file)
                 for item in parsed if isinstance(item.model, Flow)}
-    return FlowSet(program=program.model.program, flows=compiled, warnings=problems, consent=program.consent)
+    return FlowSet(program=program.texts, flows=compiled, warnings=problems, consent=program.consent,
+                   version=version, loaded_at=loaded_at)
 
 
 def lint_paths(paths: list[FilePath], options: CheckOptions = CheckOptions()) -> list[Problem]:
@@ -104,7 +138,7 @@ def _inspect(files: list[FilePath], options: CheckOptions,
     files_of = {id(item.model): item for item in flow_models}
     for flow, finding in check_flow_set([item.model for item in flow_models if isinstance(item.model, Flow)]):
         problems.append(_locate(files_of[id(flow)], finding))
-    if program_folder is not None and not program_files:
+    if program_folder is not None and not any(item.is_program for item in parsed):
         problems.append(Problem(str(program_folder / PROGRAM_FILE), 1, 1, "no program file",
                                 hint="create it with program: {name, help, opt_out, opt_in}; "
                                      "see docs/flows.md"))
@@ -112,6 +146,11 @@ def _inspect(files: list[FilePath], options: CheckOptions,
         first = program_files[0]
         assert isinstance(first.model, Program)
         first.consent, found = consent_rules(first.model.program, first.file, first.source)
+        problems.extend(found)
+        first.texts, found = render_program(first.model.program, [item.model for item in flow_models
+                                                                  if isinstance(item.model, Flow)],
+                                            first.file, first.source, options,
+                                            all_flows=len(flow_models) + len(program_files) == len(parsed))
         problems.extend(found)
     for extra in program_files[1:]:
         problems.append(Problem(extra.file, 1, 1, f"a second program file (first: {program_files[0].file})",
@@ -125,8 +164,8 @@ def _parse_file(path: FilePath, problems: list[Problem]) -> _Parsed:
         data, source = read_yaml_file(path)
     except UnreadableFile as error:
         problems.append(error.problem)
-        return _Parsed(file, SourceMap())
-    item = _Parsed(file, source)
+        return _Parsed(file, SourceMap(), is_program=path.stem == "program")
+    item = _Parsed(file, source, is_program=isinstance(data, dict) and "program" in data)
     if not isinstance(data, dict) or not ({"flow", "program"} & set(data)):
         problems.append(Problem(file, 1, 1, "not a flow file",
                                 hint="a flow file starts with flow: NAME; the program file with program:"))
@@ -140,7 +179,7 @@ def _parse_file(path: FilePath, problems: list[Problem]) -> _Parsed:
 
 
 def _locate(item: _Parsed, finding: Finding) -> Problem:
-    line, col = item.source.locate(finding.path)
+    line, col = item.source.locate(finding.path, finding.at)
     return Problem(item.file, line, col, finding.message, finding.severity, finding.hint)
 
 

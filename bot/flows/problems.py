@@ -31,6 +31,8 @@ class Finding:
     message: str
     severity: Severity = "error"
     hint: str = ""
+    #: where inside the value at ``path`` (a template) the problem is: an index into its text
+    at: int | None = None
 
 
 class FlowLoadError(Exception):

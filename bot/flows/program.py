@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated
 
+from liquid.exceptions import LiquidError
 from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
 
 from bot.consent.words import LANGUAGE_CODE, ConsentWords, DefaultTexts
+from bot.text import templates
 from bot.text.normalise import fold, folded_words, normalise
 from bot.text.wordsets import BUILT_IN_KEYWORDS, KeywordKind
 
@@ -61,6 +63,9 @@ class ProgramTexts(_Strict):
     #: sent when a conversation's flow or state was removed by an update and it had to start over
     reset: str = "Sorry, this service was just updated and our conversation had to start over. " \
                  "Text HELP for what you can do."
+    #: sent instead of the fallback when a message is a slip away from one trigger ("STAUTS");
+    #: a yes to it starts that flow (SUGGEST_TRIGGERS). ``{{ trigger }}`` is the trigger, in capitals.
+    did_you_mean: str = "Did you mean {{ trigger }}? Reply YES"
     #: CTIA's short-code rules: HELP is answered "regardless of whether the user is subscribed"
     help_when_opted_out: bool = True
     #: the same texts in other languages, by language code (English stays in the fields above)
@@ -80,6 +85,22 @@ class ProgramTexts(_Strict):
     def _points_to_help(cls, text: str) -> str:
         if "help" not in normalise(text):
             raise ValueError("this reply must point people to HELP")
+        return text
+
+    @field_validator("did_you_mean")
+    @classmethod
+    def _names_the_trigger(cls, text: str) -> str:
+        template = templates.parse(text)  # its TemplateSyntaxError is a ValueError, located like the others
+        read = templates.variables(template)
+        if "trigger" not in read:
+            raise ValueError("the did-you-mean text must name the trigger: write {{ trigger }} where it goes")
+        if read - {"trigger"}:
+            raise ValueError(f"the did-you-mean text can only use {{{{ trigger }}}}, not "
+                             f"{', '.join(sorted(read - {'trigger'}))}")
+        try:
+            templates.render(template, {"trigger": "STATUS"})  # an unknown filter fails only when rendered
+        except LiquidError as error:
+            raise ValueError(f"the did-you-mean text cannot be sent: {str(error).splitlines()[0]}") from None
         return text
 
     @field_validator("stop_hint")

@@ -94,10 +94,17 @@ Texts = Annotated[list[str], BeforeValidator(_as_list), WithJsonSchema(
     {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
 
 
-def _not_compliance_word(word: str) -> str:
+def _has_words(word: str) -> str:
     """Checked word by word, so an error points at the word's own line in a block list."""
     if not normalise(word):
         raise ValueError(f"{word!r} is empty once spaces and punctuation are removed")
+    return word
+
+
+def _not_compliance_word(word: str) -> str:
+    """A whole-message word (a trigger, a keyword, a menu synonym) can never be a compliance
+    keyword: that message always opts out, opts in or gets the help text."""
+    _has_words(word)
     if is_compliance_word(word):
         raise ValueError(
             f"{word!r} is a compliance keyword (STOP, START, HELP and their kin always opt out, "
@@ -106,10 +113,23 @@ def _not_compliance_word(word: str) -> str:
     return word
 
 
+_WORDS_SCHEMA = WithJsonSchema({"anyOf": [{"type": ["string", "number"]},
+                                          {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]}}]})
 Keyword = Annotated[str, AfterValidator(_not_compliance_word)]
-Keywords = Annotated[list[Keyword], BeforeValidator(_as_words), Field(min_length=1), WithJsonSchema(
-    {"anyOf": [{"type": ["string", "number"]},
-               {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]}}]})]
+Keywords = Annotated[list[Keyword], BeforeValidator(_as_words), Field(min_length=1), _WORDS_SCHEMA]
+#: ``any_of`` words: found inside a message, so a compliance word is allowed (lint warns): only the
+#: whole-message word is reserved, as at Twilio ("cancel my refill" is a flow's; "CANCEL" opts out)
+Words = Annotated[list[Annotated[str, AfterValidator(_has_words)]], BeforeValidator(_as_words),
+                  Field(min_length=1), _WORDS_SCHEMA]
+
+
+def _lower_case(value: object) -> object:
+    """``answer: YES`` and ``answer: Yes`` mean ``yes``: the case of a word never matters to people."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Answer = Annotated[Literal["yes", "no"], BeforeValidator(_lower_case),
+                   WithJsonSchema({"type": "string", "enum": ["yes", "no", "Yes", "No", "YES", "NO"]})]
 
 
 class _Strict(BaseModel):
@@ -155,10 +175,10 @@ class Rule(_Strict):
     """One way out of a waiting state: a test on the reply, and what to do when it passes."""
 
     keywords: Keywords | None = None  # the whole reply is one of these words or phrases
-    any_of: Keywords | None = None  # the reply contains one of these words
+    any_of: Words | None = None  # the reply contains one of these words
     pattern: str | None = None  # a regular expression found in the reply (case-insensitive)
     number: NumberRange | None = None  # the reply is a number in this range
-    answer: Literal["yes", "no"] | None = None  # the reply means yes (y, yeah, ok…) or no
+    answer: Answer | None = None  # the reply means yes (y, yeah, ok…) or no; any case
     media: Literal[True] | None = None  # the message carries pictures (MMS); save keeps their URLs
     save: SavePath | None = None  # store the reply under this name (or dotted path)
     say: Texts = []  # said before moving on
@@ -428,6 +448,9 @@ class Flow(_Strict):
     flow: Name
     description: str = ""
     triggers: Keywords | None = None
+    #: how the program's texts list the flow (``{{ triggers }}``, bot/flows/program_texts.py): true, by
+    #: its first trigger; false, not at all; a text, said after it by ``{{ triggers_described }}``
+    listed: bool | Annotated[str, Field(min_length=1)] = True
     start: str
     expires_after: Duration = 24 * 3600.0
     start_on_any_message: bool = False  # a catch-all: starts on a message no trigger matched, when idle

@@ -4,20 +4,33 @@ conversation tests)."""
 
 from __future__ import annotations
 
-import difflib
+import re
 import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from bot.flows.problems import Path, Problem
+from bot.flows.suggest import FIELD_SYNONYMS, closest, did_you_mean
 from bot.flows.yamlsource import SourceMap
+
+_QUOTED = re.compile(r"'([^']*)'")  # the values pydantic lists in a literal_error: "'yes' or 'no'"
 
 
 def validation_problems(file: str, source: SourceMap, model_type: type[BaseModel],
                         error: ValidationError) -> list[Problem]:
-    """Pydantic's errors as located problems, in words an ops person can act on."""
-    return [_validation_problem(file, source, model_type, detail) for detail in error.errors()]
+    """Pydantic's errors as located problems, in words an ops person can act on. A required field
+    written misspelt is one problem (the unknown field, and which one it meant), not two."""
+    details = error.errors()
+    meant = {(tuple(detail["loc"][:-1]), _meant_field(model_type, tuple(detail["loc"])))
+             for detail in details if detail["type"] == "extra_forbidden"}
+    return [_validation_problem(file, source, model_type, detail) for detail in details
+            if not (detail["type"] == "missing" and (tuple(detail["loc"][:-1]), detail["loc"][-1]) in meant)]
+
+
+def _meant_field(model_type: type[BaseModel], path: Path) -> str | None:
+    """The allowed field an unknown one most likely meant (``repiles`` → ``replies``)."""
+    return closest(str(path[-1]), _allowed_fields(model_type, path[:-1]), FIELD_SYNONYMS)
 
 
 def _validation_problem(file: str, source: SourceMap, model_type: type[BaseModel], detail: Any) -> Problem:
@@ -28,9 +41,8 @@ def _validation_problem(file: str, source: SourceMap, model_type: type[BaseModel
     if kind == "extra_forbidden":
         field_name = str(path[-1])
         allowed = _allowed_fields(model_type, path[:-1])
-        close = difflib.get_close_matches(field_name, allowed, n=1)
         message = f"unknown field {field_name!r}"
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed here: {', '.join(allowed)}"
+        hint = did_you_mean(_meant_field(model_type, path)) or f"allowed here: {', '.join(allowed)}"
         path = (*path, "[key]")
     elif kind == "missing":
         message = f"missing field {path[-1]!r}"
@@ -45,6 +57,8 @@ def _validation_problem(file: str, source: SourceMap, model_type: type[BaseModel
         hint = "use letters, digits and _, not starting with a digit"
     elif kind == "bool_type" or isinstance(detail.get("input"), bool):
         hint = "quote words such as 'true' and 'false' if you mean the words"
+    elif kind == "literal_error" and isinstance(detail.get("input"), str):
+        hint = did_you_mean(closest(detail["input"], _QUOTED.findall(str(detail.get("ctx", {}).get("expected", "")))))
     line, col = source.locate(path)
     return Problem(file, line, col, message, hint=hint)
 

@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 from bot.flows.problems import Path, Problem
+from bot.flows.scalar_positions import Scalar
+from bot.flows.yaml_hints import Explained, explain, unhashable_key
 
 
 class _Loader(yaml.SafeLoader):
@@ -42,11 +44,15 @@ _Loader.add_implicit_resolver(
 
 
 class YamlError(Exception):
-    """Unreadable YAML, with the 1-based line and column where reading stopped."""
+    """Unreadable YAML, with the 1-based line and column of the mistake, and how to fix it."""
 
-    def __init__(self, message: str, line: int, col: int) -> None:
+    def __init__(self, message: str, line: int, col: int, hint: str = "") -> None:
         super().__init__(message)
-        self.message, self.line, self.col = message, line, col
+        self.message, self.line, self.col, self.hint = message, line, col, hint
+
+    @classmethod
+    def explained(cls, explained: Explained) -> YamlError:
+        return cls(explained.message, explained.line, explained.col, explained.hint)
 
 
 @dataclass
@@ -54,12 +60,18 @@ class SourceMap:
     """Where each value of a YAML document sits, by its path of keys and indexes."""
 
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    scalars: dict[Path, Scalar] = field(default_factory=dict)  # each text value as written
 
-    def locate(self, path: Path) -> tuple[int, int]:
-        """The 1-based (line, column) of the deepest part of ``path`` that exists in the file."""
+    def locate(self, path: Path, at: int | None = None) -> tuple[int, int]:
+        """The 1-based (line, column) of the deepest part of ``path`` that exists in the file; with
+        ``at``, of that character of the text value there (a place inside a template). A single
+        text where a list is allowed (``say: Hi``) is that list's item 0."""
         for end in range(len(path), -1, -1):
             position = self.positions.get(tuple(path[:end]))
             if position is not None:
+                scalar = self.scalars.get(tuple(path[:end]))
+                if at is not None and scalar is not None and path[end:] in ((), (0,)):
+                    return scalar.position_of(at)
                 return position
         return (1, 1)
 
@@ -68,21 +80,26 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _map_positions(node: yaml.Node, path: Path, source: SourceMap) -> None:
+def _map_positions(node: yaml.Node, path: Path, source: SourceMap, text: str) -> None:
     source.positions[path] = _mark(node)
+    if isinstance(node, yaml.ScalarNode):
+        source.scalars[path] = Scalar(text[node.start_mark.index:node.end_mark.index], *_mark(node), node.value)
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # say: {{ name }} is {{name: null}: null}
+                raise YamlError.explained(unhashable_key(*_mark(key_node), text))
             key = key_node.value
             if key in seen:
                 line = seen[key].start_mark.line + 1
-                raise YamlError(f"duplicate key {key!r} (first written on line {line})", *_mark(key_node))
+                raise YamlError(f"duplicate key {key!r} (first written on line {line})", *_mark(key_node),
+                                hint="keep one of them, or give this one another name")
             seen[key] = key_node
             source.positions[(*path, key, "[key]")] = _mark(key_node)
-            _map_positions(value_node, (*path, key), source)
+            _map_positions(value_node, (*path, key), source, text)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _map_positions(item, (*path, index), source)
+            _map_positions(item, (*path, index), source, text)
 
 
 def read_yaml(text: str) -> tuple[Any, SourceMap]:
@@ -93,10 +110,10 @@ def read_yaml(text: str) -> tuple[Any, SourceMap]:
         source = SourceMap()
         if node is None:
             return None, source
-        _map_positions(node, (), source)
+        _map_positions(node, (), source, text)
         return loader.construct_document(node), source
     except yaml.MarkedYAMLError as error:
-        raise _syntax_error(error) from None
+        raise YamlError.explained(explain(error, text)) from None
     except yaml.YAMLError as error:
         raise YamlError(f"YAML: {error}", 1, 1) from None
     finally:
@@ -117,21 +134,6 @@ def read_yaml_file(path: FilePath) -> tuple[Any, SourceMap]:
     try:
         return read_yaml(path.read_text(encoding="utf-8"))
     except YamlError as error:
-        raise UnreadableFile(Problem(file, error.line, error.col, error.message)) from None
+        raise UnreadableFile(Problem(file, error.line, error.col, error.message, hint=error.hint)) from None
     except (OSError, UnicodeDecodeError) as error:
         raise UnreadableFile(Problem(file, 1, 1, f"cannot read the file: {error}")) from None
-
-
-def _syntax_error(error: yaml.MarkedYAMLError) -> YamlError:
-    """Point at the cause: an unclosed ``[`` or ``{`` is where it opened, not where YAML gave up."""
-    context, problem = error.context_mark, error.problem_mark
-    opened = error.context and error.context.startswith("while parsing a flow") and context is not None
-    mark = context if opened else (problem or context)
-    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    if opened and problem is not None and context is not None:
-        closer = "]" if "sequence" in (error.context or "") else "}"
-        message = (f"YAML syntax: this {error.context.removeprefix('while parsing a ')} is never closed "
-                   f"with {closer!r} ({error.problem} on line {problem.line + 1})")
-    else:
-        message = "YAML syntax: " + " ".join(part for part in (error.context, error.problem) if part)
-    return YamlError(message, line, col)

@@ -21,12 +21,19 @@ from bot.store.base import (
 )
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a ``sqlite://`` STORE_URL names (None for other stores): sqlite:///bot.db is relative
+    to the working directory, sqlite:////srv/bot.db absolute."""
+    if not url.startswith("sqlite://"):
+        return None
+    return url.removeprefix("sqlite://").removeprefix("/") or "bot.db"
+
+
 def open_store(url: str, retention: Retention = Retention()) -> Store:
-    if url.startswith("sqlite://"):
+    path = sqlite_path(url)
+    if path is not None:
         from bot.store.sqlite import SqliteStore
 
-        # sqlite:///bot.db is relative to the working directory, sqlite:////srv/bot.db absolute
-        path = url.removeprefix("sqlite://").removeprefix("/") or "bot.db"
         return SqliteStore(path, retention)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from bot.store.redis import RedisStore
@@ -42,4 +49,4 @@ def open_store(url: str, retention: Retention = Retention()) -> Store:
 
 
 __all__ = ["CommitResult", "Consent", "Forgetting", "Locks", "OutboundRecords", "Purged", "Retention", "Store",
-           "StoreBusy", "Timers", "Turns", "open_store"]
+           "StoreBusy", "Timers", "Turns", "open_store", "sqlite_path"]

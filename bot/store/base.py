@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
+import json
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -172,7 +174,71 @@ class Health(Protocol):
         """Healthy only when a write would succeed now and last past a restart."""
 
 
-class Store(Turns, Locks, Timers, Consent, Forgetting, OutboundRecords, Health, Protocol):
+@dataclass(frozen=True)
+class FlowsVersion:
+    """Which flows a process runs: ``version`` is a short hash of the flow files' contents (the
+    same files give the same version on every machine), loaded at ``loaded_at``."""
+
+    version: str
+    loaded_at: float
+    flows: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RejectedReload:
+    """A hot reload refused at ``at``: the files' ``version`` and their problems, one
+    ``file:line:col: severity: message (hint)`` line each, as lint prints them."""
+
+    at: float
+    version: str
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """What one server process (``host:pid``) runs, for operators (``python -m bot status``, the
+    console): written at start-up, on every reload attempt, now and then while it runs (so the age
+    of ``written_at`` tells a live process from a dead one) and when it stops cleanly."""
+
+    process: str
+    started_at: float
+    written_at: float
+    flows: FlowsVersion
+    reloads: int = 0  # hot reloads applied since start-up
+    rejected: RejectedReload | None = None  # the last refused one, even when a later one succeeded
+    stopped_at: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ProcessStatus:
+        """Read an entry back, ignoring fields this version does not know (a newer process wrote it)."""
+        data = json.loads(text)
+        flows, rejected = data["flows"], data.get("rejected")
+        known = {field.name for field in dataclasses.fields(cls)} - {"flows", "rejected"}
+        return cls(**{name: value for name, value in data.items() if name in known},
+                   flows=FlowsVersion(flows["version"], flows["loaded_at"], tuple(flows["flows"])),
+                   rejected=None if rejected is None else RejectedReload(
+                       rejected["at"], rejected["version"], tuple(rejected["problems"])))
+
+
+#: A process not heard from for this long is forgotten (its entry leaves at the next write of any).
+PROCESS_STATUS_KEEP_SECONDS = 7 * DAY
+
+
+class ProcessStatuses(Protocol):
+    """One status entry per server process, for operators; never on a message's path."""
+
+    async def record_status(self, status: ProcessStatus) -> None:
+        """Insert or replace ``status.process``'s entry; drop entries not written for
+        ``PROCESS_STATUS_KEEP_SECONDS``."""
+
+    async def process_statuses(self) -> list[ProcessStatus]:
+        """Every entry, the most recently written first."""
+
+
+class Store(Turns, Locks, Timers, Consent, Forgetting, OutboundRecords, Health, ProcessStatuses, Protocol):
     """A whole backend (memory, SQLite, Redis): every concern above, and closing it."""
 
     async def close(self) -> None: ...

@@ -6,7 +6,16 @@ import copy
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreHealth
+from bot.store.base import (
+    PROCESS_STATUS_KEEP_SECONDS,
+    CommitResult,
+    KeyedLocks,
+    ProcessStatus,
+    Purged,
+    Retention,
+    Snapshot,
+    StoreHealth,
+)
 from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
 
 
@@ -22,6 +31,7 @@ class MemoryStore:
         self.outbox: dict[str, OutboundMessage] = {}
         self.deadlines: dict[str, float] = {}
         self.ledger: list[ConsentChange] = []  # append-only, but for the consent retention period
+        self.statuses: dict[str, ProcessStatus] = {}
 
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
         stored = self.conversations.get(sender)
@@ -126,6 +136,14 @@ class MemoryStore:
         for change in sorted(self.ledger, key=lambda change: change.at):
             if since is None or change.at >= since:
                 yield change
+
+    async def record_status(self, status: ProcessStatus) -> None:
+        self.statuses[status.process] = status
+        cutoff = status.written_at - PROCESS_STATUS_KEEP_SECONDS
+        self.statuses = {process: kept for process, kept in self.statuses.items() if kept.written_at >= cutoff}
+
+    async def process_statuses(self) -> list[ProcessStatus]:
+        return sorted(self.statuses.values(), key=lambda status: status.written_at, reverse=True)
 
     async def health(self) -> StoreHealth:
         return StoreHealth()  # a dict is always writable (and forgotten at exit, as tests want)

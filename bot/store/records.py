@@ -22,6 +22,7 @@ def bookkeeping(conversation: Conversation) -> dict[str, Any]:
         "channel": conversation.channel,
         "misses": conversation.misses,
         "reminders": conversation.reminders,
+        "suggested": conversation.suggested,
     }
 
 
@@ -39,6 +40,8 @@ def conversation_from_record(sender: str, flow: str | None, state: str | None, v
     conversation.channel = str(kept.get("channel", ""))
     conversation.misses = int(kept.get("misses", 0))
     conversation.reminders = int(kept.get("reminders", 0))
+    suggested = kept.get("suggested")
+    conversation.suggested = str(suggested) if suggested is not None else None
     return conversation
 
 

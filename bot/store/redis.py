@@ -31,8 +31,10 @@ from redis.exceptions import LockError, OutOfMemoryError, ReadOnlyError, Respons
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store.base import (
+    PROCESS_STATUS_KEEP_SECONDS,
     CommitResult,
     KeyedLocks,
+    ProcessStatus,
     Purged,
     Retention,
     Snapshot,
@@ -41,7 +43,8 @@ from bot.store.base import (
     StoreUnavailable,
 )
 from bot.store.records import bookkeeping, conversation_from_record
-from bot.types import ConsentChange, ConsentMethod, ConsentStatus, Conversation, OutboundMessage, Turn
+from bot.store.replies import dump_replies, load_replies
+from bot.types import ConsentChange, ConsentMethod, ConsentStatus, Conversation, OutboundMessage, Turn, media_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -111,6 +114,14 @@ class KeyBuilder:
         """Written by each health check (expires in a minute): proof that a write goes through."""
         return f"{self.prefix}:health"
 
+    def process_statuses(self) -> str:
+        """Each server process's status (``host:pid`` → JSON): ``python -m bot status``."""
+        return f"{self.prefix}:processes"
+
+    def process_written(self) -> str:
+        """When each process last wrote its status, by time: the old entries leave by it."""
+        return f"{self.prefix}:processes:written"
+
 
 # Sets ('1') or clears ('0') the opt-out and appends the ledger entry, only when the status changes
 # (returns 1; 0: unchanged, nothing written). A member is a sequence number and the change as JSON.
@@ -177,6 +188,19 @@ return 0
 """
 
 
+# KEYS: statuses hash, written-at sorted set; ARGV: process, status JSON, written at, forget before
+_RECORD_STATUS = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+if #old > 0 then
+  redis.call('HDEL', KEYS[1], unpack(old))
+  redis.call('ZREM', KEYS[2], unpack(old))
+end
+return #old
+"""
+
+
 def _unavailable_is_busy(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Redis down or saturated, or refusing writes (a read-only replica, out of memory, unable to
     save: MISCONF), is a temporary condition: say so (503, Twilio retries), not a crash (500)."""
@@ -218,6 +242,7 @@ class RedisStore:
         self._purge = self._redis.register_script(_PURGE)
         self._drop_deadline = self._redis.register_script(_DROP_DEADLINE)
         self._set_consent = self._redis.register_script(_SET_CONSENT)
+        self._record_status = self._redis.register_script(_RECORD_STATUS)
         self._local = KeyedLocks()  # waiters in this process queue here instead of polling Redis
 
     @_unavailable_is_busy
@@ -242,7 +267,8 @@ class RedisStore:
         state = json.dumps({"flow": conversation.flow, "state": conversation.state, "vars": conversation.vars,
                             "engine": bookkeeping(conversation), "updated_at": conversation.updated_at})
         lines = [json.dumps({"at": turn.at, "dir": "in", "body": inbound.body, "sid": inbound.message_sid})]
-        lines += [json.dumps({"at": turn.at, "dir": "out", "body": reply, "sid": inbound.message_sid})
+        lines += [json.dumps({"at": turn.at, "dir": "out", "body": reply, "sid": inbound.message_sid,
+                              **({"media": list(media_of(reply))} if media_of(reply) else {})})
                   for reply in turn.replies]
         consent = turn.consent
         number = consent.number if consent is not None else sender
@@ -252,7 +278,7 @@ class RedisStore:
                   self.keys.transcript(sender), self.keys.sender_messages(sender),
                   self.keys.reply(inbound.message_sid), self.keys.deadlines(), sender,
                   self.keys.consent_history(number), self.keys.consent_ledger(), self.keys.consent_sequence()],
-            args=[turn.expected_version if turn.conversation_changed else "-", state, json.dumps(turn.replies),
+            args=[turn.expected_version if turn.conversation_changed else "-", state, dump_replies(turn.replies),
                   int(self.retention.dedup_seconds * 1000),
                   "-" if consent is None else ("1" if consent.opted_out else "0"),
                   int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid, deadline,
@@ -380,6 +406,18 @@ class RedisStore:
                                                 withscores=True)
         return [(str(entry[0]), float(entry[1])) for entry in found]
 
+    @_unavailable_is_busy
+    async def record_status(self, status: ProcessStatus) -> None:
+        await self._record_status(keys=[self.keys.process_statuses(), self.keys.process_written()],
+                                  args=[status.process, status.to_json(), repr(status.written_at),
+                                        repr(status.written_at - PROCESS_STATUS_KEEP_SECONDS)])
+
+    @_unavailable_is_busy
+    async def process_statuses(self) -> list[ProcessStatus]:
+        stored = await self._redis.hvals(self.keys.process_statuses())
+        found = [ProcessStatus.from_json(str(text)) for text in stored]
+        return sorted(found, key=lambda status: (-status.written_at, status.process))
+
     async def health(self) -> StoreHealth:
         """A real write, within HEALTH_SECONDS: Redis down, unreachable, or refusing writes shows."""
         try:
@@ -421,4 +459,4 @@ def _recorded(processed: int, replies: str | None) -> tuple[str, ...] | None:
     """None: never processed; () once retention (or a purge) removed the reply text."""
     if not processed:
         return None
-    return tuple(json.loads(replies)) if replies is not None else ()
+    return load_replies(replies) if replies is not None else ()

@@ -8,7 +8,7 @@ One row per processed message (``processed``: MessageSid, sender, what they text
 answered) is both the de-duplication record and the transcript, so a turn writes two rows, not
 four; the ``transcript`` view shows it line by line. Whether the file is writable and still the one
 opened is checked in ``sqlite_files.py``; the retention sweep is ``sqlite_sweep.py``; the consent
-ledger's table is ``sqlite_consent.py``.
+ledger's table is ``sqlite_consent.py``; the process status table, ``sqlite_status.py``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,19 @@ from pathlib import Path
 
 from bot.store import sqlite_consent as ledger
 from bot.store import sqlite_files as files
-from bot.store.base import CommitResult, KeyedLocks, Purged, Retention, Snapshot, StoreBusy, StoreHealth
+from bot.store import sqlite_status as statuses
+from bot.store.base import (
+    CommitResult,
+    KeyedLocks,
+    ProcessStatus,
+    Purged,
+    Retention,
+    Snapshot,
+    StoreBusy,
+    StoreHealth,
+)
 from bot.store.records import bookkeeping, conversation_from_record
+from bot.store.replies import dump_replies, load_replies
 from bot.store.sqlite_sweep import sweep
 from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
 
@@ -67,10 +78,16 @@ CREATE TABLE IF NOT EXISTS outbound (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbound_by_sid ON outbound (sid);
 CREATE INDEX IF NOT EXISTS outbound_by_broadcast ON outbound (broadcast);
-CREATE VIEW IF NOT EXISTS transcript (id, sender, direction, body, message_sid, at) AS
-    SELECT rowid * 1000, sender, 'in', body, message_sid, at FROM processed
+"""
+#: The turns line by line. A reply with pictures is stored as {"text", "media"} (bot/store/replies.py):
+#: its text is the body, its URLs (a JSON list) the media column.
+TRANSCRIPT_VIEW = """
+CREATE VIEW IF NOT EXISTS transcript (id, sender, direction, body, message_sid, at, media) AS
+    SELECT rowid * 1000, sender, 'in', body, message_sid, at, NULL FROM processed
     UNION ALL
-    SELECT p.rowid * 1000 + 1 + r.key, p.sender, 'out', r.value, p.message_sid, p.at
+    SELECT p.rowid * 1000 + 1 + r.key, p.sender, 'out',
+           CASE r.type WHEN 'object' THEN json_extract(r.value, '$.text') ELSE r.value END, p.message_sid, p.at,
+           CASE r.type WHEN 'object' THEN json_extract(r.value, '$.media') END
     FROM processed AS p, json_each(p.replies) AS r;
 """
 
@@ -120,7 +137,7 @@ class SqliteStore:
             conversation_from_record(sender, flow, state, json.loads(variables),
                                      json.loads(engine) if engine is not None else None, updated_at, version)
         return Snapshot(conversation, bool(opted_out),
-                        tuple(json.loads(recorded)) if recorded is not None else None)
+                        load_replies(recorded) if recorded is not None else None)
 
     async def is_opted_out(self, sender: str) -> bool:
         return self._db.execute("SELECT 1 FROM opt_outs WHERE sender = ?", (sender,)).fetchone() is not None
@@ -296,6 +313,13 @@ class SqliteStore:
     def consent_changes(self, since: float | None = None) -> AsyncIterator[ConsentChange]:
         return ledger.changes(self._db, since)
 
+    async def record_status(self, status: ProcessStatus) -> None:
+        async with self._writing() as db:
+            statuses.record(db, status)
+
+    async def process_statuses(self) -> list[ProcessStatus]:
+        return statuses.read(self._db)
+
     async def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.cancel()
@@ -312,7 +336,9 @@ def _checkpoint(db: sqlite3.Connection) -> None:
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
-    db.executescript(SCHEMA + ledger.LEDGER_SCHEMA)  # IF NOT EXISTS throughout: old databases gain new tables
+    # IF NOT EXISTS throughout: old databases gain new tables
+    db.executescript(SCHEMA + ledger.LEDGER_SCHEMA + statuses.STATUS_SCHEMA)
+    _upgrade_transcript_view(db)
     # A database from before the engine's bookkeeping had its column. Workers open the store at the
     # same moment, so another may add it between our look and our change: that is success too.
     columns = {name for _, name, *_ in db.execute("PRAGMA table_info(conversations)")}
@@ -322,6 +348,22 @@ def _create_schema(db: sqlite3.Connection) -> None:
         except sqlite3.OperationalError as error:
             if "duplicate column name" not in str(error):
                 raise
+
+
+def _upgrade_transcript_view(db: sqlite3.Connection) -> None:
+    """Create the transcript view, or replace one from before pictures (it showed a reply with
+    pictures as its JSON). Idempotent, so workers opening the store at once may all do it."""
+    found = db.execute("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'transcript'").fetchone()
+    if found is not None and "media" in found[0]:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DROP VIEW IF EXISTS transcript")
+        db.execute(TRANSCRIPT_VIEW)
+    except BaseException:
+        files.roll_back(db)
+        raise
+    db.execute("COMMIT")
 
 
 def _outbound(row: tuple[str] | None) -> OutboundMessage | None:
@@ -354,7 +396,7 @@ def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
     inbound = turn.inbound
     try:
         db.execute("INSERT INTO processed (message_sid, sender, body, replies, at) VALUES (?, ?, ?, ?, ?)",
-                   (inbound.message_sid, inbound.sender, inbound.body, json.dumps(turn.replies), turn.at))
+                   (inbound.message_sid, inbound.sender, inbound.body, dump_replies(turn.replies), turn.at))
     except sqlite3.IntegrityError:
         return CommitResult.DUPLICATE
     if turn.conversation_changed and not _write_conversation(db, turn):

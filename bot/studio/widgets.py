@@ -92,9 +92,17 @@ class Widgets:
                           "rename the widget in Studio (letters, digits, _ and -)")
         return ".".join(("widgets", widget["name"], *rest))
 
-    def _media_is_not_sent(self, widget: dict[str, Any]) -> None:
-        if _properties(widget).get("media_url"):
-            self.warn(f"widget {widget['name']!r}: its media (media_url) is not sent, only the text")
+    def _media(self, widget: dict[str, Any]) -> list[Text]:
+        """The widget's picture (Studio's Media URL, a template like its body) as a ``media:`` list;
+        empty when it has none, or (with a warning) when it is no web address Twilio could fetch."""
+        url = _text(_properties(widget).get("media_url")).strip()
+        if not url:
+            return []
+        if "{{" not in url and "{%" not in url and not url.lower().startswith(("https://", "http://")):
+            self.warn(f"widget {widget['name']!r}: its media URL {url!r} is not a web address (https://…), "
+                      "so its picture is not imported; only the text is sent")
+            return []
+        return [Text(url)]
 
     def _send_message(self, widget: dict[str, Any], name: str) -> dict[str, Any]:
         properties = _properties(widget)
@@ -105,11 +113,15 @@ class Widgets:
             if not body.strip():
                 raise Refused("it sends an empty message to another number")
             state["notify"] = {"to": to, "say": Text(body)}
+            if media := self._media(widget):
+                state["notify"]["media"] = media
             self.warn(f"widget {widget['name']!r} texts {to} (not the person in the conversation): "
                       "imported as a notify, which needs the outbound settings (docs/studio.md)")
-        elif body:
-            state["say"] = Text(body)
-        self._media_is_not_sent(widget)
+        else:
+            if body:
+                state["say"] = Text(body)
+            if media := self._media(widget):
+                state["media"] = media  # with the text, or a picture alone
         state["go"] = self.next(widget, "sent")
         self._dropped(widget, "failed", "a failed delivery is not reported to the flow here")
         return {name: state}
@@ -118,6 +130,8 @@ class Widgets:
         properties = _properties(widget)
         body = _text(properties.get("body"))
         state: dict[str, Any] = {"say": Text(body)} if body else {}
+        if media := self._media(widget):
+            state["media"] = media
         state["replies"] = [{"pattern": Quoted(WAIT_PATTERN), "save": self._saved_at(widget, "inbound", "Body"),
                              "go": self.next(widget, "incomingMessage")}]
         timeout = properties.get("timeout")
@@ -128,7 +142,6 @@ class Widgets:
                           "it is not imported")
             else:
                 state["timeout"] = {"after": f"{seconds}s", "go": self.next(widget, "timeout")}
-        self._media_is_not_sent(widget)
         self._dropped(widget, "deliveryFailure", "a failed delivery is not reported to the flow here")
         return {name: state}
 

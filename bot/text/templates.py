@@ -6,18 +6,48 @@ ever passed in as a value, never parsed as a template.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from liquid import BoundTemplate, Environment
-from liquid.exceptions import LiquidError
+from liquid import BoundTemplate, Environment, Mode
+from liquid.exceptions import FilterError, LiquidError, UnknownFilterError
 
 from bot.variables import replace_at, value_at
 
+log = logging.getLogger(__name__)
+
 _ENVIRONMENT = Environment(autoescape=False)
+#: The environment flows' templates are parsed in: its filters and tags are those lint accepts.
+ENVIRONMENT = _ENVIRONMENT
+#: Liquid's lax mode renders every part of a template it can and leaves a failing one (an output,
+#: a tag) empty: what a text falls back to when the strict render fails (:func:`render_text`).
+_LENIENT = Environment(autoescape=False, tolerance=Mode.LAX)
+
+
+class _Contained:
+    """A filter whose own errors become Liquid's, so lax mode leaves just its part empty:
+    ``{{ message | base64_decode }}`` of a text that is not UTF-8 raises UnicodeDecodeError,
+    which Liquid lets through."""
+
+    def __init__(self, name: str, function: Callable[..., Any]) -> None:
+        self.name, self.function = name, function
+        self.with_context = getattr(function, "with_context", False)
+        self.with_environment = getattr(function, "with_environment", False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.function(*args, **kwargs)
+        except LiquidError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any error of a filter's own is one failing part
+            raise FilterError(f"{self.name}: {type(error).__name__}", token=None) from None
+
+
+_LENIENT.filters = {name: _Contained(name, function) for name, function in _ENVIRONMENT.filters.items()}
 
 
 class TemplateSyntaxError(ValueError):
@@ -48,15 +78,50 @@ def public_environment(allowed: Iterable[str] = (), environ: Mapping[str, str] |
     return {name: source[name] for name in allowed if name in source}
 
 
-def env_names(template: BoundTemplate) -> set[str]:
-    """The names a template reads as ``{{ env.NAME }}`` or ``{{ env['NAME'] }}`` (found by Liquid's
-    own analysis, so tags, filters and conditions count too; a computed ``env[name]`` cannot be known)."""
-    return {segments[1] for segments in template.variable_segments()
-            if len(segments) > 1 and segments[0] == "env" and isinstance(segments[1], str)}
-
-
 def render(template: BoundTemplate, context: Mapping[str, Any]) -> str:
     return template.render(**context)
+
+
+def render_text(template: BoundTemplate, context: Mapping[str, Any], where: str = "", *,
+                partial: bool = True) -> str:
+    """``template`` rendered for a person: a part that fails at run time (a filter given a value it
+    cannot take, a typo lint reported) is left empty and the rest is said, so nobody gets silence
+    because of a template; with ``partial=False`` (an address, where half a value is a wrong one)
+    it gives nothing instead. Either way the failure is logged with ``where`` (flow:state) by its
+    kind and place in the template, never its message, which may quote the person's text.
+
+    The common case is one strict render, as fast as :func:`render`; only a failure renders again,
+    in Liquid's lax mode.
+    """
+    try:
+        return template.render(**context)
+    except Exception as error:  # noqa: BLE001 - a filter's own error (not Liquid's) must not silence the bot
+        left = "that part was left empty" if partial else "left out"
+        log.error("template failed in %s: %s; %s", where or "a flow", describe_failure(error), left)
+    if not partial:
+        return ""
+    lenient = _LENIENT.template_class(_LENIENT, template.nodes, name=template.name, path=template.path,
+                                      globals=template.globals, matter=template.matter)
+    try:
+        return lenient.render(**context)
+    except Exception:  # noqa: BLE001 - failed outside any one part (a resource limit): nothing is left to say
+        return ""
+
+
+def describe_failure(error: Exception) -> str:
+    """A run-time template error for the log: its kind, and where it is in the template (the
+    flow author's text). Not Liquid's message, which may quote a value: ``int('what they typed')``."""
+    token = error.token if isinstance(error, LiquidError) else None
+    if token is None or token.start_index < 0:
+        return type(error).__name__
+    what = str(error.message) if isinstance(error, UnknownFilterError) else f"{type(error).__name__} at {token.value!r}"
+    before = token.source[:token.start_index]
+    line, col = before.count("\n") + 1, token.start_index - (before.rfind("\n") + 1) + 1
+    return f"{what} (line {line}, column {col} of {_shortened(token.source)!r})"
+
+
+def _shortened(source: str, limit: int = 80) -> str:
+    return source if len(source) <= limit else source[:limit - 1] + "…"
 
 
 #: A JSON document to send: mappings and lists as the flow file wrote them, a template at each

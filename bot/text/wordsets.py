@@ -69,6 +69,14 @@ def is_compliance_word(text: str) -> bool:
     return keyword_form(text) in COMPLIANCE_WORDS
 
 
+def compliance_kind(text: str) -> KeywordKind | None:
+    """What a whole message of ``text`` asks for as a built-in keyword (the first language's
+    reading, as the bot answers), or None."""
+    word = keyword_form(text)
+    return next((kind for kinds in BUILT_IN_KEYWORDS.values() for kind, words in kinds.items()
+                 if word in words), None)
+
+
 YES_WORDS = frozenset(
     {"yes", "y", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "correct", "si", "sí", "👍"}
 )
