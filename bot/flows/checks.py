@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import re
 import re._parser as regex_parser  # the stdlib's own parser, for the longest text a pattern matches
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from bot import segments
-from bot.flows.json_body import json_strings
 from bot.flows.media_checks import mms_cost_findings, mms_paths
 from bot.flows.problems import Finding, Path
-from bot.flows.schema import END, Flow, Rule, State
+from bot.flows.schema import END, Flow, Rule
 from bot.flows.suggest import closest, closest_state, did_you_mean
 from bot.flows.template_checks import Names, literal_findings, measured_text, printed_values, template_findings
 from bot.flows.timer_checks import timer_cycle_findings
+from bot.flows.walk import all_template_sources, possibly_set, root_name, saved_anywhere, saves, targets
 from bot.text.normalise import normalise
 from bot.text.wordsets import KeywordKind, compliance_kind, is_compliance_word
 
@@ -46,117 +46,6 @@ class CheckOptions:
         return cls(**options, allowed_env=frozenset(flow_env), turn_segments=segments.MAX_TURN_SEGMENTS)
 
 
-def template_sources(state_name: str, state: State) -> Iterator[tuple[Path, str, set[str]]]:
-    """Every template a state holds, its path in the file, and the variables set by then (a state
-    runs its ``set``, then its ``fetch``, then the rest). A field that holds templates is checked
-    by lint, and measured, once it has its line here."""
-    base: Path = ("states", state_name)
-    given = {_root(name) for name in state.set}
-    fetched = _set(state.fetch.save if state.fetch is not None else None) | given
-    # A ``set`` may read the name it sets: a counter ({{ tries | plus: 1 }}) starts from nothing.
-    yield from (((*base, "set", name), text, _set(name)) for name, text in state.set.items())
-    if state.branch is not None:
-        yield (*base, "branch", "value"), state.branch.value, fetched
-        for index, case in enumerate(state.branch.cases):
-            argument = getattr(case, case.condition)
-            if isinstance(argument, str) and case.condition != "regex":
-                yield (*base, "branch", "cases", index, case.condition), argument, fetched
-    if state.fetch is not None:
-        yield (*base, "fetch", "url"), state.fetch.url, given
-        yield from _each((*base, "fetch", "params"), state.fetch.params, given)
-        yield from _each((*base, "fetch", "form"), state.fetch.form or {}, given)
-        yield from (((*base, "fetch", "json", *where), text, given)
-                    for where, text in json_strings(state.fetch.json_document))
-        yield from _each((*base, "fetch"), {"fallback": state.fetch.fallback, "not_found": state.fetch.not_found},
-                         given)
-    yield from _each((*base, "say"), state.say, fetched)
-    if state.notify is not None:
-        yield (*base, "notify", "to"), state.notify.to, fetched
-        yield from _each((*base, "notify", "say"), state.notify.say, fetched)
-    yield from _each((*base, "otherwise"), state.otherwise, fetched)
-    for index, rule in enumerate(state.rules):
-        yield from _each((*base, "replies", index, "say"), rule.say, fetched | _set(rule.save))
-    yield from _each((*base, "media"), state.media, fetched)
-    if state.notify is not None:
-        yield from _each((*base, "notify", "media"), state.notify.media, fetched)
-    if state.menu is not None:
-        for index, choice in enumerate(state.menu.choices):
-            yield from _each((*base, "menu", "choices", index, "say"), choice.say, fetched | _set(state.menu.save))
-    if state.attempts is not None:
-        yield from _each((*base, "attempts", "reask"), state.attempts.reask, fetched)
-    if state.remind is not None:
-        yield from _each((*base, "remind", "say"), state.remind.say, fetched)
-
-
-def _each(path: Path, texts: Sequence[str] | Mapping[str, str | None],
-          names: set[str]) -> Iterator[tuple[Path, str, set[str]]]:
-    """Each text of a list (by index) or of a mapping (by key; an absent one skipped), at its path."""
-    items = texts.items() if isinstance(texts, Mapping) else enumerate(texts)
-    for key, text in items:
-        if text is not None:
-            yield (*path, key), text, names
-
-
-def all_template_sources(flow: Flow) -> Iterator[tuple[str, Path, str, set[str]]]:
-    """Every template in a flow: the state it belongs to ("" for the flow's ``anywhere``
-    replies), its path in the file, the text, and the variables set by then."""
-    for name, state in flow.states.items():
-        for path, source, set_here in template_sources(name, state):
-            yield name, path, source, set_here
-    for path, source, set_here in anywhere_sources(flow):
-        yield "", path, source, set_here
-
-
-def anywhere_sources(flow: Flow) -> Iterator[tuple[Path, str, set[str]]]:
-    """The templates of the flow's ``anywhere`` replies (said in whichever state they are heard)."""
-    for index, rule in enumerate(flow.anywhere):
-        yield from _each(("anywhere", index, "say"), rule.say, _set(rule.save))
-
-
-def targets(state_name: str, state: State, anywhere: Sequence[Rule] = ()) -> Iterator[tuple[Path, str, set[str]]]:
-    """Every state a state can move to: path in the file, target, and variables set on the way
-    (``anywhere``: the flow's replies heard in every waiting state)."""
-    base: Path = ("states", state_name)
-    fetched = {_root(state.fetch.save)} if state.fetch is not None else set()
-    fetched |= {_root(name) for name in state.set}
-    if state.timeout is not None:
-        yield (*base, "timeout", "go"), state.timeout.go, fetched
-    if state.enter is not None:
-        yield (*base, "enter", "then"), state.enter.then, fetched
-    if state.go is not None:
-        yield (*base, "go"), state.go, fetched
-    if state.branch is not None:
-        for index, case in enumerate(state.branch.cases):
-            yield (*base, "branch", "cases", index, "go"), case.go, fetched
-        yield (*base, "branch", "otherwise"), state.branch.otherwise, fetched
-    if state.fetch is not None and state.fetch.on_error is not None:
-        yield (*base, "fetch", "on_error"), state.fetch.on_error, set()
-    for index, rule in enumerate(state.rules):
-        if rule.go is not None:
-            yield (*base, "replies", index, "go"), rule.go, fetched | _set(rule.save)
-    if state.menu is not None:
-        for index, choice in enumerate(state.menu.choices):
-            if choice.go is not None:
-                yield (*base, "menu", "choices", index, "go"), choice.go, fetched | _set(state.menu.save)
-    if state.attempts is not None:
-        yield (*base, "attempts", "go"), state.attempts.go, fetched
-    for index, path in enumerate(state.split or ()):
-        yield (*base, "split", index, "go"), path.go, fetched
-    if state.waits:
-        for index, rule in enumerate(anywhere):
-            if rule.go is not None:
-                yield ("anywhere", index, "go"), rule.go, fetched | _set(rule.save)
-
-
-def _set(name: str | None) -> set[str]:
-    return {_root(name)} if name is not None else set()
-
-
-def _root(path: str) -> str:
-    """The name a template reads for a dotted save path: ``widgets`` for ``widgets.ask.inbound.Body``."""
-    return path.split(".", 1)[0]
-
-
 def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Finding]:
     findings: list[Finding] = []
     known = set(flow.states) | {END}
@@ -169,14 +58,14 @@ def check_flow(flow: Flow, options: CheckOptions = CheckOptions()) -> list[Findi
         for path, target, _ in targets(name, state):
             if target not in known:
                 findings.append(_unknown_state(path, target, flow))
-        for path, saved in _saves(name, state):
-            if _root(saved) in RESERVED_NAMES:
+        for path, saved in saves(name, state):
+            if root_name(saved) in RESERVED_NAMES:
                 findings.append(Finding(path, f"{saved!r} is a name the bot fills in itself",
                                         hint="save under another name"))
     for index, rule in enumerate(flow.anywhere):
         if rule.go is not None and rule.go not in known:
             findings.append(_unknown_state(("anywhere", index, "go"), rule.go, flow))
-        if rule.save is not None and _root(rule.save) in RESERVED_NAMES:
+        if rule.save is not None and root_name(rule.save) in RESERVED_NAMES:
             findings.append(Finding(("anywhere", index, "save"), f"{rule.save!r} is a name the bot fills in itself",
                                     hint="save under another name"))
     if any(finding.severity == "error" for finding in findings):
@@ -218,16 +107,16 @@ _COMPLIANCE_EFFECT = {KeywordKind.OPT_OUT: "opts the sender out", KeywordKind.OP
 
 
 def _template_findings(flow: Flow, options: CheckOptions) -> Iterator[Finding]:
-    possibly_set = _possibly_set(flow)
-    possibly_set[""] = set().union(*possibly_set.values())  # anywhere: heard in any waiting state
+    reachable = possibly_set(flow)
+    reachable[""] = set().union(*reachable.values())  # anywhere: heard in any waiting state
     with_pictures = mms_paths(flow)  # sent as one MMS: not counted in SMS segments
-    saved = frozenset(_saved_anywhere(flow))
+    saved = frozenset(saved_anywhere(flow))
     for name, state in flow.states.items():
         for index, choice in enumerate(state.menu.choices if state.menu is not None else ()):
             yield from literal_findings(("states", name, "menu", "choices", index, "label"), choice.label,
                                         "a menu label")
     for name, path, source, set_here in all_template_sources(flow):
-        available = frozenset(possibly_set.get(name, set()) | set_here | ALWAYS_SET)
+        available = frozenset(reachable.get(name, set()) | set_here | ALWAYS_SET)
         found = template_findings(path, source, Names(name, available, saved, options.allowed_env))
         yield from found
         if any(finding.severity == "error" for finding in found):
@@ -276,7 +165,7 @@ def _growing_texts(flow: Flow, turn_segments: int) -> Iterator[Finding]:
             continue
         for printed in printed_values(source):
             variable = printed.path
-            origin = growing.get(variable) or growing.get(_root(variable))
+            origin = growing.get(variable) or growing.get(root_name(variable))
             if origin is None or printed.filters & _LIMITING:
                 continue
             yield Finding(path, f"{{{{ {variable} }}}} is {origin}, which can be of any length: the bot cuts "
@@ -290,10 +179,10 @@ def _growing_values(flow: Flow) -> dict[str, str]:
     growing = {"message": "the message just received", "trigger.message.Body": "the message that started the flow"}
     for state in flow.states.values():
         if state.fetch is not None:
-            growing[_root(state.fetch.save)] = "from a lookup"
+            growing[root_name(state.fetch.save)] = "from a lookup"
         for rule in state.rules:
             if rule.save is not None and _takes_any_length(rule):
-                growing[_root(rule.save)] = "a reply saved as it was typed"
+                growing[root_name(rule.save)] = "a reply saved as it was typed"
     return growing
 
 
@@ -377,7 +266,7 @@ def _graph_warnings(flow: Flow) -> Iterator[Finding]:
             yield Finding(("states", name, "[key]"), f"state {name!r} waits for a reply but no reply leads "
                           "out of it (a dead end until the conversation expires)",
                           severity="warning", hint="give one reply a go: to another state or end")
-    for name in sorted(set(flow.states) - set(_possibly_set(flow))):
+    for name in sorted(set(flow.states) - set(possibly_set(flow))):
         yield Finding(("states", name, "[key]"), f"no path reaches state {name!r}",
                       severity="warning", hint="go to it from another state, or delete it")
 
@@ -385,43 +274,6 @@ def _graph_warnings(flow: Flow) -> Iterator[Finding]:
 def always_matches(rule: Rule) -> bool:
     """A reply that takes any text (``pattern: '(?s).*'``): its state needs no otherwise."""
     return rule.pattern is not None and re.search(rule.pattern, "") is not None
-
-
-def _saves(state_name: str, state: State) -> Iterator[tuple[Path, str]]:
-    if state.fetch is not None:
-        yield ("states", state_name, "fetch", "save"), state.fetch.save
-    for index, rule in enumerate(state.rules):
-        if rule.save is not None:
-            yield ("states", state_name, "replies", index, "save"), rule.save
-    if state.menu is not None and state.menu.save is not None:
-        yield ("states", state_name, "menu", "save"), state.menu.save
-
-
-def _saved_anywhere(flow: Flow) -> set[str]:
-    """Every name the flow saves or sets, wherever: what a mistyped name may have meant."""
-    names = {_root(saved) for name, state in flow.states.items() for _, saved in _saves(name, state)}
-    names |= {_root(name) for state in flow.states.values() for name in state.set}
-    return names | {_root(rule.save) for rule in flow.anywhere if rule.save is not None}
-
-
-def _possibly_set(flow: Flow) -> dict[str, set[str]]:
-    """For each reachable state, the variables saved on at least one path from the start to it."""
-    reached: dict[str, set[str]] = {flow.start: set()}
-    pending = [flow.start]
-    while pending:
-        name = pending.pop()
-        state = flow.states.get(name)
-        if state is None:
-            continue
-        for _, target, saved in targets(name, state, flow.anywhere):
-            if target not in flow.states:
-                continue
-            before = reached.get(target)
-            after = (before or set()) | reached[name] | saved
-            if before is None or after != before:
-                reached[target] = after
-                pending.append(target)
-    return reached
 
 
 def _unknown_state(path: Path, target: str, flow: Flow) -> Finding:

@@ -7,14 +7,11 @@ used as a keyword); checks across the flow (a ``go`` to a state that does not ex
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     TypeAdapter,
     WithJsonSchema,
@@ -23,150 +20,33 @@ from pydantic import (
 )
 
 from bot.flows.json_body import JSON_BODY_SCHEMA, json_document
-from bot.text.matching import CONDITION_NAMES, compile_pattern
+from bot.flows.schema_types import (  # noqa: F401 - the field types, re-exported for the flow language's users
+    END,
+    MAX_FETCH_TIMEOUT,
+    MAX_MEDIA,
+    NAME_PATTERN,
+    PATH_PATTERN,
+    STATE_PATTERN,
+    Answer,
+    Duration,
+    Keyword,
+    Keywords,
+    Media,
+    Name,
+    NumberRange,
+    SavePath,
+    Texts,
+    Words,
+    _as_list,
+    _as_words,
+    _Strict,
+    parse_duration,
+    valid_regex,
+)
+from bot.text.matching import CONDITION_NAMES
 from bot.text.normalise import normalise
-from bot.text.wordsets import is_compliance_word
-
-END = "end"  # the built-in target that ends a conversation
-MAX_FETCH_TIMEOUT = 14.0  # Twilio abandons a webhook after 15 s
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-STATE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"  # Studio widget names such as save-booked are state names
-#: where a value is saved: a name, or a dotted path stored nested ("widgets.ask.inbound.Body")
-PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$"
-
-
-def parse_duration(value: object) -> float:
-    """Read "30m", "1h30m", "45s", "500ms", "2d" (or a plain number of seconds) as seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
-    text = value.strip().replace(" ", "")
-    parts = list(_DURATION.finditer(text))
-    if not parts or "".join(p.group(0) for p in parts).lower() != text.lower():
-        raise ValueError(f"{value!r} is not a duration; write it like 30s, 10m, 2h, 1d or 1h30m")
-    return sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
-
-
-_DURATION_SCHEMA = {"anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$",
-                                "examples": ["30s", "10m", "1h30m", "2d"]},
-                               {"type": "number", "description": "seconds"}]}
-Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-SavePath = Annotated[str, Field(pattern=PATH_PATTERN)]
-
-
-def valid_regex(pattern: str) -> str:
-    """A regular expression that compiles as the bot runs it (compile_pattern), or a ValueError
-    saying why not."""
-    try:
-        compile_pattern(pattern)
-    except re.error as error:
-        raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
-    return pattern
-
-
-def _as_list(value: object) -> object:
-    """Let ops staff write a single message without list brackets; ``say: 42`` is the text "42"."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, list):
-        return [str(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else item
-                for item in value]
-    return [value] if isinstance(value, str) else value
-
-
-def _as_words(value: object) -> object:
-    """A keyword list may hold numbers (menu choices ``[1, 2, 3]``): they are words too."""
-    value = [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
-    if isinstance(value, list):
-        return [str(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else item
-                for item in value]
-    return value
-
-
-Texts = Annotated[list[str], BeforeValidator(_as_list), WithJsonSchema(
-    {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
-
-
-def _has_words(word: str) -> str:
-    """Checked word by word, so an error points at the word's own line in a block list."""
-    if not normalise(word):
-        raise ValueError(f"{word!r} is empty once spaces and punctuation are removed")
-    return word
-
-
-def _not_compliance_word(word: str) -> str:
-    """A whole-message word (a trigger, a keyword, a menu synonym) can never be a compliance
-    keyword: that message always opts out, opts in or gets the help text."""
-    _has_words(word)
-    if is_compliance_word(word):
-        raise ValueError(
-            f"{word!r} is a compliance keyword (STOP, START, HELP and their kin always opt out, "
-            "opt in or answer with the help text, whatever the flow says); choose another word"
-        )
-    return word
-
-
-_WORDS_SCHEMA = WithJsonSchema({"anyOf": [{"type": ["string", "number"]},
-                                          {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]}}]})
-Keyword = Annotated[str, AfterValidator(_not_compliance_word)]
-Keywords = Annotated[list[Keyword], BeforeValidator(_as_words), Field(min_length=1), _WORDS_SCHEMA]
-#: ``any_of`` words: found inside a message, so a compliance word is allowed (lint warns): only the
-#: whole-message word is reserved, as at Twilio ("cancel my refill" is a flow's; "CANCEL" opts out)
-Words = Annotated[list[Annotated[str, AfterValidator(_has_words)]], BeforeValidator(_as_words),
-                  Field(min_length=1), _WORDS_SCHEMA]
-
-
-def _lower_case(value: object) -> object:
-    """``answer: YES`` and ``answer: Yes`` mean ``yes``: the case of a word never matters to people."""
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-Answer = Annotated[Literal["yes", "no"], BeforeValidator(_lower_case),
-                   WithJsonSchema({"type": "string", "enum": ["yes", "no", "Yes", "No", "YES", "NO"]})]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class NumberRange(_Strict):
-    """A reply that is a number, optionally between ``min`` and ``max`` (inclusive)."""
-
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> NumberRange:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        return self
-
 
 MATCHERS = ("keywords", "any_of", "pattern", "number", "answer", "media")
-MAX_MEDIA = 10  # Twilio attaches at most 10 pictures (media URLs) to one message
-
-
-def _media_urls(urls: list[str]) -> list[str]:
-    if len(urls) > MAX_MEDIA:
-        raise ValueError(f"{len(urls)} media URLs: Twilio attaches at most {MAX_MEDIA} to one message")
-    for url in urls:
-        if not url.strip():
-            raise ValueError("a media URL is empty")
-        if "{{" not in url and "{%" not in url and not url.strip().lower().startswith(("https://", "http://")):
-            raise ValueError(f"{url!r} is not a web address: Twilio fetches each picture from an "
-                             "https:// URL (or write a template such as \"{{ photo[0] }}\")")
-    return urls
-
-
-Media = Annotated[list[str], BeforeValidator(_as_list), AfterValidator(_media_urls), WithJsonSchema(
-    {"anyOf": [{"type": "string"}, {"type": "array", "maxItems": MAX_MEDIA, "items": {"type": "string"}}]})]
 
 
 # Flow files list these under ``replies:`` (the person's replies); the code calls them rules and
