@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +53,13 @@ class StateActions:
         return {**conversation.vars, "sender": conversation.sender, "message": said.text,
                 "media": list(said.media), "contact": {"channel": {"address": conversation.sender}}}
 
-    def render_all(self, sources: Iterable[BoundTemplate], conversation: Conversation, said: Said, *,
+    def render_all(self, sources: Sequence[BoundTemplate], conversation: Conversation, said: Said, *,
                    whole: bool = False) -> list[str]:
         """Each template's text, stripped; one that renders empty says nothing. A part that fails
         is left empty and the rest is said (and logged): nobody gets silence because of a template.
         ``whole``: addresses (a number, a picture's URL), where a template that fails gives nothing."""
+        if not sources:
+            return []  # most states attach no pictures: no context to build (the engine's hot path)
         context = {**self.values(conversation, said), "env": self.env}
         where = _where(conversation)
         rendered = []
@@ -67,7 +69,7 @@ class StateActions:
                 rendered.append(message)
         return rendered
 
-    def speak(self, sources: Iterable[BoundTemplate], conversation: Conversation, said: Said, *,
+    def speak(self, sources: Sequence[BoundTemplate], conversation: Conversation, said: Said, *,
               menu: str = "", media: tuple[BoundTemplate, ...] = ()) -> list[str]:
         """A state's messages: its texts, the menu listed under the last of them, and the pictures
         attached to that last message (a picture with no text is a message of its own)."""
