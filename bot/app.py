@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from bot import demo, details, webhook
 from bot.actions import Fetcher, HttpFetcher
+from bot.console.app import console_routes
 from bot.engine import Engine
 from bot.flows.checks import CheckOptions
 from bot.flows.loader import FlowSet, load_flows
@@ -139,6 +140,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
         Route("/healthz", healthz, methods=["GET"]),
         Route("/healthz/details", details.details, methods=["GET"]),  # this machine only: bot/details.py
         *(demo.routes if settings.serves_demo else []),  # a demo, not a service: DEV_MODE or DEMO_ORDERS
+        *console_routes(settings),  # /console, only with ADMIN_PASSWORD: bot/console/
     ]
     return BotApp(routes=routes, lifespan=lifespan)
 

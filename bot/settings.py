@@ -161,6 +161,9 @@ class Settings(BaseModel):
     # The environment variables flows may read as {{ env.NAME }} (an allow-list: nothing else, so no secret)
     flow_env: Names = ("ORDERS_API", "ONCALL_NUMBER")
     suggest_triggers: Flag = True  # a mistyped trigger (STAUTS) gets "Did you mean STATUS?" instead of the fallback
+    # the web console at /console (bot/console/): on only when set; its login password, and the key its
+    # session cookies are signed with (changing it logs everyone out)
+    admin_password: str = Field(default="", repr=False)
 
     @property
     def outbound(self) -> OutboundSettings:

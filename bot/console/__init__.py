@@ -1,0 +1,1 @@
+"""The web console for ops staff (``/console``): see :mod:`bot.console.app`."""
