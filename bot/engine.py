@@ -313,6 +313,8 @@ class Engine:
         if attempts is not None and conversation.misses >= attempts.max:
             self._fire(flow, TOO_MANY_EVENT, outcome, before)
             await self._run_states(flow, said, outcome)
+            if hint is not None:  # no rule took it, on the last try as on the others
+                outcome.replies.append(hint)
             return
         self._fire(flow, OTHERWISE_EVENT, outcome, before)
         if attempts is not None and attempts.reask:

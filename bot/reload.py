@@ -16,6 +16,7 @@ from pathlib import Path
 
 import watchfiles
 
+from bot import metrics
 from bot.engine import Engine
 from bot.flows.checks import CheckOptions
 from bot.flows.loader import FlowSet, files_version, flow_files, load_flows
@@ -46,11 +47,14 @@ class FlowReloader:
                       running or "?", error.listing())
             if self.status is not None:
                 self.status.rejected(error, self._version_on_disk())
+            metrics.reloaded(False)
             return False
         for warning in flows.warnings:
             log.warning("%s", warning)
         self.inbox.engine = self.make_engine(flows)
         self.reloads += 1
+        metrics.flow_names(flows.flows)
+        metrics.reloaded(True)
         if self.status is not None:
             self.status.loaded(flows)
         log.info("flows reloaded from %s (version %s): %s", self.folder, flows.version, ", ".join(sorted(flows.flows)))
@@ -67,7 +71,10 @@ class FlowReloader:
         """Reload on every change to a flow file in the folder (not its sub-folders)."""
         async for _ in watchfiles.awatch(self.folder, watch_filter=_is_flow_file, recursive=False,
                                          debounce=300, step=50, stop_event=stop):
-            self.reload()
+            try:
+                self.reload()
+            except Exception:  # a bug while checking one edit must not stop every later reload
+                log.exception("flow change could not be checked, still serving the previous flows")
 
 
 def _is_flow_file(change: watchfiles.Change, path: str) -> bool:

@@ -76,10 +76,25 @@ class StateActions:
         messages = self.render_all(sources, conversation, said)
         if menu:
             messages[-1:] = [f"{messages[-1]}\n{menu}" if messages else menu]
-        urls = tuple(url.replace(" ", "") for url in self.render_all(media, conversation, said, whole=True))
+        urls = self.pictures(media, conversation, said)
         if urls:
             messages[-1:] = [MediaText(messages[-1] if messages else "", urls)]
         return messages
+
+    def pictures(self, sources: Sequence[BoundTemplate], conversation: Conversation, said: Said) -> tuple[str, ...]:
+        """The addresses of the pictures to attach, spaces removed (an address has none). A template
+        that prints a list (``{{ photos }}``: every picture a person sent) gives each of its items,
+        where Liquid would print them run together as one address Twilio cannot fetch."""
+        if not sources:
+            return ()  # most states attach no pictures: no context to build (the engine's hot path)
+        context = {**self.values(conversation, said), "env": self.env}
+        urls: list[str] = []
+        for template in sources:
+            listed = templates.printed_list(template, context)
+            if listed is None:
+                listed = [templates.render_text(template, context, _where(conversation), partial=False)]
+            urls += [url.strip().replace(" ", "") for url in listed if isinstance(url, str) and url.strip()]
+        return tuple(urls)
 
     def one(self, template: BoundTemplate, conversation: Conversation, said: Said, *, whole: bool = False) -> str:
         return "".join(self.render_all((template,), conversation, said, whole=whole))
@@ -112,7 +127,7 @@ class StateActions:
         """(to, text) for a ``notify``, or None (logged) when it renders no number or no text."""
         to = self.one(notify.to, conversation, said, whole=True).replace(" ", "")
         body = "\n".join(self.render_all(notify.say, conversation, said))
-        urls = tuple(url.replace(" ", "") for url in self.render_all(notify.media, conversation, said, whole=True))
+        urls = self.pictures(notify.media, conversation, said)
         if to and body:
             return to, MediaText(body, urls) if urls else body
         log.error("notify in %s has no number or no text; skipped", _where(conversation))

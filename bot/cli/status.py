@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bot.cli.common import CommandError, Commands
 from bot.settings import load_settings
@@ -48,14 +49,15 @@ def _status(args: argparse.Namespace) -> int:
     if path is not None and not Path(path).is_file():  # opening it would create an empty one
         raise CommandError(f"no SQLite store at {Path(path).absolute()} (STORE_URL {store_url}; sqlite:///NAME "
                            "is relative to the current folder, sqlite:////srv/NAME absolute)")
+    shown = without_password(store_url)  # what is printed may be pasted into a ticket
     try:
         entries = asyncio.run(_read(store_url))
     except StoreBusy as error:  # Redis down, the SQLite file unreadable
-        raise CommandError(f"cannot read the store {store_url}: {error}") from None
+        raise CommandError(f"cannot read the store {shown}: {error}") from None
     if args.json:
         print(json.dumps([dataclasses.asdict(entry) for entry in entries], indent=2, ensure_ascii=False))
     elif not entries:
-        print(f"no server process has recorded its status in {store_url} (is the server running, with "
+        print(f"no server process has recorded its status in {shown} (is the server running, with "
               "this STORE_URL?)", file=sys.stderr)
     else:
         print(describe(entries, time.time()), end="")
@@ -63,11 +65,23 @@ def _status(args: argparse.Namespace) -> int:
 
 
 async def _read(store_url: str) -> list[ProcessStatus]:
-    store = open_store(store_url)
+    try:
+        store = open_store(store_url)
+    except ValueError as error:  # a scheme no store has (postgres://…): the message says which exist
+        raise CommandError(str(error)) from None
     try:
         return await store.process_statuses()
     finally:
         await store.close()
+
+
+def without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` (Redis's) written as ``***``."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # an address urlsplit refuses ("redis://[::1"): show only its scheme
+        return url.split("://", 1)[0] + "://…"
+    return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
 def describe(entries: list[ProcessStatus], now: float) -> str:

@@ -18,6 +18,7 @@ from bot.flows.schema import END, Flow, Rule
 from bot.flows.suggest import closest, closest_state, did_you_mean
 from bot.flows.template_checks import Names, literal_findings, measured_text, printed_values, template_findings
 from bot.flows.timer_checks import timer_cycle_findings
+from bot.flows.trigger_words import trigger_word_findings
 from bot.flows.walk import all_template_sources, possibly_set, root_name, saved_anywhere, saves, targets
 from bot.text.normalise import normalise
 from bot.text.wordsets import KeywordKind, compliance_kind, is_compliance_word
@@ -209,8 +210,7 @@ def _looks_accidental(char: str) -> bool:
 
 def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:
     """Checks that need every flow: a reply word that is also a trigger can never be matched,
-    because triggers are routed first."""
-    owners = {normalise(word): flow.flow for flow in flows for word in flow.triggers or ()}
+    because triggers are routed first (:mod:`bot.flows.trigger_words`)."""
     findings: list[tuple[Flow, Finding]] = []
     names = {flow.flow for flow in flows}
     catch_all = [flow for flow in flows if flow.start_on_any_message]
@@ -224,24 +224,17 @@ def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:
                 listing = f"{meant} Flows" if meant else "flows"
                 findings.append((flow, Finding(("states", name, "enter", "flow"), f"unknown flow {state.enter.flow!r}",
                                                hint=f"{listing}: {', '.join(sorted(names))}")))
-    for flow in flows:
-        for name, state in flow.states.items():
-            for index, rule in enumerate(state.rules):
-                for field in ("keywords", "any_of"):
-                    for word_index, word in enumerate(getattr(rule, field) or ()):
-                        owner = owners.get(normalise(word))
-                        if owner is not None:
-                            path = ("states", name, "replies", index, field, word_index)
-                            effect = ("so this reply never sees it" if field == "keywords" else
-                                      "so a message of just that word starts it instead of reaching this reply")
-                            findings.append((flow, Finding(
-                                path, f"{word!r} is a trigger of flow {owner!r} (triggers are checked first), "
-                                      f"{effect}", severity="warning",
-                                hint="use another word here, or remove it from the triggers")))
+    findings.extend(trigger_word_findings(flows))
     return findings
 
 
 def _graph_warnings(flow: Flow) -> Iterator[Finding]:
+    for index, rule in enumerate(flow.anywhere):
+        if always_matches(rule):
+            yield Finding(("anywhere", index), "this reply takes any message, and anywhere replies are heard first "
+                          "in every waiting state: their own replies and menus are never reached",
+                          severity="warning", hint="give it a test only some messages pass (keywords, any_of), "
+                                                   "or move it into the states that need it")
     for name, state in flow.states.items():
         for index, rule in enumerate(state.rules):
             if not rule.say and rule.go is None:

@@ -64,8 +64,11 @@ _ENTITIES = str.maketrans({"#": "#35;", "&": "#amp;", "<": "#lt;", ">": "#gt;", 
 
 
 def _text(label: str) -> str:
-    """``label`` as Mermaid source that draws exactly those characters ("$$" would start maths)."""
-    return label.translate(_ENTITIES).replace("$$", "#36;#36;")
+    """``label`` as Mermaid source that draws exactly those characters ("$$" would start maths),
+    on one line: a line break (in a keyword or pattern) would end the transition's line early and
+    leave the rest as a syntax error, so the page could not draw the diagram at all."""
+    one_line = " ".join(label.splitlines())
+    return one_line.translate(_ENTITIES).replace("$$", "#36;#36;")
 
 
 def markdown(flow: CompiledFlow) -> str:

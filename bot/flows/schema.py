@@ -45,6 +45,7 @@ from bot.flows.schema_types import (  # noqa: F401 - the field types, re-exporte
 )
 from bot.text.matching import CONDITION_NAMES
 from bot.text.normalise import normalise
+from bot.text.wordsets import is_compliance_word
 
 MATCHERS = ("keywords", "any_of", "pattern", "number", "answer", "media")
 
@@ -137,11 +138,21 @@ class Notify(_Strict):
 CONDITIONS = CONDITION_NAMES  # a case names exactly one of these
 
 
+def _later(seconds: float) -> float:
+    """A timer's delay: after no time at all, every reminder would go out at once (and two timers
+    due at the same moment are one turn to the store, so the second would be lost)."""
+    if not seconds > 0:
+        raise ValueError("after must be longer than zero: write how long to wait, such as 10m or 1h")
+    return seconds
+
+
 class Timeout(_Strict):
     """What happens when a waiting state gets no reply in time (Studio's "timeout" branch)."""
 
     after: Duration
     go: str
+
+    _waits = field_validator("after")(lambda seconds: _later(seconds))
 
 
 class Remind(_Strict):
@@ -151,6 +162,8 @@ class Remind(_Strict):
     after: Duration
     say: Texts = Field(min_length=1)
     times: int = Field(1, ge=1, le=10)
+
+    _waits = field_validator("after")(lambda seconds: _later(seconds))
 
 
 class Attempts(_Strict):
@@ -176,6 +189,18 @@ class Choice(_Strict):
     def _text(cls, value: object) -> object:
         return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
+    @field_validator("label")
+    @classmethod
+    def _one_line_people_can_text_back(cls, label: str) -> str:
+        """The label is listed as one line ("2) Delivery") and taken back as a reply: a line break
+        would look like another item, and a compliance word texted back opts out instead."""
+        if not label.strip() or "\n" in label or "\r" in label:
+            raise ValueError("a menu label is one line of text, listed as \"1) Pick-up\"")
+        if is_compliance_word(label):
+            raise ValueError(f"{label!r} is a compliance keyword: a person who texts the label back is opted out, "
+                             "opted in or sent the help text, never given this choice; choose another label")
+        return label
+
 
 class Menu(_Strict):
     """Numbered choices, listed under the state's text ("1) Pick-up", "2) Delivery")."""
@@ -199,7 +224,7 @@ class Menu(_Strict):
 class SplitPath(_Strict):
     """One path of a random split, taken by ``weight`` out of the total of the split's weights."""
 
-    weight: float = Field(gt=0)
+    weight: float = Field(gt=0, allow_inf_nan=False)  # YAML reads 1e400 as infinite
     go: str
 
 class Enter(_Strict):

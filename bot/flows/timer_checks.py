@@ -62,7 +62,10 @@ def _cycle_back(flow: Flow, start: str) -> list[str] | None:
 
 
 def _unanswered_moves(state: State) -> Iterator[str]:
-    """Where a state can lead with nobody answering. A branch stops the walk (undecidable)."""
+    """Where a state can lead with nobody answering. A branch stops the walk (undecidable). A
+    failed lookup moves on before the state speaks, waiting state or not."""
+    if state.fetch is not None and state.fetch.on_error is not None:
+        yield state.fetch.on_error
     if state.branch is not None or state.enter is not None:
         return
     if state.waits:
@@ -73,8 +76,6 @@ def _unanswered_moves(state: State) -> Iterator[str]:
         yield state.go
     for path in state.split or ():
         yield path.go
-    if state.fetch is not None and state.fetch.on_error is not None:
-        yield state.fetch.on_error
 
 
 def _cycle_seconds(flow: Flow, names: list[str]) -> float:

@@ -16,7 +16,9 @@ import yaml
 
 #: A line's field or list dash, then its value: ``    say: Note: closed`` → ("    say: ", "Note: closed").
 #: Field names are lower case (``say``, ``any_of``), so ``- Note: closed`` is a dash and a text.
-_LINE = re.compile(r"^(?P<prefix>\s*(?:-\s+)?(?:[a-z_][a-z0-9_]*\s*:\s+)?)(?P<value>.*?)\s*$")
+#: The value ends at its last non-space (``.*\S``, not a lazy ``.*?`` before ``\s*$``, which retries
+#: the spaces after every character: seconds for a line of many spaces, in the server's event loop).
+_LINE = re.compile(r"^(?P<prefix>\s*(?:-\s+)?(?:[a-z_][a-z0-9_]*\s*:\s+)?)(?P<value>(?:.*\S)?)\s*$")
 _KEY_ONLY = re.compile(r"\s*(?:-\s+)?[A-Za-z_][\w-]*\s*")
 _INDENTATION = ("'<block mapping start>'", "'<block sequence start>'", "'?'", "'-'", "'<block end>'")
 #: What a character at the start of a plain text makes YAML read instead of a text.
@@ -109,6 +111,18 @@ def unhashable_key(line: int, col: int, text: str) -> Explained:
                                  else f"quote a text that starts with {first!r}"))
 
 
+def control_character(error: yaml.reader.ReaderError, text: str) -> Explained:
+    """A character YAML refuses anywhere in a file (a NUL, an escape, or the vertical tab a word
+    processor writes for a line break within a paragraph, pasted into a text)."""
+    position = error.position if isinstance(error.position, int) and 0 <= error.position <= len(text) else 0
+    before = text[:position]
+    line, col = before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+    code = error.character if isinstance(error.character, int) else ord(str(error.character)[:1] or "\0")
+    return Explained(line, col, f"YAML syntax: an invisible control character (U+{code:04X}) that YAML does not allow",
+                     "delete it and retype the text around it; text pasted from a word processor often "
+                     "carries one where a line breaks")
+
+
 def _never_closed(error: yaml.MarkedYAMLError, lines: list[str]) -> Explained:
     """An unclosed ``[`` or ``{`` is where it opened, not where YAML gave up."""
     assert error.context_mark is not None and error.problem_mark is not None
@@ -132,7 +146,7 @@ def _indent(source: str) -> int:
 def _no_colon(lines: list[str], line: int) -> Explained:
     """A field written without its ':' (``go end``, ``say "hi"``): shown with it."""
     source = lines[line - 1] if 0 < line <= len(lines) else ""
-    found = re.match(r"^(\s*(?:-\s+)?)([A-Za-z_][\w-]*)\s+(\S.*?)\s*$", source)
+    found = re.match(r"^(\s*(?:-\s+)?)([A-Za-z_][\w-]*)\s+(\S(?:.*\S)?)\s*$", source)
     fixed = f", like this: {found[2]}: {found[3]}" if found is not None else ""
     col = len(found[1]) + 1 if found is not None else len(source) - len(source.lstrip()) + 1
     return Explained(line, col, "YAML syntax: this line has no ':' after its field name",

@@ -16,7 +16,7 @@ import yaml
 
 from bot.flows.problems import Path, Problem
 from bot.flows.scalar_positions import Scalar
-from bot.flows.yaml_hints import Explained, explain, unhashable_key
+from bot.flows.yaml_hints import Explained, control_character, explain, unhashable_key
 
 
 class _Loader(yaml.SafeLoader):
@@ -104,7 +104,10 @@ def _map_positions(node: yaml.Node, path: Path, source: SourceMap, text: str) ->
 
 def read_yaml(text: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data plus the position of every value."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # refuses control characters at once, before any parsing
+    except yaml.reader.ReaderError as error:
+        raise YamlError.explained(control_character(error, text)) from None
     try:
         node = loader.get_single_node()
         source = SourceMap()
@@ -116,6 +119,9 @@ def read_yaml(text: str) -> tuple[Any, SourceMap]:
         raise YamlError.explained(explain(error, text)) from None
     except yaml.YAMLError as error:
         raise YamlError(f"YAML: {error}", 1, 1) from None
+    except RecursionError:  # PyYAML and the position map recurse once per level of nesting
+        raise YamlError("YAML: the lists and mappings are nested too deeply to read", 1, 1,
+                        hint="a flow needs a few levels; look for brackets opened many times over") from None
     finally:
         loader.dispose()
 

@@ -14,18 +14,33 @@ from typing import Any
 from urllib.parse import quote
 
 from liquid import BoundTemplate, Environment, Mode
+from liquid.builtin.content import ContentNode
+from liquid.builtin.expressions.filtered import FilteredExpression
+from liquid.builtin.expressions.path import Path as LiquidPath
+from liquid.builtin.output import OutputNode
 from liquid.exceptions import FilterError, LiquidError, UnknownFilterError
 
 from bot.variables import replace_at, value_at
 
 log = logging.getLogger(__name__)
 
-_ENVIRONMENT = Environment(autoescape=False)
+
+class _Bounded(Environment):
+    """Liquid with a loop limit: a loop's length may come from what a person texted (``{% for i in
+    (1..n) %}`` with n = 999999999), and rendering holds the event loop every conversation shares.
+    Far beyond any text (one turn sends at most 10 SMS) or lookup a flow makes; a loop past it
+    fails like any other part (:func:`render_text` leaves it empty). Liquid's output limit is not
+    used: its buffer turns a texted "\\r" into "\\n", changing values (tests/test_taint.py)."""
+
+    loop_iteration_limit = 10_000  # a loop inside a loop counts the two lengths multiplied
+
+
+_ENVIRONMENT = _Bounded(autoescape=False)
 #: The environment flows' templates are parsed in: its filters and tags are those lint accepts.
 ENVIRONMENT = _ENVIRONMENT
 #: Liquid's lax mode renders every part of a template it can and leaves a failing one (an output,
 #: a tag) empty: what a text falls back to when the strict render fails (:func:`render_text`).
-_LENIENT = Environment(autoescape=False, tolerance=Mode.LAX)
+_LENIENT = _Bounded(autoescape=False, tolerance=Mode.LAX)
 
 
 class _Contained:
@@ -65,6 +80,28 @@ def parse(source: str) -> BoundTemplate:
 def variables(template: BoundTemplate) -> set[str]:
     """The root names a template reads (``order`` for ``{{ order.status }}``)."""
     return set(template.variables())
+
+
+def printed_list(template: BoundTemplate, context: Mapping[str, Any]) -> list[Any] | None:
+    """The list ``template`` prints when it is nothing but one value (``{{ photos }}``, blanks
+    around it aside, no filter) and that value is a list; else None. Liquid prints a list as its
+    items run together, which is no use where each item is one thing: a picture's address."""
+    parts = [node for node in template.nodes if not (isinstance(node, ContentNode) and not node.text.strip())]
+    if len(parts) != 1 or not isinstance(parts[0], OutputNode):
+        return None
+    expression = parts[0].expression
+    if not isinstance(expression, FilteredExpression) or expression.filters or \
+            not isinstance(expression.left, LiquidPath):
+        return None
+    value: Any = context
+    for segment in expression.left.path:  # names and numbers; a computed index ([i]) is not followed
+        if isinstance(value, Mapping) and isinstance(segment, str):
+            value = value.get(segment)
+        elif isinstance(value, list) and isinstance(segment, int) and -len(value) <= segment < len(value):
+            value = value[segment]
+        else:
+            return None
+    return value if isinstance(value, list) else None
 
 
 def public_environment(allowed: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> dict[str, str]:
