@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -16,6 +17,8 @@ import uvicorn
 
 from bot.app import StartUpRefused, create_app, prepare
 from bot.http_limits import BoundedHttpToolsProtocol
+from bot.metrics import prepare_worker_files
+from bot.metrics_endpoint import serves_metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +43,14 @@ def main(argv: list[str] | None = None) -> int:
                                "loop": "uvloop", "access_log": False, "log_level": settings.log_level,
                                "server_header": False, "date_header": False}
     if settings.workers > 1:
-        # Each worker process builds its own app from the same (already checked) settings and flows.
-        uvicorn.run("bot.app:app_from_environment", factory=True, workers=settings.workers, **options)
+        # Each worker process builds its own app from the same (already checked) settings and flows,
+        # and counts for /metrics in files they share, so any worker's scrape adds them all up.
+        metrics_folder = prepare_worker_files(settings.workers, serves_metrics(settings))
+        try:
+            uvicorn.run("bot.app:app_from_environment", factory=True, workers=settings.workers, **options)
+        finally:
+            if metrics_folder is not None:
+                shutil.rmtree(metrics_folder, ignore_errors=True)
     else:
         uvicorn.run(create_app(settings, flows), **options)
     return 0

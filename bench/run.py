@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine_bench, loadgen, store_fill
+from bench import engine_bench, loadgen, metrics_bench, store_fill
 from bench.servers import BENCH, ROOT, Server, cpu_of, cpu_pressure, free_port, route_counts, runqueue_seconds, waited
 from bench.webhooks import AUTH_TOKEN, STEP_AFTER_STATUS, SidSource, Signer, Traffic, sender_number
 
@@ -51,6 +51,7 @@ class Plan:
     connections: int = 50  # wrk / closed-loop keep-alive connections
     warmup_requests: int = 2_000  # after each server start, before anything is measured
     engine_cycles: int = 20_000  # x3 messages
+    metrics_calls: int = 200_000  # webhooks' worth of metric calls, in-process
     timeout: float = 10.0
     attempts: int = 2  # a measurement disturbed by other work on the machine is taken again, up to this
 
@@ -58,7 +59,8 @@ class Plan:
 FULL = Plan()
 QUICK = Plan(rounds=1, throughput_seconds=1, latency_seconds=0.4, worker_rounds=1, store_rounds=1,
              store_sizes=(1_000, 20_000), store_seconds=0.6, store_load_senders=300, warmup_requests=200,
-             engine_cycles=300, senders=1_000, attempts=1)  # fewer senders so the short runs still walk the flow
+             engine_cycles=300, metrics_calls=5_000, senders=1_000,
+             attempts=1)  # fewer senders so the short runs still walk the flow
 
 
 # -- results -----------------------------------------------------------------------------------------
@@ -73,6 +75,7 @@ class Failure:
 class Report:
     meta: dict[str, Any] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # what counting for /metrics costs a webhook
     throughput: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> rounds
     latency: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)  # rate -> name -> rounds
     store: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # size -> rounds
@@ -298,7 +301,7 @@ class Bench:
     # phases -------------------------------------------------------------------------------------
     def run(self) -> Report:
         self.meta()
-        phases = [self.engine, self.main_rounds, self.worker_rounds, self.store_rounds]
+        phases = [self.engine, self.metrics, self.main_rounds, self.worker_rounds, self.store_rounds]
         for phase in phases + ([self.profile_bot] if self.profile else []):
             started = time.perf_counter()
             phase()
@@ -335,6 +338,13 @@ class Bench:
         self.report.engine = asdict(result)
         say(f"  {result.us_per_message:.1f} µs/message  " +
             ", ".join(f"{name}: {us:.1f}" for name, us in result.steps.items()))
+
+    def metrics(self) -> None:
+        say("metrics alone (in-process: the counting a webhook does for /metrics)")
+        result = metrics_bench.run(self.plan.metrics_calls)
+        self.report.metrics = asdict(result)
+        say(f"  {result.us_per_webhook:.2f} µs/webhook in one process, {result.us_per_webhook_multiprocess:.2f} µs "
+            f"with workers' shared files; a scrape renders in {result.ms_per_scrape:.2f} ms")
 
     def main_rounds(self) -> None:
         plan = self.plan
@@ -585,6 +595,14 @@ def summarise(report: Report, plan: Plan) -> str:
     row("engine alone, in-process (µs per message)", f"{engine:.1f}", f"{ref_request_us:.0f} (whole request)",
         f"{engine / per_request_us:.0%} of the bot's {per_request_us:.0f} µs per request", "≤ 30 µs", engine <= 30,
         bot=engine, value=engine / per_request_us)
+
+    counted = report.metrics.get("us_per_webhook", float("nan"))
+    counted_multi = report.metrics.get("us_per_webhook_multiprocess", float("nan"))
+    row("metrics per webhook, in-process (µs): one process / workers' shared files",
+        f"{counted:.2f} / {counted_multi:.2f}", "n/a (no metrics)",
+        f"{counted / per_request_us:.1%} / {counted_multi / per_request_us:.1%} of the bot's "
+        f"{per_request_us:.0f} µs per request", bot=counted, multiprocess=counted_multi,
+        value=counted / per_request_us)
 
     floor = tp.get("floor-w1", [])
     if floor:

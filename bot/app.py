@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot import demo, details, webhook
+from bot import demo, details, metrics, webhook
 from bot.actions import Fetcher, HttpFetcher
+from bot.broadcast_progress import under_way
 from bot.console.app import console_routes
 from bot.engine import Engine
 from bot.flows.checks import CheckOptions
@@ -27,9 +28,11 @@ from bot.flows.problems import FlowLoadError
 from bot.inbox import Inbox, Patience
 from bot.limits import NotifyLimiter, limited
 from bot.logs import configure_logging
+from bot.metrics_endpoint import metrics_routes
 from bot.outbound import Outbox, send_for_turn
 from bot.reload import FlowReloader
 from bot.settings import Settings, SettingsError, load_settings
+from bot.simulated_senders import kept_apart
 from bot.status import ProcessStatusKeeper
 from bot.store import Forgetting, Retention, Store, open_store
 from bot.store.base import DAY, StoreUnavailable
@@ -75,8 +78,11 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
             # Staff are paged at most so often, however often people pass a notify state (held back: logged).
             notify_limiter = NotifyLimiter(settings.notify_per_sender_per_hour, settings.notify_per_hour)
+            # A simulated sender's (the console's simulator) never pages staff: bot/simulated_senders.py.
             inbox = Inbox(active_store, make_engine(flows),
-                          limited(notifier, notify_limiter) if outbox is not None else None)
+                          kept_apart(limited(notifier, notify_limiter) if outbox is not None else None),
+                          observer=metrics.turn_committed)  # counted for /metrics (bot/metrics.py)
+            metrics.flow_names(flows.flows)
 
             async def deliver_later(inbound: Inbound, replies: tuple[str, ...]) -> None:
                 assert outbox is not None
@@ -104,7 +110,10 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             timer = asyncio.create_task(timeouts.run(stop))
             try:
                 yield {"settings": settings, "inbox": inbox, "store": active_store, "signature_checker": checker,
-                       "reloader": reloader, "outbox": outbox, "patience": patience, "status": status}
+                       "reloader": reloader, "outbox": outbox, "patience": patience, "status": status,
+                       # broadcasts run in processes of their own and record where they stand in the
+                       # store: read there by /metrics and the console (bot/broadcast_progress.py)
+                       "broadcast_progress": under_way(active_store)}
             finally:
                 stop.set()
                 await timer  # first: timeouts firing now still send (and notify) through the outbox
@@ -141,6 +150,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
         Route("/healthz/details", details.details, methods=["GET"]),  # this machine only: bot/details.py
         *(demo.routes if settings.serves_demo else []),  # a demo, not a service: DEV_MODE or DEMO_ORDERS
         *console_routes(settings),  # /console, only with ADMIN_PASSWORD: bot/console/
+        *metrics_routes(settings),  # /metrics, only with METRICS_TOKEN or ADMIN_PASSWORD: bot/metrics_endpoint.py
     ]
     return BotApp(routes=routes, lifespan=lifespan)
 

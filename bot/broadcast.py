@@ -30,6 +30,7 @@ from bot.outbound import Outbox, TwilioUnreachable, retrying, send_for_turn
 from bot.phones import DEFAULT_REGION, InvalidNumber, is_assigned, normalise_number
 from bot.quiet_hours import HoursError, QuietHours, SendWindow, zone_named
 from bot.store import Store, StoreBusy
+from bot.store.base import BroadcastProgress  # told by a run: kept in the store, read by /metrics
 from bot.twilio_inbound import channel_of
 from bot.twilio_media import sendable
 from bot.types import Inbound, OutboundMessage, OutboundState, Skip, media_of
@@ -131,6 +132,7 @@ class Broadcast:
     clock: Callable[[], float] = time.time
     sleep: Sleep = asyncio.sleep
     show: Callable[[str], None] = lambda line: None  # progress lines
+    progress: Callable[[BroadcastProgress], None] | None = None  # the counts, after each recipient and at the end
     notify_limiter: NotifyLimiter = field(default_factory=NotifyLimiter)  # staff texts from the starts' notify
     region: str = DEFAULT_REGION  # DEFAULT_REGION: how numbers without a country code are read
 
@@ -175,10 +177,13 @@ class Broadcast:
                 earlier = await self.store.outbound(message_id)
                 if earlier is not None and earlier.state == OutboundState.SENDING:
                     report.in_doubt.append(recipient.phone)
+                    done += 1  # settled, as in doubt: not waiting any more
                 report.stopped = str(error)
+                self._tell(done, report, finished=True)
                 return report
             done += 1
             self._progress(done, report)
+        self._tell(done, report, finished=True)
         return report
 
     async def _admit(self, recipients: list[Recipient], report: Report, now: float) -> tuple[list[_Due], int]:
@@ -236,6 +241,13 @@ class Broadcast:
         self.show(f"{done}/{report.requested}  sent {report.sent + report.sent_before}  "
                   f"skipped {sum(report.skipped.values())}  failed {sum(report.failed.values())}  "
                   f"in doubt {len(report.in_doubt)}")
+        self._tell(done, report)
+
+    def _tell(self, done: int, report: Report, *, finished: bool = False) -> None:
+        if self.progress is not None:
+            self.progress(BroadcastProgress(self.name, self.flow, report.requested, report.sent + report.sent_before,
+                                            sum(report.skipped.values()), sum(report.failed.values()),
+                                            len(report.in_doubt), report.requested - done, finished))
 
     async def _pace(self, next_send: float) -> float:
         now = self.clock()

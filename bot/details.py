@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from bot.settings import is_loopback_address
+from bot.store.base import ProcessStatus, ProcessStatuses
 
 #: Headers a proxy adds when it relays someone else's request (lower case).
 RELAY_HEADERS = frozenset({
@@ -58,11 +59,20 @@ async def details(request: Request) -> Response:
     health = await state.store.health()
     body: dict[str, Any] = {"status": "ok" if health.ok else "unavailable", "store": health.problem,
                             **state.status.details()}
-    try:
-        entries = await asyncio.wait_for(state.store.process_statuses(), READ_SECONDS)
+    entries, problem = await process_entries(state.store)
+    if problem is None:
         body["processes"] = [dataclasses.asdict(entry) for entry in entries]
-    except TimeoutError:
-        body["processes_error"] = f"the store did not answer within {READ_SECONDS:g}s"
-    except Exception as error:  # noqa: BLE001 (the rest of the page still helps)
-        body["processes_error"] = str(error)
+    else:
+        body["processes_error"] = problem
     return JSONResponse(body, status_code=200 if health.ok else 503, headers={"cache-control": "no-store"})
+
+
+async def process_entries(store: ProcessStatuses) -> tuple[list[ProcessStatus], str | None]:
+    """Every process's entry, newest first; or none, and why (the store failed, or was slow): the
+    rest of a page about the bot still helps without them (here, and the console's Operations page)."""
+    try:
+        return await asyncio.wait_for(store.process_statuses(), READ_SECONDS), None
+    except TimeoutError:
+        return [], f"the store did not answer within {READ_SECONDS:g}s"
+    except Exception as error:  # noqa: BLE001
+        return [], str(error)

@@ -31,7 +31,9 @@ from bot.flows.compile import (
 )
 from bot.flows.loader import FlowSet
 from bot.flows.schema import END
+from bot.interventions import intervene
 from bot.privacy import mask
+from bot.results import marks
 from bot.state_actions import NOTHING_SAID, Said, StateActions
 from bot.text import templates
 from bot.text.normalise import normalise
@@ -39,11 +41,14 @@ from bot.trigger_offers import TriggerOffers
 from bot.types import (
     ArmedTimeout,
     Conversation,
+    Elapse,
     Event,
     Inbound,
     Message,
     Outcome,
+    Reset,
     ReturnPoint,
+    RunOutcome,
     Skip,
     Start,
     TimeoutDue,
@@ -110,6 +115,8 @@ class Engine:
         """Move ``conversation`` on ``event``: the one entry for every kind of turn. ``consent`` is
         what the pipeline already read of a message (:func:`read_consent`); read here otherwise."""
         outcome = Outcome(conversation)
+        if isinstance(event, Reset | Elapse):  # an operator's turn, not a person's: bot/interventions.py
+            return intervene(event, outcome, where(conversation))
         armed_before = conversation.timeout
         if isinstance(event, Message):
             reading = consent if consent is not None and consent.inbound is event.inbound else \
@@ -145,7 +152,7 @@ class Engine:
             return _Clock.RESTART
         before = where(conversation)
         if answer.ends_conversation:
-            conversation.end()
+            self._end(outcome, RunOutcome.OPTED_OUT)
         outcome.conversation_changed = answer.ends_conversation
         outcome.answers_opted_out = answer.answers_opted_out
         outcome.consent = answer.consent
@@ -237,7 +244,7 @@ class Engine:
         if taken is not None:  # YES to "Did you mean STATUS?"
             await self._begin(taken[1], inbound, {}, f"did you mean {taken[0].upper()}: yes", outcome)
             return
-        flow, was_reset = self._current_flow(conversation)
+        flow, was_reset = self._current_flow(outcome)
         started = self.flows.by_trigger.get(word)
         if started is None and flow is None and self.flows.catch_all is not None and not was_reset:
             started = self.flows.catch_all
@@ -264,31 +271,43 @@ class Engine:
         into a flow, for a trigger word, a catch-all flow and a start from outside."""
         conversation = outcome.conversation
         before = where(conversation)
-        conversation.end()
+        self._end(outcome, RunOutcome.LEFT)
         conversation.flow, conversation.state = flow.name, flow.machine.initial
+        marks.begin(outcome, flow.name)
         conversation.vars.update(_studio_context(inbound))
         conversation.vars.update(variables)
         self._step(outcome, rule, before)
         await self._run_states(flow, Said(inbound.body, inbound.media), outcome)
 
-    def _current_flow(self, conversation: Conversation) -> tuple[CompiledFlow | None, bool]:
+    def _current_flow(self, outcome: Outcome) -> tuple[CompiledFlow | None, bool]:
         """The flow the sender is in, or None — ending conversations that expired or went stale.
 
         The flag says a conversation was reset because an update removed its flow or state.
         """
+        conversation = outcome.conversation
         if not conversation.active:
             return None, False
         flow = self.flows.flows.get(conversation.flow or "")
         if flow is None or conversation.state not in flow.states:
             log.warning("conversation of %s was at %s, which no longer exists; starting fresh",
                         mask(conversation.sender), where(conversation))
-            conversation.end()
+            marks.end(outcome, RunOutcome.RESET)
             return None, True
         if self.clock() - conversation.updated_at > flow.expires_after:
             log.info("conversation of %s at %s expired", mask(conversation.sender), where(conversation))
-            conversation.end()
+            marks.end(outcome, RunOutcome.EXPIRED, conversation.updated_at + flow.expires_after)
             return None, False
         return flow, False
+
+    def _end(self, outcome: Outcome, why: RunOutcome) -> None:
+        """End the conversation for ``why`` — or, for results, as expired when it had already
+        lapsed before this turn (``expires_after`` since the person's last message)."""
+        conversation = outcome.conversation
+        flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
+        if flow is not None and self.clock() - conversation.updated_at > flow.expires_after:
+            marks.end(outcome, RunOutcome.EXPIRED, conversation.updated_at + flow.expires_after)
+        else:
+            marks.end(outcome, why)
 
     async def _answer(self, flow: CompiledFlow, word: str, said: Said, outcome: Outcome, hint: str | None) -> None:
         """The waiting state's reply to a message: the first rule that takes it (the flow's
@@ -376,7 +395,7 @@ class Engine:
             flow = parent
         log.error("flow %s moved through %d states in one turn without waiting; ending it",
                   flow.name, MAX_STEPS_PER_TURN)
-        conversation.end()
+        marks.end(outcome, RunOutcome.RESET)
 
     def _enter(self, parent: CompiledFlow, state: CompiledState, conversation: Conversation,
                outcome: Outcome) -> CompiledFlow:
@@ -386,6 +405,7 @@ class Engine:
         before = where(conversation)
         conversation.returns.append(ReturnPoint(parent.name, state.name))
         conversation.flow, conversation.state = child.name, child.machine.initial
+        marks.begin(outcome, child.name)
         self._step(outcome, f"enter flow {child.name}", before)
         return child
 
@@ -394,8 +414,9 @@ class Engine:
         stack = conversation.returns
         parent = self.flows.flows.get(stack[-1].flow) if stack else None
         if parent is None or stack[-1].state not in parent.states:
-            conversation.end()
+            marks.end(outcome, RunOutcome.FINISHED)
             return None
+        marks.finish(outcome, flow.name, conversation.state)
         back = stack.pop()
         before = where(conversation)
         conversation.flow, conversation.state = back.flow, back.state

@@ -42,6 +42,7 @@ from bot.flows.schema import Duration, Media, Texts, valid_regex  # Texts: one m
 from bot.flows.validation import validation_problems
 from bot.flows.yamlsource import UnreadableFile, read_yaml_file
 from bot.simulator import EndlessTimers, Simulation, format_duration, simulation
+from bot.text.normalise import normalise
 
 DEFAULT_SENDER = "+15551234567"
 
@@ -161,6 +162,22 @@ async def run_conversations(flows: FlowSet, paths: list[Path], allowed_env: Iter
             for case in spec.tests:
                 run.results.append(await run_case(flows, str(path), case, allowed_env,
                                                   suggest_triggers=suggest_triggers))
+    return run
+
+
+def starts(case: CaseSpec, flow: str, triggers: Iterable[str]) -> bool:
+    """Whether one of the test's turns starts ``flow`` (``start:`` it, or text one of its
+    ``triggers`` as written in the flow): the tests the console lists, and runs, with a flow."""
+    words = {normalise(word) for word in triggers}
+    return any(turn.start == flow or (turn.send is not None and normalise(turn.send) in words) for turn in case.turns)
+
+
+async def run_cases(flows: FlowSet, cases: Iterable[tuple[str, CaseSpec]], allowed_env: Iterable[str] = (), *,
+                    suggest_triggers: bool = True) -> RunResult:
+    """Run the given tests (file, test), as :func:`run_conversations` runs a file's."""
+    run = RunResult()
+    for file, case in cases:
+        run.results.append(await run_case(flows, file, case, allowed_env, suggest_triggers=suggest_triggers))
     return run
 
 

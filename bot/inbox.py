@@ -1,7 +1,8 @@
 """The one turn pipeline: lock, load, de-duplicate, step the engine, commit, retry, then effects.
 
 Every turn goes through :meth:`Inbox._turn`: a message from the webhook or the simulator, a flow
-started for someone (broadcasts, the simulator, dry runs) and a wait timeout firing. What differs
+started for someone (broadcasts, the simulator, dry runs), a wait timeout firing, and an
+operator's reset or the console simulator's wait (``bot/interventions.py``). What differs
 between them is the event (``bot/types.py``) and how the engine handles it, never this sequence.
 """
 
@@ -12,6 +13,7 @@ import dataclasses
 import enum
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,14 +21,18 @@ from typing import Any, Protocol
 from bot.compliance import ConsentReading, read_consent
 from bot.engine import Engine
 from bot.privacy import mask
+from bot.results.tracking import opening, track
+from bot.simulated_numbers import is_simulated
 from bot.store.base import CommitResult, Locks, StoreBusy, Turns
 from bot.types import (
     ConsentChange,
     ConsentStatus,
+    Elapse,
     Event,
     Inbound,
     Message,
     Outcome,
+    Reset,
     Skip,
     Start,
     TimeoutDue,
@@ -40,6 +46,9 @@ MAX_ATTEMPTS = 10  # compare-and-set retries when another process changed the co
 MAX_WEBHOOK_WAIT = 12.0  # seconds a webhook may wait in all before answering "one moment" (Twilio: 15)
 
 Notifier = Callable[[Inbound, list[tuple[str, str]]], None]
+#: Told of every saved turn: (its event, the engine's outcome, whether the sender was opted out
+#: before it). The app's inbox counts turns this way (``bot/metrics.py``); the simulator's does not.
+Observer = Callable[[Event, Outcome, bool], None]
 #: Sends a turn's replies later, through the REST API: (the turn's record, replies).
 Deliver = Callable[[Inbound, tuple[str, ...]], Awaitable[None]]
 
@@ -92,12 +101,15 @@ class _Ticket:
 
 
 class Inbox:
-    def __init__(self, store: TurnStore, engine: Engine, notifier: Notifier | None = None) -> None:
+    def __init__(self, store: TurnStore, engine: Engine, notifier: Notifier | None = None, *,
+                 observer: Observer | None = None) -> None:
         """``engine`` may be replaced at any time (hot reload): each turn uses one engine throughout.
-        ``notifier`` gets a turn's ``notify`` messages once the turn is saved (never for a duplicate)."""
+        ``notifier`` gets a turn's ``notify`` messages once the turn is saved (never for a duplicate);
+        ``observer`` hears of every saved turn (metrics)."""
         self.store = store
         self.engine = engine
         self.notifier = notifier
+        self.observer = observer
         self._background: set[asyncio.Task[Received]] = set()
 
     async def receive(self, inbound: Inbound, patience: Patience | None = None) -> Received:
@@ -119,6 +131,21 @@ class Inbox:
         """Fire a waiting state's timeout (once: the firing is a turn with its own id), sending
         what the timeout branch says through ``deliver``."""
         return await self._turn(TimeoutDue.of(sender, due_at), _Ticket(deliver, answer=Answer.LATER))
+
+    async def reset(self, sender: str) -> Received:
+        """End ``sender``'s conversation as if it expired (an operator's reset): silently, its timer
+        disarmed, in a turn of its own, so a message being handled now is neither lost nor undone."""
+        return await self._turn(Reset.of(sender, f"reset:{uuid.uuid4().hex}"), _Ticket())
+
+    async def elapse(self, sender: str, seconds: float) -> Received:
+        """Let ``seconds`` pass for one simulated sender only (``bot/simulated_numbers.py``): their
+        conversation's times move back, so its timers and its expiry come that much sooner. Refused
+        for any other number: a real person's clock is never moved."""
+        if not is_simulated(sender):
+            raise ValueError(f"{mask(sender)} is not a simulated number: only those may have time moved")
+        if not 0 <= seconds < float("inf"):
+            raise ValueError("time only moves forward: wait a finite duration of 0 or more")
+        return await self._turn(Elapse.of(sender, seconds, f"wait:{uuid.uuid4().hex}"), _Ticket())
 
     def pending(self) -> set[asyncio.Task[Received]]:
         """Turns still working on an answer that will be sent later (awaited at shutdown)."""
@@ -163,6 +190,7 @@ class Inbox:
                 if snapshot.recorded_replies is not None:
                     return _logged(event, Received(snapshot.recorded_replies, duplicate=True), started)
                 expected_version = snapshot.conversation.version
+                runs_before = opening(snapshot.conversation)  # read before the step changes it in place
                 outcome = await engine.step(snapshot.conversation, event, snapshot.opted_out, consent)
                 replies = tuple(outcome.replies)
                 trace = tuple(outcome.trace)
@@ -180,9 +208,12 @@ class Inbox:
                 at = engine.clock()  # the engine's time: a test's or the simulator's clock dates the records too
                 turn = Turn(record, outcome.conversation, expected_version, recorded, _consent(record, outcome, at),
                             at, deadline=outcome.deadline, deadline_changed=outcome.deadline_changed,
-                            conversation_changed=outcome.conversation_changed)
+                            conversation_changed=outcome.conversation_changed, trace=trace,
+                            runs=track(runs_before, outcome, record.message_sid, at, engine.flows.flows))
                 result = await self.store.commit(turn)
                 if result is CommitResult.COMMITTED:
+                    if self.observer is not None:
+                        self.observer(event, outcome, snapshot.opted_out)
                     if outcome.notifications:
                         self._notify(record, outcome.notifications)
                     if answer is Answer.LATER and replies:

@@ -16,8 +16,10 @@ from typing import Any, Protocol
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
 
+from bot import metrics
 from bot.phones import InvalidNumber, normalise_and_warn, normalise_number
 from bot.privacy import mask
+from bot.simulated_numbers import is_simulated
 from bot.store import Consent, OutboundRecords
 from bot.twilio_inbound import channel_of, outgoing_messages
 from bot.twilio_outbound import OutboundSettings, rest_client
@@ -81,6 +83,8 @@ class Outbox:
             message.to = normalise_number(message.to, self.settings.region)
         except InvalidNumber as error:
             return await self._finish(message, OutboundState.SKIPPED, reason=f"invalid number ({error.reason})")
+        if is_simulated(message.to):  # the console simulator's: no phone has it
+            return await self._finish(message, OutboundState.SKIPPED, reason="a simulated number: never sent")
         if await self.store.is_opted_out(message.to):
             return await self._finish(message, OutboundState.SKIPPED, reason="opted out")
         message.state, message.updated_at = OutboundState.SENDING, time.time()
@@ -90,14 +94,17 @@ class Outbox:
         except aiohttp.ClientConnectorError as error:  # never reached Twilio: safe to send later
             message.state = OutboundState.PREPARED
             await self.store.save_outbound(message)
+            metrics.send_result("unreachable")
             raise TwilioUnreachable(f"cannot reach the Twilio API at {self.settings.api_base_url}: {error}") from None
         except (aiohttp.ClientError, TimeoutError) as error:  # it may have arrived: outcome unknown
+            metrics.send_result("in_doubt")
             raise TwilioUnreachable(f"the Twilio API's answer was lost ({type(error).__name__}); the message "
                                     f"to {mask(message.to)} is in doubt and will not be re-sent") from None
         except TwilioRestException as error:
             if error.code == TOO_MANY_REQUESTS or error.status == 429:
                 message.state = OutboundState.PREPARED  # Twilio refused it outright: safe to try again
                 await self.store.save_outbound(message)
+                metrics.send_result("throttled")
                 raise Throttled(str(error.msg)) from None
             if error.code == OPTED_OUT_AT_TWILIO:
                 # No MessageSid: Twilio created no message. Our record's id says which send it was.
@@ -141,6 +148,7 @@ class Outbox:
         if error_code:
             message.error_code = error_code
         await self.store.save_outbound(message)
+        metrics.send_result(state.value)
         return message
 
     async def close(self) -> None:
@@ -179,6 +187,7 @@ async def _opted_out_at_twilio(store: SendingStore, number: str, detail: str, me
     consent ledger says how we learnt it)."""
     change = ConsentChange(number, ConsentStatus.OPTED_OUT, ConsentMethod.DELIVERY_ERROR, detail, message_sid)
     if await store.set_consent(change):
+        metrics.consent_changed(True, ConsentMethod.DELIVERY_ERROR)
         log.info("%s is opted out at Twilio (21610): recorded", mask(number))
 
 
@@ -208,7 +217,13 @@ async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: l
 
     Each recipient's texts are split and capped as a webhook answer would be (``outgoing_messages``):
     one turn never costs one number more than the channel's budget. A text with pictures (a
-    ``MediaText``: a ``notify`` or a reply with ``media:``) goes with them, as TwiML would send it."""
+    ``MediaText``: a ``notify`` or a reply with ``media:``) goes with them, as TwiML would send it.
+
+    Nothing is sent for a simulated sender's turn (``bot/simulated_numbers.py``): the console shows
+    its answers from the transcript, and its notifications never page staff."""
+    if is_simulated(inbound.sender):
+        log.info("%s of simulated sender %s: %d message(s) not sent", kind, mask(inbound.sender), len(messages))
+        return
     by_recipient: dict[str, list[str]] = {}
     for to, text in messages:
         # "+1 415 555 0123" and "(415) 555-0123" are one recipient. A notify target is written by staff:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import watchfiles
 
+from bot import metrics
 from bot.engine import Engine
 from bot.flows.checks import CheckOptions
 from bot.flows.loader import FlowSet, files_version, flow_files, load_flows
@@ -46,11 +47,14 @@ class FlowReloader:
                       running or "?", error.listing())
             if self.status is not None:
                 self.status.rejected(error, self._version_on_disk())
+            metrics.reloaded(False)
             return False
         for warning in flows.warnings:
             log.warning("%s", warning)
         self.inbox.engine = self.make_engine(flows)
         self.reloads += 1
+        metrics.flow_names(flows.flows)
+        metrics.reloaded(True)
         if self.status is not None:
             self.status.loaded(flows)
         log.info("flows reloaded from %s (version %s): %s", self.folder, flows.version, ", ".join(sorted(flows.flows)))

@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
 )
@@ -164,6 +165,9 @@ class Settings(BaseModel):
     # the web console at /console (bot/console/): on only when set; its login password, and the key its
     # session cookies are signed with (changing it logs everyone out)
     admin_password: str = Field(default="", repr=False)
+    # /metrics for Prometheus (bot/metrics_endpoint.py): "Authorization: Bearer <this>"; empty: only a
+    # console login opens it (and with neither, /metrics does not exist)
+    metrics_token: SecretStr = SecretStr("")
 
     @property
     def outbound(self) -> OutboundSettings:
@@ -223,6 +227,13 @@ class Settings(BaseModel):
             raise SettingsError("WORKERS > 1 needs a shared store: STORE_URL=sqlite:///bot.db or redis://…")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError(f"PUBLIC_URL must start with https:// (got {self.public_url!r})")
+        metrics_token = self.metrics_token.get_secret_value()
+        if metrics_token and len(metrics_token.strip()) < MIN_TOKEN_LENGTH:
+            raise SettingsError(
+                f"METRICS_TOKEN is {'blank' if not metrics_token.strip() else 'too short'} (at least "
+                f"{MIN_TOKEN_LENGTH} characters): anyone who guesses it reads /metrics. Use a random secret such "
+                "as the output of `python -c 'import secrets; print(secrets.token_hex(16))'`, or leave it empty."
+            )
 
 
 class _Variables(Settings, BaseSettings):

@@ -28,6 +28,7 @@ from bot import demo
 from bot.actions import Fetcher, FetchFailed, HttpFetcher
 from bot.engine import Engine
 from bot.flows.loader import FlowSet
+from bot.flows.schema_types import format_duration
 from bot.inbox import Inbox, Received
 from bot.store import Store, Timers, open_store
 from bot.text import templates
@@ -66,19 +67,6 @@ class Fired:
     replies: tuple[str, ...]  # what was texted to the person (through the REST API on the server)
     notified: tuple[tuple[str, str], ...]  # (to, text) a flow's notify sent
     trace: tuple[TraceStep, ...]  # how the conversation moved (empty: the entry was stale)
-
-
-def format_duration(seconds: float) -> str:
-    """``5400`` as ``1h30m``: how flow files write a duration (``parse_duration`` reads it back)."""
-    whole = int(seconds)
-    fraction = seconds - whole
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{count}{unit}" for count, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if count]
-    if secs or fraction or not parts:
-        parts.append(f"{secs + fraction:.3f}".rstrip("0").rstrip(".") + "s")
-    return "".join(parts)
 
 
 class StubbedFetcher:

@@ -3,19 +3,22 @@
 ``ProcessStatusKeeper`` holds this process's ``ProcessStatus`` in memory (the loopback-only
 ``/healthz/details`` reads it there) and writes it to the store in a background task: at start-up,
 after every reload attempt, once a minute (so an entry's age tells a live process from a dead one)
-and when the app stops. ``python -m bot status`` reads every process's entry from the store. Nothing
-here is on a message's path, and a store that fails while recording only costs a log line.
+and when the app stops. ``python -m bot status`` and the console's Operations page read every
+process's entry from the store. Nothing here is on a message's path, and a store that fails while
+recording only costs a log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from bot.flows.loader import FlowSet
 from bot.flows.problems import FlowLoadError
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 60.0
 WRITE_SECONDS = 5.0  # a store that does not answer by then is skipped: the next write tries again
 MAX_PROBLEMS = 50  # lines of a refused reload's listing kept in the store; lint shows them all
+#: An entry not rewritten for this long belongs to a process that died or cannot reach the store.
+SILENT_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
 def this_process() -> str:
@@ -35,6 +40,35 @@ def this_process() -> str:
 
 def flows_version(flows: FlowSet) -> FlowsVersion:
     return FlowsVersion(flows.version, flows.loaded_at, tuple(sorted(flows.flows)))
+
+
+class Liveness(enum.StrEnum):
+    """What an entry's age and its last write say of its process (``python -m bot status``, the console)."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"  # it said so as it stopped
+    SILENT = "silent"  # no word for SILENT_AFTER_SECONDS: it died, or cannot reach the store
+
+
+def liveness(entry: ProcessStatus, now: float) -> Liveness:
+    if entry.stopped_at is not None:
+        return Liveness.STOPPED
+    return Liveness.RUNNING if now - entry.written_at <= SILENT_AFTER_SECONDS else Liveness.SILENT
+
+
+def refusal_is_current(entry: ProcessStatus) -> bool:
+    """Whether the last refused reload still stands: no flows were loaded after it (else it was fixed since)."""
+    return entry.rejected is not None and entry.rejected.at >= entry.flows.loaded_at
+
+
+def without_password(url: str) -> str:
+    """A STORE_URL as it may be shown (pasted into a ticket, on a page): the password of its
+    ``user:password@`` (Redis's) written as ``***``."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # an address urlsplit refuses ("redis://[::1"): show only its scheme
+        return url.split("://", 1)[0] + "://…"
+    return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
 def rejection(error: FlowLoadError, version: str, at: float) -> RejectedReload:

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from bot import metrics
 from bot.inbox import Deliver, Inbox
 from bot.privacy import mask
 from bot.store import Timers
@@ -148,6 +149,7 @@ class TimeoutScheduler:
         """Drop the entry (only if it still says this deadline: one armed since stays) and say so,
         once. The exception's type only: its text may hold what a person texted or their number."""
         sender, due_at = key
+        metrics.timer_given_up()
         try:
             await self.timers.drop_deadline(sender, due_at)
             outcome = "its entry is dropped"

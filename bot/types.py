@@ -64,6 +64,29 @@ class ReturnPoint:
     state: str
 
 
+class RunOutcome(enum.StrEnum):
+    """How one run of a flow ended: results count each (``bot/results/``)."""
+
+    FINISHED = "finished"  # it reached a final state or ``end``
+    EXPIRED = "expired"  # ``expires_after`` passed since the person's last message
+    OPTED_OUT = "opted_out"  # STOP (or a revocation in their own words) while in the flow
+    LEFT = "left"  # another flow started (a trigger, a broadcast) before this one ended
+    #: the bot or an operator ended it: its flow or state was removed by an update, it looped
+    #: without waiting, an operator reset it, or the number was purged
+    RESET = "reset"
+
+
+@dataclass(slots=True)  # not frozen, as the two below: made on every message's path, never changed once made
+class OpenRun:
+    """A run of a flow the conversation is in (``Conversation.runs``, innermost last, as the flows
+    it entered): its id, when it began, and the states it reached (each counted once per run)."""
+
+    id: str
+    flow: str
+    started_at: float
+    reached: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class Conversation:
     """Where one sender stands: which flow, which state, what they told us.
@@ -87,6 +110,7 @@ class Conversation:
     reminders: int = 0  # reminders sent since the person last wrote, in the state it waits in (``remind``)
     #: the trigger the bot asked "Did you mean …?" about (normalised): a yes to the next message starts it
     suggested: str | None = None
+    runs: list[OpenRun] = field(default_factory=list)  # the flow runs results follow (bot/results/)
 
     @property
     def active(self) -> bool:
@@ -102,6 +126,7 @@ class Conversation:
         self.misses = 0
         self.reminders = 0
         self.suggested = None
+        self.runs = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +136,36 @@ class TraceStep:
     rule: str  # what matched: "compliance STOP", "trigger STATUS", "keywords YES", "otherwise", ...
     before: str  # "flow:state" or "idle"
     after: str
+
+
+@dataclass(slots=True)
+class RunMark:
+    """The engine's note that a run of ``flow`` began (``ended`` None) or ended in a turn
+    (``bot/results/marks.py``): the trace steps from index ``step`` on came after it."""
+
+    flow: str
+    step: int
+    ended: RunOutcome | None = None
+    state: str | None = None  # where it ended
+    vars: Mapping[str, Any] = field(default_factory=dict)  # its variables when it ended
+    at: float | None = None  # when it ended, when that was not the turn's time (an expiry: when it lapsed)
+
+
+@dataclass(slots=True)
+class RunUpdate:
+    """What one turn changes of one flow run, written by the store in the turn's transaction: the
+    run's record (the answers table) and the per-flow, per-day counts results read."""
+
+    id: str
+    flow: str
+    started_at: float  # its UTC day is the one the run is counted in, whatever happens later
+    state: str | None  # where it is now, or where it ended
+    vars: Mapping[str, Any]  # the flow's saved variables
+    expires_at: float  # when it lapses if the person says nothing more
+    began: bool = False  # this turn started it
+    reached: tuple[str, ...] = ()  # states it reached for the first time, this turn
+    outcome: RunOutcome | None = None  # how it ended, this turn (None: it goes on)
+    ended_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +202,34 @@ class TimeoutDue:
         return cls(Inbound(f"timeout:{sender}:{due_at!r}", sender), due_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """An operator ended the conversation (the console's reset): it ends as if it expired, silently."""
+
+    inbound: Inbound
+
+    @classmethod
+    def of(cls, sender: str, reset_id: str) -> Reset:
+        return cls(Inbound(reset_id, sender))
+
+
+@dataclass(frozen=True, slots=True)
+class Elapse:
+    """Time passes for one simulated sender only (the console simulator's wait): the conversation's
+    times move ``seconds`` into the past, so its timers come due and its expiry nears as if they had."""
+
+    inbound: Inbound
+    seconds: float
+
+    @classmethod
+    def of(cls, sender: str, seconds: float, elapse_id: str) -> Elapse:
+        return cls(Inbound(elapse_id, sender), seconds)
+
+
 #: What starts a turn. The one turn pipeline (``bot/inbox.py``) treats them all alike; how each
-#: moves a conversation is the engine's business (``bot/engine.py``).
-Event = Message | Start | TimeoutDue
+#: moves a conversation is the engine's business (``bot/engine.py``; ``Reset`` and ``Elapse``:
+#: ``bot/interventions.py``).
+Event = Message | Start | TimeoutDue | Reset | Elapse
 
 
 class Skip(enum.Enum):
@@ -221,6 +301,7 @@ class Outcome:
     #: The reply may go to a number that opted out: the HELP text, which carriers require to be
     #: answered whatever the subscription (nothing else ever is).
     answers_opted_out: bool = False
+    run_marks: list[RunMark] = field(default_factory=list)  # flow runs that began or ended (bot/results/)
 
     @property
     def opt_out(self) -> bool | None:
@@ -243,6 +324,8 @@ class Turn:
     deadline: float | None = None
     deadline_changed: bool = False  # only then is the deadline index written (keeps turns lean)
     conversation_changed: bool = True  # False: record the turn, leave the stored conversation alone
+    trace: tuple[TraceStep, ...] = ()  # how the engine routed it, kept with the turn (the console's transcript)
+    runs: tuple[RunUpdate, ...] = ()  # what it changed of flow runs: results (bot/results/tracking.py)
 
 
 class OutboundState(enum.StrEnum):

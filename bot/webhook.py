@@ -7,10 +7,13 @@ takes, and the Request/Response objects cost more than the whole conversation en
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from bot import metrics
 from bot.inbox import Inbox
+from bot.metrics import WebhookOutcome
 from bot.outbound import record_delivery
 from bot.settings import Settings, is_loopback_address
 from bot.store.base import StoreBusy, StoreUnavailable
@@ -53,19 +56,19 @@ class SmsWebhook:
 
 
 async def _sms(scope: Scope, receive: Receive, send: Send) -> None:
-    await _answer(send, _handle(scope, receive), 200, _TEXT_XML)
+    await _answer(send, _handle(scope, receive), 200, _TEXT_XML, "sms")
 
 
 class StatusWebhook:
     """POST /sms/status: Twilio's delivery reports for messages we sent (signed like /sms)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _answer(send, _record_status(scope, receive), 204, [])
+        await _answer(send, _record_status(scope, receive), 204, [], "status")
 
 
-async def _record_status(scope: Scope, receive: Receive) -> str:
+async def _record_status(scope: Scope, receive: Receive) -> tuple[str, WebhookOutcome]:
     await _record_delivery(scope, await _signed_form(scope, receive))
-    return ""
+    return "", WebhookOutcome.DELIVERY_REPORT
 
 
 async def _record_delivery(scope: Scope, form: dict[str, str]) -> None:
@@ -91,30 +94,39 @@ def _is_delivery_report(form: dict[str, str]) -> bool:
     return _status_of(form).lower() in DELIVERY_STATUSES
 
 
-async def _answer(send: Send, work: Awaitable[str], status: int, headers: list[tuple[bytes, bytes]]) -> None:
-    """Run a request's work and answer with its text, or with the refusal or 503 it ended in."""
+async def _answer(send: Send, work: Awaitable[tuple[str, WebhookOutcome]], status: int,
+                  headers: list[tuple[bytes, bytes]], endpoint: str) -> None:
+    """Run a request's work and answer with its text, or with the refusal or 503 it ended in;
+    counted (``bot/metrics.py``) once answered."""
+    started = time.perf_counter()
     try:
-        text = await work
+        text, outcome = await work
     except _Refused as refused:
         await _respond(send, refused.status, refused.reason + "\n", extra=_allow_post(refused.status))
+        metrics.webhook(endpoint, metrics.rejected(refused.status), started)
         return
     except StoreBusy as error:  # contention, or the store unavailable: Twilio tries again later
         unavailable = isinstance(error, StoreUnavailable)
         log.log(logging.ERROR if unavailable else logging.WARNING, "%s", error)
         await _respond(send, 503, "store unavailable, try again\n" if unavailable else "busy, try again\n",
                        extra=[(b"retry-after", b"1")])
+        metrics.webhook(endpoint, WebhookOutcome.UNAVAILABLE if unavailable else WebhookOutcome.BUSY, started)
         return
+    except Exception:
+        metrics.webhook(endpoint, WebhookOutcome.ERROR, started)  # answered 500 by the app, and logged
+        raise
     body = text.encode("utf-8")
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"content-length", str(len(body)).encode())] if body else headers})
     await send({"type": "http.response.body", "body": body})
+    metrics.webhook(endpoint, outcome, started)
 
 
-async def _handle(scope: Scope, receive: Receive) -> str:
+async def _handle(scope: Scope, receive: Receive) -> tuple[str, WebhookOutcome]:
     form = await _signed_form(scope, receive)
     if _is_delivery_report(form):  # else it would be a text from our own number, and answered
         await _record_delivery(scope, form)
-        return render_twiml(())
+        return render_twiml(()), WebhookOutcome.DELIVERY_REPORT
     try:
         inbound = parse_inbound(form)
     except BadRequest as error:
@@ -123,7 +135,9 @@ async def _handle(scope: Scope, receive: Receive) -> str:
     inbox: Inbox = state["inbox"]
     patience = state.get("patience")
     received = await inbox.receive(inbound, patience() if patience is not None else None)
-    return render_twiml(outgoing_messages(received.replies, channel_of(inbound.sender)))
+    outcome = WebhookOutcome.DUPLICATE if received.duplicate else \
+        WebhookOutcome.DEFERRED if received.deferred else WebhookOutcome.ANSWERED
+    return render_twiml(outgoing_messages(received.replies, channel_of(inbound.sender))), outcome
 
 
 async def _signed_form(scope: Scope, receive: Receive) -> dict[str, str]:

@@ -23,6 +23,8 @@ from bot.actions import HttpFetcher
 from bot.app import create_app
 from bot.flows.loader import load_flows
 from bot.settings import Settings
+from tests.browser import browser, chromium, console_browser, console_server, shared_browser  # noqa: F401  (fixtures)
+from tests.browser_scheduling import pytest_xdist_make_scheduler  # noqa: F401  (the browser tests' worker)
 from tests.fake_twilio_fixtures import fake_twilio, fake_twilio_server  # noqa: F401  (fixtures: the fake Twilio API)
 from tests.signed_webhooks import AUTH_TOKEN, signed_request, twilio_form
 
@@ -175,6 +177,12 @@ class ServerProcess:
                 time.sleep(0.05)
         self.stop()
         raise AssertionError("server did not answer /healthz in time")
+
+    def output(self) -> str:
+        """What the running server printed so far. Read with pread: the server writes through the
+        same open file, so moving its offset (seek) would make it write over its earlier lines."""
+        descriptor = self._output_file.fileno()
+        return os.pread(descriptor, os.fstat(descriptor).st_size, 0).decode(errors="replace")
 
     def stop(self) -> str:
         """Stop the server; returns what it printed."""

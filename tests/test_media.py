@@ -365,7 +365,8 @@ async def test_sqlite_reads_old_records_and_the_sweep_blanks_new_ones(tmp_path: 
         db = sqlite3.connect(path, isolation_level=None)
         old = {"id": "x", "to": ONCALL, "body": "old", "broadcast": None, "state": "accepted", "sid": None,
                "reason": "", "status": None, "error_code": None, "from_number": "", "updated_at": 2e9}
-        db.execute("INSERT INTO processed VALUES ('SMold', ?, 'hi', '[\"plain\"]', 1000.0)", (USER,))
+        db.execute("INSERT INTO processed (message_sid, sender, body, replies, at) "
+                   "VALUES ('SMold', ?, 'hi', '[\"plain\"]', 1000.0)", (USER,))
         db.execute("INSERT INTO outbound VALUES ('x', NULL, NULL, ?)", (json.dumps(old),))
         assert (await store.snapshot(USER, "SMold")).recorded_replies == ("plain",)
         assert (await store.outbound("x")) == OutboundMessage("x", ONCALL, "old", state="accepted",  # type: ignore

@@ -8,21 +8,29 @@ import dataclasses
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.store import CommitResult, Purged, Retention, Store, Turns, open_store
 from bot.store.base import (
+    BROADCAST_KEEP_SECONDS,
+    DAY,
     PROCESS_STATUS_KEEP_SECONDS,
+    BroadcastProgress,
+    FlowResults,
     FlowsVersion,
     KeyedLocks,
     ProcessStatus,
     RejectedReload,
+    RunRow,
     StoreHealth,
     StoreUnavailable,
 )
+from bot.store.listings import Page
 from bot.store.redis import RedisStore
 from bot.types import (
     ArmedTimeout,
@@ -33,6 +41,9 @@ from bot.types import (
     Inbound,
     MediaText,
     ReturnPoint,
+    RunOutcome,
+    RunUpdate,
+    TraceStep,
     Turn,
     media_of,
 )
@@ -173,6 +184,76 @@ class TestLocks:
         assert order.index("c in") < order.index("a out")  # other sender: concurrently
 
 
+
+
+async def move(store: Store, sender: str, flow: str | None, state: str | None, sid: str,
+               updated_at: float | None = None) -> None:
+    """A turn that leaves ``sender`` at ``flow``/``state`` (None, None: in no flow)."""
+    conversation = await load(store, sender)
+    conversation.flow, conversation.state = flow, state
+    if updated_at is not None:
+        conversation.updated_at = updated_at
+    assert await store.commit(turn(conversation, sid)) is CommitResult.COMMITTED
+
+
+class TestPositions:
+    """Who is where: the console's live counts and an edit's impact (``Positions.state_counts``)."""
+
+    async def test_counts_follow_conversations_from_state_to_state(self, store: Store) -> None:
+        assert await store.state_counts("signup") == {}
+        await move(store, "+1", "signup", "ask_name", "SM1")
+        await move(store, "+2", "signup", "ask_name", "SM2")
+        await move(store, "+3", "signup", "confirm", "SM3")
+        await move(store, "+4", "order_status", "ask_number", "SM4")
+        await move(store, "+5", None, None, "SM5")  # idle: counted nowhere
+        assert await store.state_counts("signup") == {"ask_name": 2, "confirm": 1}
+        assert await store.state_counts("order_status") == {"ask_number": 1}
+        await move(store, "+1", "signup", "confirm", "SM6")  # moved on: counted once, where it is now
+        await move(store, "+2", "order_status", "ask_number", "SM7")  # into another flow
+        await move(store, "+3", None, None, "SM8")  # finished
+        assert await store.state_counts("signup") == {"confirm": 1}
+        assert await store.state_counts("order_status") == {"ask_number": 2}
+        assert await store.state_counts("no_such_flow") == {}
+
+    async def test_a_turn_that_changes_nothing_keeps_the_count(self, store: Store) -> None:
+        await move(store, "+1", "signup", "ask_name", "SM1")
+        loaded = await load(store, "+1")
+        loaded.state = "confirm"  # not written: the turn leaves the stored conversation alone
+        await store.commit(dataclasses.replace(turn(loaded, "SM2"), conversation_changed=False))
+        assert await store.state_counts("signup") == {"ask_name": 1}
+
+    async def test_since_counts_only_people_who_wrote_since(self, store: Store) -> None:
+        now = time.time()
+        await move(store, "+1", "signup", "ask_name", "SM1", updated_at=now - 1800)
+        await move(store, "+2", "signup", "ask_name", "SM2", updated_at=now - 60)
+        assert await store.state_counts("signup", since=now - 600) == {"ask_name": 1}
+        assert await store.state_counts("signup", since=now - 3000) == {"ask_name": 2}
+        assert await store.state_counts("signup", since=now + 1) == {}
+
+    async def test_purged_and_swept_conversations_leave_the_counts(self, store: Store) -> None:
+        now = time.time()
+        await move(store, "+1", "signup", "ask_name", "SM1")
+        await move(store, "+2", "signup", "ask_name", "SM2", updated_at=now - 2 * 3600)  # past the 1 h retention
+        await move(store, "+3", "signup", "confirm", "SM3")
+        await store.purge("+3")
+        await store.sweep(now)
+        assert await store.state_counts("signup") == {"ask_name": 1}
+
+
+async def test_sqlite_counts_read_only_and_never_make_a_new_file(tmp_path: Path) -> None:
+    """Counting opens its own read-only connection: a store file deleted under the bot is an
+    unavailable store (the console says so), not a new empty database at its path."""
+    store = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
+    try:
+        await move(store, "+1", "signup", "ask_name", "SM1")
+        assert await store.state_counts("signup") == {"ask_name": 1}
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"bot.db{suffix}").unlink(missing_ok=True)
+        with pytest.raises(StoreUnavailable, match="cannot be read"):
+            await store.state_counts("signup")
+        assert not (tmp_path / "bot.db").exists()
+    finally:
+        await store.close()
 
 
 class TestConsent:
@@ -418,6 +499,113 @@ class TestForgetting:
         assert await store.is_opted_out("+15550000001")
 
 
+DAY_ONE = 1_700_006_400.0  # 2023-11-15T00:00:00Z
+FINISHED, EXPIRED, RESET = RunOutcome.FINISHED, RunOutcome.EXPIRED, RunOutcome.RESET
+
+
+async def commit_runs(store: Store, sender: str, sid: str, *updates: RunUpdate) -> None:
+    """A turn of ``sender`` carrying these run updates (what bot/results/tracking.py makes of a step)."""
+    committed = dataclasses.replace(turn(await load(store, sender), sid), runs=updates)
+    assert await store.commit(committed) is CommitResult.COMMITTED
+
+
+def began(run_id: str, at: float, *, flow: str = "survey", state: str = "ask", expires: float = 3600.0) -> RunUpdate:
+    return RunUpdate(run_id, flow, at, state, {}, at + expires, began=True, reached=(state,))
+
+
+async def rows_of(store: Store, flow: str = "survey", **query: Any) -> list[RunRow]:
+    return [row async for row in store.runs(flow, **query)]
+
+
+class TestResults:
+    """Results: counts per flow and day of a run's start, written with the turn; a record per run."""
+
+    async def test_a_run_is_counted_as_it_begins_moves_and_ends(self, store: Store) -> None:
+        t0 = DAY_ONE + 100
+        await commit_runs(store, "+15550000001", "SM1", began("SM1/0", t0))
+        await commit_runs(store, "+15550000001", "SM2", RunUpdate(
+            "SM1/0", "survey", t0, "thanks", {"score": 4, "note": {"text": "Zoë 🎉"}}, t0 + 3600,
+            reached=("thanks",), outcome=FINISHED, ended_at=t0 + 10))
+        await commit_runs(store, "+15550000002", "SM3", began("SM3/0", t0 + 5))
+        assert await store.flow_results("survey", now=t0 + 20) == \
+            FlowResults("survey", 2, {"ask": 2, "thanks": 1}, {FINISHED: 1})
+        assert (await store.flow_results("survey", now=t0 + 20)).in_progress == 1
+        assert await rows_of(store, now=t0 + 20) == [
+            RunRow("SM1/0", "survey", "+15550000001", t0, "thanks", {"score": 4, "note": {"text": "Zoë 🎉"}},
+                   t0 + 3600, FINISHED, t0 + 10),
+            RunRow("SM3/0", "survey", "+15550000002", t0 + 5, "ask", {}, t0 + 5 + 3600)]
+        assert await store.flow_results("other", now=t0) == FlowResults("other")
+
+    async def test_a_conflicting_turn_counts_nothing(self, store: Store) -> None:
+        stale = await load(store, "+15550000001")
+        await commit_runs(store, "+15550000001", "SM1", began("SM1/0", DAY_ONE))
+        losing = dataclasses.replace(turn(stale, "SM2"), runs=(began("SM2/0", DAY_ONE),))
+        assert await store.commit(losing) is CommitResult.CONFLICT
+        assert (await store.flow_results("survey", now=DAY_ONE)).started == 1
+
+    async def test_the_period_is_the_utc_days_runs_began_on(self, store: Store) -> None:
+        for day in range(3):
+            await commit_runs(store, f"+1555000000{day}", f"SM{day}", began(f"SM{day}/0", DAY_ONE + day * DAY + 60))
+        first, second, third = (date(2023, 11, 15) + timedelta(days=day) for day in range(3))
+        now = DAY_ONE + 10 * DAY
+        assert (await store.flow_results("survey", second, second, now=now)).started == 1
+        assert (await store.flow_results("survey", second, now=now)).started == 2
+        assert (await store.flow_results("survey", until=second, now=now)).started == 2
+        assert (await store.flow_results("survey", first, third, now=now)).started == 3
+        assert [row.id for row in await rows_of(store, since=second, now=now)] == ["SM1/0", "SM2/0"]
+        assert [row.id for row in await rows_of(store, until=first, now=now)] == ["SM0/0"]
+
+    async def test_a_run_nobody_wrote_in_is_expired_once_its_time_passed(self, store: Store) -> None:
+        await commit_runs(store, "+15550000001", "SM1", began("SM1/0", DAY_ONE, expires=600))
+        assert (await store.flow_results("survey", now=DAY_ONE + 599)).count(EXPIRED) == 0
+        assert (await rows_of(store, now=DAY_ONE + 599))[0].outcome is None
+        assert (await store.flow_results("survey", now=DAY_ONE + 601)).count(EXPIRED) == 1
+        row = (await rows_of(store, now=DAY_ONE + 601))[0]
+        assert (row.outcome, row.ended_at) == (EXPIRED, DAY_ONE + 600)
+
+    async def test_the_sweep_closes_lapsed_runs_once_and_keeps_the_counts(self, store: Store) -> None:
+        await commit_runs(store, "+15550000001", "SM1", began("SM1/0", DAY_ONE, expires=600))
+        await commit_runs(store, "+15550000002", "SM2", began("SM2/0", DAY_ONE, expires=6000))
+        await store.sweep(DAY_ONE + 601)
+        expected = FlowResults("survey", 2, {"ask": 2}, {EXPIRED: 1})
+        assert await store.flow_results("survey", now=DAY_ONE + 601) == expected
+        # A turn that still moved the closed run (another process's clock) counts nothing more.
+        await commit_runs(store, "+15550000001", "SM3", RunUpdate(
+            "SM1/0", "survey", DAY_ONE, "thanks", {}, DAY_ONE + 600, reached=("thanks",), outcome=FINISHED,
+            ended_at=DAY_ONE + 601))
+        assert await store.flow_results("survey", now=DAY_ONE + 601) == expected
+        assert (await rows_of(store, now=DAY_ONE + 601))[0].outcome is EXPIRED
+        await store.sweep(DAY_ONE + 6000 + 2 * 3600)  # both ended more than the 1 h retention ago
+        assert await store.flow_results("survey", now=DAY_ONE + 601) == FlowResults(
+            "survey", 2, {"ask": 2}, {EXPIRED: 2})  # the other one lapsed meanwhile: closed, counted
+        if isinstance(store, RedisStore):  # records leave by TTL, the retention period's
+            assert 0 < await store.results._redis.pttl(store.results.keys.run("SM1/0")) <= 3600 * 1000
+        else:
+            assert await rows_of(store) == []
+
+    async def test_purge_forgets_the_numbers_runs_and_ends_the_open_one_reset(self, store: Store) -> None:
+        sender = "+15550000001"
+        await commit_runs(store, sender, "SM1", began("SM1/0", DAY_ONE))
+        await commit_runs(store, sender, "SM2", RunUpdate("SM1/0", "survey", DAY_ONE, "ask", {}, DAY_ONE + 3600,
+                                                          outcome=FINISHED, ended_at=DAY_ONE + 1))
+        await commit_runs(store, sender, "SM3", began("SM3/0", DAY_ONE + 2))
+        await commit_runs(store, "+15550000002", "SM4", began("SM4/0", DAY_ONE + 3))
+        await store.purge(sender)
+        assert [row.sender for row in await rows_of(store, now=DAY_ONE + 4)] == ["+15550000002"]
+        assert await store.flow_results("survey", now=DAY_ONE + 4) == FlowResults(
+            "survey", 3, {"ask": 3}, {FINISHED: 1, RESET: 1})
+
+    async def test_runs_are_listed_oldest_first_a_page_at_a_time(self, store: Store) -> None:
+        for n in range(7):
+            await commit_runs(store, f"+1555000000{n}", f"SM{n}", began(f"SM{n}/0", DAY_ONE + n // 2))
+        every = await rows_of(store, now=DAY_ONE)
+        assert [(row.started_at, row.id) for row in every] == sorted((row.started_at, row.id) for row in every)
+        assert len(every) == 7
+        page = await rows_of(store, limit=3, now=DAY_ONE)
+        rest = await rows_of(store, after=(page[-1].started_at, page[-1].id), now=DAY_ONE)
+        assert page + rest == every
+
+
 class TestTimers:
     """The deadline index of waiting states' timeouts."""
 
@@ -496,16 +684,39 @@ class TestRedisSpecifics:
             keys = sorted(await client.keys("*"))
             assert keys == ["textflow:consent:+15550000001", "textflow:consents", "textflow:consents:seq",
                             "textflow:conv:+15550000001", "textflow:log:+15550000001",
-                            "textflow:optout:+15550000001", "textflow:reply:SM1", "textflow:sid:SM1",
-                            "textflow:sids:+15550000001"]
+                            "textflow:optout:+15550000001", "textflow:optouts", "textflow:reply:SM1",
+                            "textflow:sid:SM1", "textflow:sids:+15550000001"]
             hour, two_days = 3600 * 1000, 48 * 3600 * 1000
             assert hour - 5000 < await client.pttl("textflow:conv:+15550000001") <= hour
             assert hour - 5000 < await client.pttl("textflow:log:+15550000001") <= hour
             assert hour - 5000 < await client.pttl("textflow:reply:SM1") <= hour  # the text: retention
             assert two_days - 5000 < await client.pttl("textflow:sid:SM1") <= two_days  # the id: >= 48 h
             assert await client.pttl("textflow:optout:+15550000001") == -1  # never expires
+            assert await client.pttl("textflow:optouts") == -1  # nor the list of them (the console's)
             for ledger in ("textflow:consent:+15550000001", "textflow:consents"):  # the sweep keeps its period
                 assert await client.pttl(ledger) == -1
+        finally:
+            await client.aclose()
+            await store.close()
+
+    async def test_state_sets_forget_what_retention_dropped(self, redis_url: str) -> None:
+        """Who is where lives in one sorted set per state (no SCAN to count): a conversation whose key
+        expired is not counted, the sweep trims it, and leaving a flow leaves the set."""
+        import redis.asyncio as aioredis
+
+        store = open_store(redis_url, Retention(seconds=3600))
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            now = time.time()
+            await move(store, "+1", "signup", "ask_name", "SM1", updated_at=now - 2 * 3600)
+            await move(store, "+2", "signup", "ask_name", "SM2")
+            assert await client.zcard("textflow:at:signup:ask_name") == 2
+            assert await store.state_counts("signup") == {"ask_name": 1}  # before any sweep
+            await store.sweep(now)
+            assert await client.zrange("textflow:at:signup:ask_name", 0, -1) == ["+2"]
+            await move(store, "+2", None, None, "SM3")
+            assert await client.zcard("textflow:at:signup:ask_name") == 0
+            assert await client.smembers("textflow:flows") == {"signup"}
         finally:
             await client.aclose()
             await store.close()
@@ -636,6 +847,50 @@ class TestProcessStatuses:
         await store.record_status(process_status("quiet:2", now - PROCESS_STATUS_KEEP_SECONDS + 60))
         await store.record_status(process_status("live:3", now))
         assert [entry.process for entry in await store.process_statuses()] == ["live:3", "quiet:2"]
+
+
+def broadcast_progress(name: str, written_at: float, *, sent: int = 3, finished: bool = False) -> BroadcastProgress:
+    return BroadcastProgress(name, "reminder", 10, sent, 2, 1, 0, 10 - sent - 3, finished,
+                             started_at=written_at - 60, written_at=written_at)
+
+
+class TestBroadcasts:
+    """Where each broadcast stands (the Operations page, ``/metrics``): one entry per broadcast, the
+    ones heard from lately, newest first; old ones forgotten."""
+
+    async def test_an_entry_round_trips(self, store: Store) -> None:
+        now = time.time()
+        progress = broadcast_progress("reminder:/srv/lists/Zoë's «list».csv", now, finished=True)
+        await store.record_broadcast_progress(progress)
+        assert await store.broadcasts(60) == [progress]
+
+    async def test_one_entry_per_broadcast_the_most_recently_written_first(self, store: Store) -> None:
+        now = time.time()
+        await store.record_broadcast_progress(broadcast_progress("a", now - 30))
+        await store.record_broadcast_progress(broadcast_progress("b", now - 20))
+        later = broadcast_progress("a", now - 10, sent=5)
+        await store.record_broadcast_progress(later)  # replaces a's entry
+        assert await store.broadcasts(3600) == [later, broadcast_progress("b", now - 20)]
+
+    async def test_only_those_written_within_the_window_are_read(self, store: Store) -> None:
+        now = 1_700_000_000.0
+        await store.record_broadcast_progress(broadcast_progress("quiet", now - 200))
+        await store.record_broadcast_progress(broadcast_progress("live", now - 5))
+        assert [entry.name for entry in await store.broadcasts(180, now)] == ["live"]
+        assert [entry.name for entry in await store.broadcasts(300, now)] == ["live", "quiet"]
+        assert await store.broadcasts(180, now + 3600) == []
+
+    async def test_entries_silent_for_the_keeping_period_are_dropped_by_the_next_write(self, store: Store) -> None:
+        now = time.time()
+        await store.record_broadcast_progress(broadcast_progress("old", now - BROADCAST_KEEP_SECONDS - 60))
+        await store.record_broadcast_progress(broadcast_progress("kept", now - BROADCAST_KEEP_SECONDS + 60))
+        await store.record_broadcast_progress(broadcast_progress("new", now))
+        found = await store.broadcasts(BROADCAST_KEEP_SECONDS * 2, now)
+        assert [entry.name for entry in found] == ["new", "kept"]
+
+    async def test_an_entry_from_a_newer_version_is_still_read(self) -> None:
+        text = broadcast_progress("x", 5.0).to_json().replace('"flow"', '"from_the_future": 1, "flow"')
+        assert BroadcastProgress.from_json(text) == broadcast_progress("x", 5.0)
 
 
 async def test_sqlite_waits_for_another_writer_without_blocking_and_then_gives_up(
@@ -845,3 +1100,142 @@ async def test_closing_sqlite_waits_for_a_checkpoint_running_in_its_thread(tmp_p
     await store.close()
     assert await asyncio.to_thread(finished.wait, 5)
     assert problems == []  # the connection was still open when the checkpoint used it
+
+
+async def place(store: Store, sender: str, flow: str | None, state: str | None, sid: str, updated_at: float,
+                **changes: Any) -> None:
+    """A committed turn leaving ``sender`` at ``flow``/``state`` (None, None: in no flow), last written at."""
+    conversation = await load(store, sender)
+    conversation.flow, conversation.state, conversation.updated_at = flow, state, updated_at
+    assert await store.commit(dataclasses.replace(turn(conversation, sid), **changes)) is CommitResult.COMMITTED
+
+
+async def every_page(read: Callable[[str | None], Awaitable[Page[Any]]]) -> list[list[Any]]:
+    """All pages of a listing, following its cursors (which never carry a phone number)."""
+    pages, cursor = [], None
+    while True:
+        page = await read(cursor)
+        pages.append(page.items)
+        if page.cursor is None:
+            return pages
+        assert "+1555" not in page.cursor and len(pages) < 50
+        cursor = page.cursor
+
+
+class TestListings:
+    """The console's lists (``bot/store/listings.py``): who is in a flow, a sender's turns, opt-outs."""
+
+    async def test_active_conversations_newest_first_filtered_and_paged(self, store: Store) -> None:
+        now = time.time()
+        await place(store, "+15550000001", "signup", "ask_name", "SM1", now - 50)
+        await place(store, "+15550000002", "signup", "confirm", "SM2", now - 40)
+        await place(store, "+15550000003", "order", "ask_number", "SM3", now - 30)
+        await place(store, "+15550000004", None, None, "SM4", now - 20)  # idle: not listed
+        await place(store, "+15550000005", "signup", "ask_name", "SM5", now - 10)
+        await place(store, "+15550000006", "order", "ask_number", "SM6", now - 30)  # the same time as +3
+
+        listed = await store.active_conversations()
+        assert [(item.sender, item.flow, item.state) for item in listed.items] == [
+            ("+15550000005", "signup", "ask_name"), ("+15550000006", "order", "ask_number"),
+            ("+15550000003", "order", "ask_number"), ("+15550000002", "signup", "confirm"),
+            ("+15550000001", "signup", "ask_name")]
+        assert listed.cursor is None and listed.items[0].updated_at == pytest.approx(now - 10)
+        assert [i.sender for i in (await store.active_conversations(flow="signup")).items] == [
+            "+15550000005", "+15550000002", "+15550000001"]
+        assert [i.sender for i in (await store.active_conversations("signup", "ask_name")).items] == [
+            "+15550000005", "+15550000001"]
+        assert [i.sender for i in (await store.active_conversations(state="ask_number")).items] == [
+            "+15550000006", "+15550000003"]
+        assert (await store.active_conversations(flow="no_such_flow")).items == []
+
+        for size in (1, 2, 3):  # across pages (and the tie at now - 30), each once, in order
+            def page_of(cursor: str | None, size: int = size) -> Awaitable[Page[Any]]:
+                return store.active_conversations(limit=size, cursor=cursor)
+            pages = await every_page(page_of)
+            assert [item.sender for page in pages for item in page] == [item.sender for item in listed.items]
+            assert all(len(page) <= size for page in pages)
+
+    async def test_leaving_a_flow_leaves_the_list(self, store: Store) -> None:
+        now = time.time()
+        await place(store, "+15550000001", "signup", "ask_name", "SM1", now - 5)
+        await place(store, "+15550000002", "signup", "ask_name", "SM2", now - 4)
+        await place(store, "+15550000001", None, None, "SM3", now - 3)  # finished (or reset)
+        await place(store, "+15550000002", "signup", "confirm", "SM4", now - 2)
+        await store.purge("+15550000002")
+        assert (await store.active_conversations()).items == []
+
+    async def test_a_malformed_cursor_is_refused_by_name(self, store: Store) -> None:
+        with pytest.raises(ValueError, match="not a page cursor"):
+            await store.active_conversations(cursor="+15551234567")
+
+    async def test_recent_turns_keep_each_turn_with_its_trace(self, store: Store) -> None:
+        sender = "+15550000001"
+        trace = (TraceStep("trigger HELP", "idle", "help:start"), TraceStep("next", "help:start", "idle"))
+        await place(store, sender, "help", "start", "SM1", 100.0, trace=trace,
+                    inbound=Inbound("SM1", sender, body='HELP <script>"x"\nline'),
+                    replies=("Acme Orders", MediaText("map", ("https://c.example/map.png?a=1&b=2",))))
+        await place(store, sender, None, None, "timeout:+15550000001:1.5", 200.0,
+                    inbound=Inbound("timeout:+15550000001:1.5", sender), replies=())
+        await place(store, "+15550000002", None, None, "SM3", 300.0)  # someone else's
+
+        turns = await store.recent_turns(sender)
+        assert [(t.message_sid, t.body, t.replies, t.trace) for t in turns] == [
+            ("SM1", 'HELP <script>"x"\nline', ("Acme Orders", "map"), trace),
+            ("timeout:+15550000001:1.5", "", (), ())]
+        assert media_of(turns[0].replies[1]) == ("https://c.example/map.png?a=1&b=2",)
+        assert [t.message_sid for t in await store.recent_turns(sender, limit=1)] == ["timeout:+15550000001:1.5"]
+        assert await store.recent_turns("+15550000009") == []
+
+        await store.purge(sender)
+        assert all(not t.body and not t.replies for t in await store.recent_turns(sender))  # no texts left
+
+    async def test_opt_outs_list_who_is_opted_out_now(self, store: Store) -> None:
+        for n, at in ((1, 100.0), (2, 300.0), (3, 200.0), (4, 300.0)):
+            await store.set_consent(keyword(f"+1555000000{n}", OPTED_OUT, f"SM{n}", at))
+        await store.set_consent(keyword("+15550000003", OPTED_IN, "SM5", 400.0, "START"))  # back in
+        await store.commit(turn(await load(store, "+15550000005"), "SM6", opt_out=True, body="STOP", at=500.0))
+
+        listed = await store.opt_outs()
+        assert [(item.number, item.at) for item in listed.items] == [
+            ("+15550000005", 500.0), ("+15550000004", 300.0), ("+15550000002", 300.0), ("+15550000001", 100.0)]
+        pages = await every_page(lambda cursor: store.opt_outs(limit=1, cursor=cursor))
+        assert [item for page in pages for item in page] == listed.items
+
+
+async def test_an_old_sqlite_turn_log_gains_traces_and_reads_without_them(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tests.test_inbox import OLD_SQLITE_SCHEMA
+
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(OLD_SQLITE_SCHEMA)
+        db.execute("INSERT INTO processed VALUES ('SM1', '+1', 'hi', '[\"hello\"]', 100.0)")
+        db.commit()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        trace = (TraceStep("fallback", "idle", "idle"),)
+        await store.commit(dataclasses.replace(turn(await load(store, "+1"), "SM2", at=200.0), trace=trace))
+        assert [(t.message_sid, t.replies, t.trace) for t in await store.recent_turns("+1")] == [
+            ("SM1", ("hello",), ()), ("SM2", ("ok",), trace)]
+    finally:
+        await store.close()
+
+
+async def test_redis_lists_opt_outs_recorded_before_the_list_existed(redis_url: str) -> None:
+    """Opt-outs of an older version were only their keys: the first listing adds them, once."""
+    import redis.asyncio as aioredis
+
+    store = RedisStore(redis_url)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await client.set("textflow:optout:+15550000001", "100.0")
+        await client.set("textflow:optout:+15550000002", "200.0")
+        await store.set_consent(keyword("+15550000003", OPTED_OUT, "SM3", 300.0))
+        assert [(item.number, item.at) for item in (await store.opt_outs()).items] == [
+            ("+15550000003", 300.0), ("+15550000002", 200.0), ("+15550000001", 100.0)]
+        await store.set_consent(keyword("+15550000001", OPTED_IN, "SM4", 400.0, "START"))
+        assert [item.number for item in (await store.opt_outs()).items] == ["+15550000003", "+15550000002"]
+    finally:
+        await client.aclose()
+        await store.close()

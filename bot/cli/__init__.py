@@ -2,8 +2,8 @@
 
 lint, chat, test, graph and schema work on flow files alone — no server, no Twilio account;
 webhook texts a running server exactly as Twilio would; status shows which flows the running
-servers serve and why a reload was refused; consent reads and adds to the consent ledger. Each
-module here adds its own commands.
+servers serve and why a reload was refused; consent reads and adds to the consent ledger; results
+writes a flow's runs as CSV with its funnel. Each module here adds its own commands.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot.cli import authoring, consent, operations, sending, status, studio_import
+from bot.cli import authoring, consent, operations, results, sending, status, studio_import
 from bot.cli.common import CommandError
 from bot.flows.problems import FlowLoadError
 from bot.logs import CLI_FORMAT, configure_logging
@@ -38,6 +38,6 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="textflow SMS bot tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (authoring, studio_import, sending, operations, status, consent):
+    for module in (authoring, studio_import, sending, operations, status, consent, results):
         module.add_commands(commands)
     return parser

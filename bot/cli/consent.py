@@ -20,18 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from bot import metrics
 from bot.cli.common import CommandError, Commands
 from bot.phones import InvalidNumber, normalise_number
 from bot.settings import load_settings
+from bot.spreadsheet import csv_cell
 from bot.store import open_store
 from bot.types import ConsentChange, ConsentMethod, ConsentStatus
 
 CSV_HEADER = ("at", "number", "status", "how", "detail", "message_sid")
 HISTORY_HEADER = ("at (UTC)", "status", "how", "message_sid", "detail")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP)
 OPERATOR_COMMANDS = {"opt-out": ConsentStatus.OPTED_OUT, "opt-in": ConsentStatus.OPTED_IN}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_E164 = re.compile(r"(whatsapp:)?\+\d{1,15}")
 
 
 def add_commands(commands: Commands) -> None:
@@ -110,14 +110,6 @@ def iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def csv_cell(value: str) -> str:
-    """A cell a spreadsheet shows as text: one it would run as a formula gets a leading ``'``
-    (a full E.164 number is left as it is: it is the number column's point)."""
-    if value.startswith(FORMULA_STARTS) and not _E164.fullmatch(value):
-        return "'" + value
-    return value
-
-
 def printable(text: str) -> str:
     """Control characters (newlines, terminal escapes, direction overrides) shown escaped."""
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
@@ -194,6 +186,8 @@ async def _record(store_url: str, number: str, command: str, note: str) -> int:
     finally:
         await store.close()
     if changed:
+        # counted by this process: served by /metrics only when it shares the server's PROMETHEUS_MULTIPROC_DIR
+        metrics.consent_changed(change.opted_out, ConsentMethod.OPERATOR)
         print(f"recorded: {number} {change.status} at {iso(change.at)} ({printable(detail)})")
     else:
         print(f"{number} is already {'opted out' if change.opted_out else 'opted in'}: nothing recorded")

@@ -22,7 +22,8 @@ from bot.twilio_inbound import SignatureChecker
 
 def add_commands(commands: Commands) -> None:
     purge = commands.add_parser("purge", help="forget one sender's data on request", description=(
-        "Delete one sender's conversation and transcript, and blank the replies recorded for their "
+        "Delete one sender's conversation, transcript and flow runs (their saved answers; results' counts "
+        "stay), and blank the replies recorded for their "
         "messages (the MessageSids stay for 48 h so Twilio retries are still recognised). Their "
         "opt-out is kept: forgetting it would text someone who said STOP; so is their consent ledger "
         "(python -m bot consent NUMBER), the evidence of when and how they opted out or in."))

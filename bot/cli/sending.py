@@ -20,6 +20,7 @@ from bot.broadcast import (
     progress_printer,
     read_recipients,
 )
+from bot.broadcast_progress import recording
 from bot.cli.common import CommandError, Commands, add_flows_option, load_for
 from bot.engine import Engine
 from bot.flows.loader import FlowSet
@@ -152,7 +153,10 @@ async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: ar
         print(f"broadcast {name!r}{' (dry run: nothing is sent)' if args.dry_run else ''}", file=sys.stderr)
         print(f"sending hours: {hours.describe(settings.default_region)}", file=sys.stderr)
         try:
-            report = await run.run(recipients)
+            # Where it stands, for the server's Operations page and /metrics (a dry run is not a broadcast)
+            async with recording(store) as recorder:
+                run.progress = None if args.dry_run else recorder
+                report = await run.run(recipients)
         except BroadcastError as error:
             raise CommandError(str(error)) from None
         finally:

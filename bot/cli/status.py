@@ -14,16 +14,12 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from bot.cli.common import CommandError, Commands
 from bot.settings import load_settings
-from bot.status import HEARTBEAT_SECONDS
+from bot.status import Liveness, liveness, refusal_is_current, without_password
 from bot.store import StoreBusy, open_store, sqlite_path
 from bot.store.base import ProcessStatus
-
-#: An entry not rewritten for this long belongs to a process that died or cannot reach the store.
-SILENT_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
 def add_commands(commands: Commands) -> None:
@@ -75,36 +71,24 @@ async def _read(store_url: str) -> list[ProcessStatus]:
         await store.close()
 
 
-def without_password(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` (Redis's) written as ``***``."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:  # an address urlsplit refuses ("redis://[::1"): show only its scheme
-        return url.split("://", 1)[0] + "://…"
-    return url.replace(f":{password}@", ":***@", 1) if password else url
-
-
 def describe(entries: list[ProcessStatus], now: float) -> str:
     """The entries for a person, newest first; a note when live processes serve different flows."""
     lines: list[str] = []
     for entry in entries:
         lines += _entry_lines(entry, now)
         lines.append("")
-    live = {entry.flows.version for entry in entries if _is_live(entry, now)}
+    live = {entry.flows.version for entry in entries if liveness(entry, now) is Liveness.RUNNING}
     if len(live) > 1:
         lines.append(f"note: live processes serve different flows ({', '.join(sorted(live))}): a reload "
                      "still under way, a refused one, or different files on different machines")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _is_live(entry: ProcessStatus, now: float) -> bool:
-    return entry.stopped_at is None and now - entry.written_at <= SILENT_AFTER_SECONDS
-
-
 def _entry_lines(entry: ProcessStatus, now: float) -> list[str]:
-    if entry.stopped_at is not None:
+    alive = liveness(entry, now)
+    if alive is Liveness.STOPPED and entry.stopped_at is not None:
         state = f"stopped {_when(entry.stopped_at, now)}"
-    elif _is_live(entry, now):
+    elif alive is Liveness.RUNNING:
         state = f"running, last heard from {_age(now - entry.written_at)} ago"
     else:
         state = (f"SILENT since {_when(entry.written_at, now)}: the process died, or cannot reach the store "
@@ -118,8 +102,7 @@ def _entry_lines(entry: ProcessStatus, now: float) -> list[str]:
     if rejected is None:
         lines.append("  no reload refused")
         return lines
-    current = rejected.at >= flows.loaded_at
-    verdict = (f"still serving {flows.version}; fix the files and save again" if current
+    verdict = (f"still serving {flows.version}; fix the files and save again" if refusal_is_current(entry)
                else f"fixed since: {flows.version} was loaded after it")
     lines.append(f"  last refused reload: {_when(rejected.at, now)}, files version {rejected.version or '?'} "
                  f"({verdict}):")

@@ -19,7 +19,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.console import login
+from bot import metrics_endpoint
+from bot.console import conversations, flows, login, operations, simulator
 from bot.console.rendering import Page, page_templates
 from bot.console.security import (
     CSRF_COOKIE,
@@ -35,9 +36,12 @@ from bot.settings import Settings
 STATIC = Path(__file__).resolve().parent.parent / "static"
 MAX_POST_BYTES = 1024 * 1024  # a flow file being saved is the largest thing the console posts
 OPEN_PATHS = ("/login", "/static/")  # reachable without a session (the login page and its style)
+#: Our scripts, styles and the 3 MB diagram renderer change only with a release: cached for an hour
+#: (pages themselves are never cached: they show people's conversations).
+STATIC_CACHING = {"cache-control": "private, max-age=3600"}
 
 #: The console's pages, in the navigation's order; each module has ``PAGE: Page`` and ``routes``.
-PAGES: list[types.ModuleType] = []
+PAGES: list[types.ModuleType] = [flows, conversations, simulator, operations]
 
 
 def console_routes(settings: Settings) -> list[BaseRoute]:
@@ -58,6 +62,7 @@ def build_console(settings: Settings) -> ASGIApp:
     ]
     for module in PAGES:
         routes.extend(module.routes(templates))
+    routes.extend(metrics_endpoint.console_routes())  # /console/metrics: Prometheus' text, for a logged-in browser
     inner = Starlette(routes=routes)
     inner.state.keys = keys
     inner.state.templates = templates
@@ -82,16 +87,18 @@ class _Guard:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.decode().lower() not in SECURITY_HEADERS]
-                headers += [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
-                message = {**message, "headers": headers}
-            await send(message)
-
         request = Request(scope)
         path, root = scope["path"], scope.get("root_path", "")
         relative = path[len(root):] if root and path.startswith(root) else path
+        answer_headers = {**SECURITY_HEADERS, **(STATIC_CACHING if relative.startswith("/static/") else {})}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.decode().lower() not in answer_headers]
+                headers += [(name.encode(), value.encode()) for name, value in answer_headers.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
         if not relative.startswith(OPEN_PATHS) and not self.keys.session_valid(request.cookies.get(SESSION_COOKIE)):
             response: Response
             if request.method == "GET":

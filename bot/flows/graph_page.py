@@ -1,7 +1,8 @@
 """A flow's diagram as one standalone HTML page that works offline (``python -m bot graph FLOW --html``).
 
 The page carries the vendored Mermaid renderer (``bot/static/vendor/mermaid/``, the file the web
-console serves too) inline, and a Content-Security-Policy that allows exactly the page's own two
+console serves too) inline, and the script that starts it (``bot/static/console/diagram.js``, which
+the console's flow pages load too), and a Content-Security-Policy that allows exactly the page's own two
 scripts (by hash) and nothing from any other origin: opened from a laptop, an e-mail attachment or
 a shared drive, it draws the diagram as inline SVG and never touches the network.
 """
@@ -17,20 +18,13 @@ from pathlib import Path
 from bot.flows import graph
 from bot.flows.compile import CompiledFlow
 
-VENDOR = Path(__file__).resolve().parent.parent / "static" / "vendor" / "mermaid"
+STATIC = Path(__file__).resolve().parent.parent / "static"
+VENDOR = STATIC / "vendor" / "mermaid"
 #: The renderer: the single minified browser bundle of the pinned Mermaid release (README.md beside it).
 MERMAID_SCRIPT = VENDOR / "mermaid.min.js"
-
-# securityLevel "strict" (Mermaid's default, said out loud): labels are sanitised and no click
-# handler runs, whatever a state name holds. A failure is shown in the page, not only the console.
-_START = """\
-mermaid.initialize({startOnLoad: false, securityLevel: "strict", theme: "neutral"});
-mermaid.run({querySelector: "#diagram"}).catch(function (error) {
-  var note = document.getElementById("failed");
-  note.textContent = "The diagram could not be drawn: " + error + " (the Mermaid source is below).";
-  note.hidden = false;
-});
-"""
+#: What starts it on ``#diagram`` (strict security level, a failure shown in ``#failed``): ours, shared
+#: with the web console, which serves it as a file (its policy allows no inline script).
+START_SCRIPT = STATIC / "console" / "diagram.js"
 
 _STYLE = """\
 body { font: 16px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1a1a1a; }
@@ -49,14 +43,23 @@ class VendoredFileMissing(Exception):
 @cache
 def mermaid_script() -> str:
     """The vendored renderer's text, checked safe to inline in a ``<script>`` element."""
+    return _inlinable(MERMAID_SCRIPT, "the vendored diagram renderer", VENDOR / "README.md")
+
+
+@cache
+def start_script() -> str:
+    """The script that starts the renderer, checked safe to inline."""
+    return _inlinable(START_SCRIPT, "the diagram's start script", START_SCRIPT)
+
+
+def _inlinable(path: Path, what: str, see: Path) -> str:
     try:
-        text = MERMAID_SCRIPT.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise VendoredFileMissing(f"cannot read the vendored diagram renderer {MERMAID_SCRIPT}: "
-                                  f"{error.strerror or error} (restore it from the repository; see "
-                                  f"{VENDOR / 'README.md'})") from None
+        raise VendoredFileMissing(f"cannot read {what} {path}: {error.strerror or error} (restore it from the "
+                                  f"repository; see {see})") from None
     if "</script" in text.lower() or "<script" in text.lower():  # would end or confuse the element early
-        raise VendoredFileMissing(f"{MERMAID_SCRIPT} cannot be inlined in a page: it contains a script tag")
+        raise VendoredFileMissing(f"{path} cannot be inlined in a page: it contains a script tag")
     return text
 
 
@@ -74,13 +77,13 @@ def content_security_policy(scripts: tuple[str, ...]) -> str:
 def html_page(flow: CompiledFlow) -> str:
     """The standalone page: the flow's name, description, the diagram, and its Mermaid source."""
     source = graph.mermaid(flow)
-    renderer = mermaid_script()
+    renderer, start = mermaid_script(), start_script()
     escaped_source = html.escape(source)
     name = html.escape(flow.name)
     description = f'<p class="description">{html.escape(flow.description)}</p>\n' if flow.description else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy((renderer, _START))}">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy((renderer, start))}">\n'
         '<meta name="referrer" content="no-referrer">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{name} · textflow</title>\n<style>\n{_STYLE}</style>\n</head>\n<body>\n"
@@ -90,4 +93,4 @@ def html_page(flow: CompiledFlow) -> str:
         f'<pre class="mermaid" id="diagram">\n{escaped_source}</pre>\n'
         '<p id="failed" hidden></p>\n'
         f"<details>\n<summary>Mermaid source</summary>\n<pre>{escaped_source}</pre>\n</details>\n"
-        f"</main>\n<script>{renderer}</script>\n<script>{_START}</script>\n</body>\n</html>\n")
+        f"</main>\n<script>{renderer}</script>\n<script>{start}</script>\n</body>\n</html>\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 
@@ -22,7 +23,7 @@ from bot.flows.program import Program, ProgramTexts
 from bot.flows.program_texts import render_program
 from bot.flows.schema import Flow
 from bot.flows.validation import validation_problems
-from bot.flows.yamlsource import SourceMap, UnreadableFile, read_yaml_file
+from bot.flows.yamlsource import SourceMap, UnreadableFile, YamlError, read_yaml, read_yaml_file
 from bot.text.normalise import normalise
 from bot.text.trigger_typos import TriggerTypos
 
@@ -125,10 +126,37 @@ def lint_paths(paths: list[FilePath], options: CheckOptions = CheckOptions()) ->
     return problems + found
 
 
-def _inspect(files: list[FilePath], options: CheckOptions,
-             program_folder: FilePath | None) -> tuple[list[Problem], list[_Parsed]]:
+@dataclass(frozen=True)
+class ParsedFlow:
+    """A flow file that read and validated (its checks may still have found problems in it)."""
+
+    file: FilePath
+    model: Flow
+    source: SourceMap
+
+
+def check_folder(folder: str | FilePath, options: CheckOptions = CheckOptions(),
+                 drafts: Mapping[FilePath, str] | None = None) -> tuple[list[Problem], list[ParsedFlow]]:
+    """Every problem of a folder's files, checked together exactly as :func:`load_flows` checks
+    them, and each flow file that validated: for tools that show flows beside their problems (the
+    console). ``drafts`` stand in for files' contents (an edit not saved yet; a path not on disk
+    yet is added), so an edit is checked with the other flows and the program file."""
+    folder = FilePath(folder)
+    if not folder.is_dir():
+        return [Problem(str(folder), 1, 1, "flows folder not found",
+                        hint="set FLOWS_DIR to the folder holding your flow files")], []
+    drafts = dict(drafts or {})
+    files = flow_files(folder)
+    files += sorted(path for path in drafts if path not in files)
+    problems, parsed = _inspect(files, options, program_folder=folder, drafts=drafts)
+    return problems, [ParsedFlow(FilePath(item.file), item.model, item.source)
+                      for item in parsed if isinstance(item.model, Flow)]
+
+
+def _inspect(files: list[FilePath], options: CheckOptions, program_folder: FilePath | None,
+             drafts: Mapping[FilePath, str] | None = None) -> tuple[list[Problem], list[_Parsed]]:
     problems: list[Problem] = []
-    parsed = [_parse_file(path, problems) for path in files]
+    parsed = [_parse_file(path, problems, drafts) for path in files]
     program_files = [item for item in parsed if isinstance(item.model, Program)]
     flow_models = [item for item in parsed if isinstance(item.model, Flow)]
     for item in flow_models:
@@ -158,10 +186,10 @@ def _inspect(files: list[FilePath], options: CheckOptions,
     return problems, parsed
 
 
-def _parse_file(path: FilePath, problems: list[Problem]) -> _Parsed:
+def _parse_file(path: FilePath, problems: list[Problem], drafts: Mapping[FilePath, str] | None = None) -> _Parsed:
     file = str(path)
     try:
-        data, source = read_yaml_file(path)
+        data, source = _read(path, drafts)
     except UnreadableFile as error:
         problems.append(error.problem)
         return _Parsed(file, SourceMap(), is_program=path.stem == "program")
@@ -176,6 +204,16 @@ def _parse_file(path: FilePath, problems: list[Problem]) -> _Parsed:
     except ValidationError as error:
         problems.extend(validation_problems(file, source, model_type, error))
     return item
+
+
+def _read(path: FilePath, drafts: Mapping[FilePath, str] | None) -> tuple[object, SourceMap]:
+    """The file's YAML, or its draft's when one stands in for it (located the same way)."""
+    if drafts is None or path not in drafts:
+        return read_yaml_file(path)
+    try:
+        return read_yaml(drafts[path])
+    except YamlError as error:
+        raise UnreadableFile(Problem(str(path), error.line, error.col, error.message, hint=error.hint)) from None
 
 
 def _locate(item: _Parsed, finding: Finding) -> Problem:

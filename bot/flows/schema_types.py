@@ -40,6 +40,19 @@ def parse_duration(value: object) -> float:
     return sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
 
 
+def format_duration(seconds: float) -> str:
+    """``5400`` as ``1h30m``: how flow files write a duration (``parse_duration`` reads it back)."""
+    whole = int(seconds)
+    fraction = seconds - whole
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{count}{unit}" for count, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if count]
+    if secs or fraction or not parts:
+        parts.append(f"{secs + fraction:.3f}".rstrip("0").rstrip(".") + "s")
+    return "".join(parts)
+
+
 _DURATION_SCHEMA = {"anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$",
                                 "examples": ["30s", "10m", "1h30m", "2d"]},
                                {"type": "number", "description": "seconds"}]}

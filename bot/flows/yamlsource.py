@@ -80,7 +80,16 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+#: Values a document may hold once its aliases are expanded: flows hold hundreds. An anchor repeated
+#: inside others ("billion laughs") multiplies them, and every reader of the data walks each copy.
+MAX_VALUES = 100_000
+
+
 def _map_positions(node: yaml.Node, path: Path, source: SourceMap, text: str) -> None:
+    if len(source.positions) > MAX_VALUES:
+        raise YamlError(f"the file holds over {MAX_VALUES:,} values once its aliases (*name) are expanded",
+                        *_mark(node), hint="an anchor (&name) used inside another that is used many times "
+                                           "multiplies; write the values out instead")
     source.positions[path] = _mark(node)
     if isinstance(node, yaml.ScalarNode):
         source.scalars[path] = Scalar(text[node.start_mark.index:node.end_mark.index], *_mark(node), node.value)

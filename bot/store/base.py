@@ -6,12 +6,14 @@ import asyncio
 import dataclasses
 import enum
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
 
-from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
+from bot.store.listings import Listings
+from bot.types import ConsentChange, Conversation, OutboundMessage, RunOutcome, Turn
 
 
 class StoreBusy(RuntimeError):
@@ -120,6 +122,102 @@ class Timers(Protocol):
     async def drop_deadline(self, sender: str, at: float) -> None:
         """Remove ``sender``'s entry if it still says ``at``: a timeout that kept failing is given up
         (``bot/timers.py``) instead of firing every second forever; a deadline armed since stays."""
+
+
+class Positions(Protocol):
+    """How many conversations are at each state of a flow: the console's live counts, and what an
+    edit to a flow does to the people in it now. Kept cheap on every store (an index, never a scan
+    of every conversation), as a console page may ask for it every few seconds."""
+
+    async def state_counts(self, flow: str, since: float = 0.0) -> dict[str, int]:
+        """Conversations at a state of ``flow`` whose person last wrote (``Conversation.updated_at``)
+        at or after ``since``, by state; states with none are left out. A conversation the
+        retention period dropped is not counted (Redis: even before the next sweep)."""
+
+
+@dataclass(frozen=True)
+class FlowResults:
+    """What became of the runs of one flow that began in a period: how many began, reached each
+    state (each run counted once per state) and ended each way. A run nobody wrote in for
+    ``expires_after`` counts as expired even when no turn has noticed yet."""
+
+    flow: str
+    started: int = 0
+    reached: dict[str, int] = field(default_factory=dict)
+    ended: dict[RunOutcome, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, flow: str, counts: Mapping[str, int]) -> FlowResults:
+        """From counts by name, as the stores keep them: "started", "state:NAME", an outcome."""
+        return cls(flow, int(counts.get("started", 0)),
+                   {name.removeprefix("state:"): int(n) for name, n in counts.items()
+                    if name.startswith("state:") and n},
+                   {outcome: int(counts[outcome]) for outcome in RunOutcome if counts.get(outcome)})
+
+    def count(self, outcome: RunOutcome) -> int:
+        return self.ended.get(outcome, 0)
+
+    @property
+    def in_progress(self) -> int:
+        return self.started - sum(self.ended.values())
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run of a flow, for the answers table: whose (the full number: mask it to show it),
+    when it began, where it is or ended, the flow's saved variables, and how and when it ended
+    (None: it goes on, until ``expires_at`` unless the person writes)."""
+
+    id: str
+    flow: str
+    sender: str
+    started_at: float
+    state: str | None
+    vars: dict[str, Any]
+    expires_at: float
+    outcome: RunOutcome | None = None
+    ended_at: float | None = None
+
+    def as_of(self, now: float) -> RunRow:
+        """The run as it stands at ``now``: one still open past its expiry had expired then."""
+        if self.outcome is None and self.expires_at < now:
+            return dataclasses.replace(self, outcome=RunOutcome.EXPIRED, ended_at=self.expires_at)
+        return self
+
+
+#: (started_at, id) of a run: the order runs are listed in, and where the next page begins.
+RunKey = tuple[float, str]
+RUNS_PAGE = 1000  # runs read from the store at once by ``Results.runs``
+
+
+def epoch_day(at: float) -> int:
+    """The UTC day of a time, as days since 1970-01-01: the day a run is counted in."""
+    return int(at // DAY)
+
+
+def period_days(since: date | None, until: date | None) -> tuple[int, int]:
+    """The UTC days ``since`` to ``until`` (both included; None: no bound) as epoch days."""
+    epoch = date(1970, 1, 1)
+    return ((since - epoch).days if since is not None else -(10**9),
+            (until - epoch).days if until is not None else 10**9)
+
+
+class Results(Protocol):
+    """What flows achieve (``bot/results/``). Each turn's commit writes its ``Turn.runs``: per
+    flow and UTC day of a run's start, counts of runs started, reaching each state and ending each
+    way, and one record per run (written as it begins, moves and ends). So reading results takes
+    a few small reads whatever the number of conversations. Counts hold no personal data and are
+    kept; run records leave with the retention period, and with a purge of their number."""
+
+    async def flow_results(self, flow: str, since: date | None = None, until: date | None = None,
+                           now: float | None = None) -> FlowResults:
+        """The runs of ``flow`` that began on the UTC days ``since`` to ``until`` (both included;
+        None: no bound), as they stand at ``now`` (default: the time now)."""
+
+    def runs(self, flow: str, since: date | None = None, until: date | None = None, *,
+             after: RunKey | None = None, limit: int | None = None, now: float | None = None) -> AsyncIterator[RunRow]:
+        """Those runs themselves (``RunRow.as_of(now)``), oldest first, from the one after ``after``
+        (the last one a page showed), at most ``limit``; read from the store a page at a time."""
 
 
 class Consent(Protocol):
@@ -238,8 +336,55 @@ class ProcessStatuses(Protocol):
         """Every entry, the most recently written first."""
 
 
-class Store(Turns, Locks, Timers, Consent, Forgetting, OutboundRecords, Health, ProcessStatuses, Protocol):
-    """A whole backend (memory, SQLite, Redis): every concern above, and closing it."""
+@dataclass(frozen=True)
+class BroadcastProgress:
+    """Where a broadcast stands, told after each recipient is settled (``Broadcast.progress``) and
+    kept in the store for the Operations page and ``/metrics`` (``bot/broadcast_progress.py``).
+    ``name`` identifies it (flow and CSV path): never a metric's label."""
+
+    name: str
+    flow: str
+    requested: int
+    sent: int  # accepted by Twilio, in this run or an earlier one
+    skipped: int
+    failed: int
+    in_doubt: int
+    waiting: int  # not settled yet: queued for their sending hours, or not reached
+    finished: bool = False  # the run ended (all settled, or stopped early: ``waiting`` says how many are left)
+    started_at: float = 0.0  # when this run began, stamped by whoever records it
+    written_at: float = 0.0  # when it was recorded: a run under way rewrites it at least every minute
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> BroadcastProgress:
+        """Read an entry back, ignoring fields this version does not know (a newer process wrote it)."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in json.loads(text).items() if name in known})
+
+
+#: A broadcast not heard from for this long is forgotten (its entry leaves at the next write of any).
+BROADCAST_KEEP_SECONDS = 7 * DAY
+
+
+class Broadcasts(Protocol):
+    """Where each broadcast stands, by its name (one entry per broadcast: a run resuming it replaces
+    it), written by the broadcast's own process; never on a message's path."""
+
+    async def record_broadcast_progress(self, progress: BroadcastProgress) -> None:
+        """Insert or replace ``progress.name``'s entry; drop entries not written for
+        ``BROADCAST_KEEP_SECONDS``."""
+
+    async def broadcasts(self, active_within: float, now: float | None = None) -> list[BroadcastProgress]:
+        """The entries written in the ``active_within`` seconds before ``now`` (default: the time
+        now), the most recently written first."""
+
+
+class Store(Turns, Locks, Timers, Positions, Consent, Forgetting, OutboundRecords, Health, ProcessStatuses,
+            Broadcasts, Listings, Results, Protocol):
+    """A whole backend (memory, SQLite, Redis): every concern above, the console's lists
+    (``bot/store/listings.py``), and closing it."""
 
     async def close(self) -> None: ...
 

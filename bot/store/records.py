@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.types import ArmedTimeout, Conversation, ReturnPoint
+from bot.types import ArmedTimeout, Conversation, OpenRun, ReturnPoint
 
 
 def bookkeeping(conversation: Conversation) -> dict[str, Any]:
@@ -23,6 +23,7 @@ def bookkeeping(conversation: Conversation) -> dict[str, Any]:
         "misses": conversation.misses,
         "reminders": conversation.reminders,
         "suggested": conversation.suggested,
+        "runs": [[run.id, run.flow, run.started_at, list(run.reached)] for run in conversation.runs],
     }
 
 
@@ -42,6 +43,8 @@ def conversation_from_record(sender: str, flow: str | None, state: str | None, v
     conversation.reminders = int(kept.get("reminders", 0))
     suggested = kept.get("suggested")
     conversation.suggested = str(suggested) if suggested is not None else None
+    conversation.runs = [OpenRun(str(run_id), str(flow), float(started), tuple(str(state) for state in reached))
+                         for run_id, flow, started, reached in kept.get("runs", [])]
     return conversation
 
 

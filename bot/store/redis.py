@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -30,8 +31,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.store import redis_listings as listings
 from bot.store.base import (
+    FlowResults,
+    RunKey,
+    RunRow,
+    BROADCAST_KEEP_SECONDS,
     PROCESS_STATUS_KEEP_SECONDS,
+    BroadcastProgress,
     CommitResult,
     KeyedLocks,
     ProcessStatus,
@@ -42,7 +49,9 @@ from bot.store.base import (
     StoreHealth,
     StoreUnavailable,
 )
+from bot.store.listings import ConversationSummary, OptOut, Page, TurnRecord, dump_trace
 from bot.store.records import bookkeeping, conversation_from_record
+from bot.store.redis_results import APPLY_RUNS, RedisResults
 from bot.store.replies import dump_replies, load_replies
 from bot.types import ConsentChange, ConsentMethod, ConsentStatus, Conversation, OutboundMessage, Turn, media_of
 
@@ -110,6 +119,26 @@ class KeyBuilder:
     def consent_sequence(self) -> str:
         return f"{self.prefix}:consents:seq"
 
+    def opt_outs(self) -> str:
+        """Who is opted out now, by when (the console's list; kept with the opt-out keys, no TTL)."""
+        return f"{self.prefix}:optouts"
+
+    def opt_outs_listed(self) -> str:
+        """Set once the opt-outs recorded before that list existed were added to it."""
+        return f"{self.prefix}:optouts:listed"
+
+    def at_state(self, flow: str, state: str) -> str:
+        """Who is at a flow's state: senders scored by when they last wrote (the console's counts)."""
+        return f"{self.prefix}:at:{flow}:{state}"
+
+    def states_of(self, flow: str) -> str:
+        """The states of a flow anyone was ever counted at, so counting needs no SCAN."""
+        return f"{self.prefix}:states:{flow}"
+
+    def counted_flows(self) -> str:
+        """The flows anyone was ever counted in: what the sweep trims."""
+        return f"{self.prefix}:flows"
+
     def health(self) -> str:
         """Written by each health check (expires in a minute): proof that a write goes through."""
         return f"{self.prefix}:health"
@@ -122,13 +151,29 @@ class KeyBuilder:
         """When each process last wrote its status, by time: the old entries leave by it."""
         return f"{self.prefix}:processes:written"
 
+    def broadcast_progress(self) -> str:
+        """Where each broadcast stands (its name → JSON): the console's Operations page, ``/metrics``."""
+        return f"{self.prefix}:broadcasts"
 
-# Sets ('1') or clears ('0') the opt-out and appends the ledger entry, only when the status changes
-# (returns 1; 0: unchanged, nothing written). A member is a sequence number and the change as JSON.
+    def broadcast_written(self) -> str:
+        """When each broadcast's entry was last written, by time: read by it, and the old ones leave by it."""
+        return f"{self.prefix}:broadcasts:written"
+
+
+# Sets ('1') or clears ('0') the opt-out (and its entry in the list of opt-outs, by time) and appends
+# the ledger entry, only when the status changes (returns 1; 0: unchanged, nothing written). A member
+# is a sequence number and the change as JSON.
 _CONSENT = """
-local function change_consent(opt_out, history, ledger, sequence, flag, at, entry)
+local function change_consent(opt_out, history, ledger, sequence, flag, at, entry, opted_out)
   if (flag == '1') == (redis.call('EXISTS', opt_out) == 1) then return 0 end
-  if flag == '1' then redis.call('SET', opt_out, at) else redis.call('DEL', opt_out) end
+  local number = cjson.decode(entry)['number']
+  if flag == '1' then
+    redis.call('SET', opt_out, at)
+    redis.call('ZADD', opted_out, at, number)
+  else
+    redis.call('DEL', opt_out)
+    redis.call('ZREM', opted_out, number)
+  end
   local member = string.format('%015d', redis.call('INCR', sequence)) .. ' ' .. entry
   redis.call('ZADD', history, at, member)
   redis.call('ZADD', ledger, at, member)
@@ -136,39 +181,62 @@ local function change_consent(opt_out, history, ledger, sequence, flag, at, entr
 end
 """
 
-# KEYS: opt-out, the number's ledger, all ledgers, ledger sequence; ARGV: 1/0, time, entry JSON
+# KEYS: opt-out, the number's ledger, all ledgers, ledger sequence, opt-outs; ARGV: 1/0, time, entry JSON
 _SET_CONSENT = _CONSENT + """
-return change_consent(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3])
+return change_consent(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], KEYS[5])
+"""
+
+# Who is where (the console's counts): a conversation in a flow is a member of its state's sorted set
+# (at_state), scored by when the person last wrote; the conversation's hash names that set in 'at'
+# (empty: in no flow), so the next write or a purge knows which set to leave. A conversation last
+# written before these sets existed joins them at its next turn.
+_PLACE = """
+local function place(conversation, sender, at_key, states, state, flows, flow, score)
+  local before = redis.call('HGET', conversation, 'at')
+  if before and before ~= '' and before ~= at_key then redis.call('ZREM', before, sender) end
+  if at_key ~= '' then
+    redis.call('ZADD', at_key, score, sender)
+    redis.call('SADD', states, state)
+    redis.call('SADD', flows, flow)
+  end
+  redis.call('HSET', conversation, 'at', at_key)
+end
 """
 
 # KEYS: conversation, message, opt-out, transcript, sender's message set, reply, deadlines, sender,
-#       the number's ledger, all ledgers, ledger sequence
+#       the number's ledger, all ledgers, ledger sequence, opt-outs
 # ARGV: expected version ('-': conversation unchanged, not written), conversation JSON, replies JSON,
 #       dedup ttl ms, opt-out (1/0/-),
 #       retention ttl ms, now, message sid, deadline (time / clear / -), consent change time, its
-#       ledger entry, transcript lines...
-_COMMIT = _CONSENT + """
+#       ledger entry, where it is (at_state key or ''), its flow's states key, state, the counted flows
+#       key, flow, when the person last wrote, the turn's flow runs (JSON, redis_results.py; '-': none),
+#       transcript lines...
+_COMMIT = _CONSENT + _PLACE + APPLY_RUNS + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
 if ARGV[1] ~= '-' then
   local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
   if version ~= tonumber(ARGV[1]) then return 'conflict' end
   redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version + 1)
+  place(KEYS[1], KEYS[8], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17])
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
 end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
 redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[6])
 redis.call('SADD', KEYS[5], ARGV[8])
 redis.call('PEXPIRE', KEYS[5], ARGV[4])
-if ARGV[5] ~= '-' then change_consent(KEYS[3], KEYS[9], KEYS[10], KEYS[11], ARGV[5], ARGV[10], ARGV[11]) end
+if ARGV[5] ~= '-' then change_consent(KEYS[3], KEYS[9], KEYS[10], KEYS[11], ARGV[5], ARGV[10], ARGV[11], KEYS[12]) end
 if ARGV[9] == 'clear' then redis.call('ZREM', KEYS[7], KEYS[8])
 elseif ARGV[9] ~= '-' then redis.call('ZADD', KEYS[7], ARGV[9], KEYS[8]) end
-for i = 12, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+if ARGV[18] ~= '-' then apply_runs(ARGV[18], KEYS[8], ARGV[6]) end
+for i = 19, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 return 'committed'
 """
 
 # KEYS: conversation, transcript, sender's message set, deadlines; ARGV: reply key prefix, sender
 _PURGE = """
+local at = redis.call('HGET', KEYS[1], 'at')
+if at and at ~= '' then redis.call('ZREM', at, ARGV[2]) end
 local conversations = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[4], ARGV[2])
 local lines = redis.call('LLEN', KEYS[2])
@@ -188,7 +256,8 @@ return 0
 """
 
 
-# KEYS: statuses hash, written-at sorted set; ARGV: process, status JSON, written at, forget before
+# KEYS: entries hash, written-at sorted set; ARGV: name, entry JSON, written at, forget before. Process
+# statuses and broadcast progress alike: insert or replace the entry, drop those not written since.
 _RECORD_STATUS = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
@@ -243,6 +312,7 @@ class RedisStore:
         self._drop_deadline = self._redis.register_script(_DROP_DEADLINE)
         self._set_consent = self._redis.register_script(_SET_CONSENT)
         self._record_status = self._redis.register_script(_RECORD_STATUS)
+        self.results = RedisResults(self._redis, prefix)
         self._local = KeyedLocks()  # waiters in this process queue here instead of polling Redis
 
     @_unavailable_is_busy
@@ -266,25 +336,39 @@ class RedisStore:
         sender = inbound.sender
         state = json.dumps({"flow": conversation.flow, "state": conversation.state, "vars": conversation.vars,
                             "engine": bookkeeping(conversation), "updated_at": conversation.updated_at})
-        lines = [json.dumps({"at": turn.at, "dir": "in", "body": inbound.body, "sid": inbound.message_sid})]
+        lines = [json.dumps({"at": turn.at, "dir": "in", "body": inbound.body, "sid": inbound.message_sid,
+                             **({"trace": dump_trace(turn.trace)} if turn.trace else {})})]
         lines += [json.dumps({"at": turn.at, "dir": "out", "body": reply, "sid": inbound.message_sid,
                               **({"media": list(media_of(reply))} if media_of(reply) else {})})
                   for reply in turn.replies]
         consent = turn.consent
         number = consent.number if consent is not None else sender
         deadline = "-" if not turn.deadline_changed else ("clear" if turn.deadline is None else repr(turn.deadline))
+        flow, at_state = conversation.flow or "", conversation.state or ""
+        position = self.keys.at_state(flow, at_state) if flow and at_state else ""
         result = await self._commit(
             keys=[self.keys.conversation(sender), self.keys.message(inbound.message_sid), self.keys.opt_out(number),
                   self.keys.transcript(sender), self.keys.sender_messages(sender),
                   self.keys.reply(inbound.message_sid), self.keys.deadlines(), sender,
-                  self.keys.consent_history(number), self.keys.consent_ledger(), self.keys.consent_sequence()],
+                  self.keys.consent_history(number), self.keys.consent_ledger(), self.keys.consent_sequence(),
+                  self.keys.opt_outs()],
             args=[turn.expected_version if turn.conversation_changed else "-", state, dump_replies(turn.replies),
                   int(self.retention.dedup_seconds * 1000),
                   "-" if consent is None else ("1" if consent.opted_out else "0"),
                   int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid, deadline,
                   repr(consent.at) if consent is not None else "-", _entry(consent) if consent is not None else "-",
-                  *lines])
+                  position, self.keys.states_of(flow), at_state, self.keys.counted_flows(), flow,
+                  repr(conversation.updated_at), self.results.argument(turn.runs), *lines])
         return CommitResult(result)
+
+    @_unavailable_is_busy
+    async def flow_results(self, flow: str, since: date | None = None, until: date | None = None,
+                           now: float | None = None) -> FlowResults:
+        return await self.results.flow_results(flow, since, until, now)
+
+    def runs(self, flow: str, since: date | None = None, until: date | None = None, *, after: RunKey | None = None,
+             limit: int | None = None, now: float | None = None) -> AsyncIterator[RunRow]:
+        return self.results.runs(flow, since, until, after, limit, now)
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         return self._hold(sender)
@@ -319,18 +403,34 @@ class RedisStore:
         await self._drop_deadline(keys=[self.keys.deadlines()], args=[sender, repr(at)])
 
     @_unavailable_is_busy
+    async def state_counts(self, flow: str, since: float = 0.0) -> dict[str, int]:
+        # Members stay in a state's set after their conversation's key expired, until the sweep trims
+        # them: what the retention period dropped is never counted.
+        since = max(since, time.time() - self.retention.seconds)
+        states = sorted(str(state) for state in await self._redis.smembers(self.keys.states_of(flow)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for state in states:
+                pipe.zcount(self.keys.at_state(flow, state), repr(since), "+inf")
+            counts = await pipe.execute() if states else []
+        return {state: int(count) for state, count in zip(states, counts, strict=True) if count}
+
+    @_unavailable_is_busy
     async def purge(self, sender: str) -> Purged:
         conversations, lines, blanked = await self._purge(
             keys=[self.keys.conversation(sender), self.keys.transcript(sender), self.keys.sender_messages(sender),
                   self.keys.deadlines()],
             args=[self.keys.reply(""), sender])
+        await self.results.forget(sender)
         return Purged(int(conversations), int(lines), int(blanked))
 
     @_unavailable_is_busy
     async def sweep(self, now: float | None = None) -> Purged:
         """Every personal key carries its TTL (Redis sweeps those by itself); consent ledger entries
         past the consent retention period leave here, a batch at a time."""
-        cutoff = (time.time() if now is None else now) - self.retention.consent_seconds
+        now = time.time() if now is None else now
+        await self._trim_positions(now - self.retention.seconds)
+        await self.results.sweep(now, self.retention.seconds)
+        cutoff = now - self.retention.consent_seconds
         dropped = 0
         while old := [str(member) for member in await self._redis.zrangebyscore(
                 self.keys.consent_ledger(), "-inf", f"({cutoff!r}", start=0, num=SWEEP_BATCH)]:
@@ -343,6 +443,16 @@ class RedisStore:
             if len(old) < SWEEP_BATCH:
                 break
         return Purged(consent_changes=dropped)
+
+    async def _trim_positions(self, cutoff: float) -> None:
+        """Drop from the state sets those whose person wrote last before ``cutoff``: their
+        conversation's key has expired (or soon will), so the sets do not grow forever."""
+        for flow in sorted(str(name) for name in await self._redis.smembers(self.keys.counted_flows())):
+            states = [str(state) for state in await self._redis.smembers(self.keys.states_of(flow))]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for state in states:
+                    pipe.zremrangebyscore(self.keys.at_state(flow, state), "-inf", f"({cutoff!r}")
+                await pipe.execute()
 
     @_unavailable_is_busy
     async def save_outbound(self, message: OutboundMessage) -> None:
@@ -377,9 +487,23 @@ class RedisStore:
         number = change.number
         changed = await self._set_consent(
             keys=[self.keys.opt_out(number), self.keys.consent_history(number), self.keys.consent_ledger(),
-                  self.keys.consent_sequence()],
+                  self.keys.consent_sequence(), self.keys.opt_outs()],
             args=["1" if change.opted_out else "0", repr(change.at), _entry(change)])
         return bool(changed)
+
+    @_unavailable_is_busy
+    async def active_conversations(self, flow: str | None = None, state: str | None = None, limit: int = 50,
+                                   cursor: str | None = None) -> Page[ConversationSummary]:
+        return await listings.active_conversations(self._redis, self.keys, flow, state, limit, cursor,
+                                                   time.time() - self.retention.seconds)
+
+    @_unavailable_is_busy
+    async def recent_turns(self, sender: str, limit: int = 100) -> list[TurnRecord]:
+        return await listings.recent_turns(self._redis, self.keys, sender, limit)
+
+    @_unavailable_is_busy
+    async def opt_outs(self, limit: int = 100, cursor: str | None = None) -> Page[OptOut]:
+        return await listings.opt_outs(self._redis, self.keys, limit, cursor)
 
     @_unavailable_is_busy
     async def consent_history(self, number: str) -> list[ConsentChange]:
@@ -417,6 +541,22 @@ class RedisStore:
         stored = await self._redis.hvals(self.keys.process_statuses())
         found = [ProcessStatus.from_json(str(text)) for text in stored]
         return sorted(found, key=lambda status: (-status.written_at, status.process))
+
+    @_unavailable_is_busy
+    async def record_broadcast_progress(self, progress: BroadcastProgress) -> None:
+        await self._record_status(keys=[self.keys.broadcast_progress(), self.keys.broadcast_written()],
+                                  args=[progress.name, progress.to_json(), repr(progress.written_at),
+                                        repr(progress.written_at - BROADCAST_KEEP_SECONDS)])
+
+    @_unavailable_is_busy
+    async def broadcasts(self, active_within: float, now: float | None = None) -> list[BroadcastProgress]:
+        since = (time.time() if now is None else now) - active_within
+        names = cast(list[str], await self._redis.zrangebyscore(self.keys.broadcast_written(), repr(since), "+inf"))
+        if not names:
+            return []
+        stored = await self._redis.hmget(self.keys.broadcast_progress(), names)
+        found = [BroadcastProgress.from_json(str(text)) for text in stored if text is not None]
+        return sorted(found, key=lambda progress: (-progress.written_at, progress.name))
 
     async def health(self) -> StoreHealth:
         """A real write, within HEALTH_SECONDS: Redis down, unreachable, or refusing writes shows."""

@@ -8,7 +8,8 @@ One row per processed message (``processed``: MessageSid, sender, what they text
 answered) is both the de-duplication record and the transcript, so a turn writes two rows, not
 four; the ``transcript`` view shows it line by line. Whether the file is writable and still the one
 opened is checked in ``sqlite_files.py``; the retention sweep is ``sqlite_sweep.py``; the consent
-ledger's table is ``sqlite_consent.py``; the process status table, ``sqlite_status.py``.
+ledger's table is ``sqlite_consent.py``; the process status table, ``sqlite_status.py``; the
+console's lists, ``sqlite_listings.py``.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+from bot.store import sqlite_broadcasts as broadcasts
 from bot.store import sqlite_consent as ledger
 from bot.store import sqlite_files as files
+from bot.store import sqlite_listings as listings
+from bot.store import sqlite_results as run_results
 from bot.store import sqlite_status as statuses
 from bot.store.base import (
+    BroadcastProgress,
     CommitResult,
     KeyedLocks,
     ProcessStatus,
@@ -35,7 +41,9 @@ from bot.store.base import (
     Snapshot,
     StoreBusy,
     StoreHealth,
+    StoreUnavailable,
 )
+from bot.store.listings import ConversationSummary, OptOut, Page, TurnRecord, dump_trace
 from bot.store.records import bookkeeping, conversation_from_record
 from bot.store.replies import dump_replies, load_replies
 from bot.store.sqlite_sweep import sweep
@@ -54,12 +62,17 @@ CREATE TABLE IF NOT EXISTS conversations (
     version INTEGER NOT NULL,
     engine TEXT  -- the engine's bookkeeping (JSON, bot/store/records.py); NULL in rows from before it
 ) WITHOUT ROWID;
+-- Who is where (the console's counts, an edit's impact): only conversations in a flow, so an idle
+-- one's turn writes nothing here; the count reads this index alone, never the rows.
+CREATE INDEX IF NOT EXISTS conversations_by_state ON conversations (flow, state, updated_at)
+    WHERE flow IS NOT NULL;
 CREATE TABLE IF NOT EXISTS processed (
     message_sid TEXT NOT NULL UNIQUE,
     sender TEXT NOT NULL,
     body TEXT NOT NULL,  -- what they texted ('' once retention or a purge removed it)
     replies TEXT NOT NULL,  -- JSON list of what we answered
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    trace TEXT  -- how it was routed (JSON, bot/store/listings.py); NULL in rows from before it
 );
 CREATE TABLE IF NOT EXISTS opt_outs (
     sender TEXT PRIMARY KEY,
@@ -103,7 +116,7 @@ LOCK_WAIT_SECONDS = 5.0
 CHECKPOINT_EVERY_SECONDS = 0.25
 
 
-class SqliteStore:
+class SqliteStore(run_results.SqliteResults):
     def __init__(self, path: str | Path, retention: Retention = Retention()) -> None:
         self.path = str(path)
         self.retention = retention
@@ -187,6 +200,10 @@ class SqliteStore:
                 results = [_apply(db, batch[0][0])]
             else:
                 results = [_apply_in_savepoint(db, turn) for turn, _ in batch]
+            # The committed turns' flow runs, all at once (bot/store/sqlite_results.py)
+            run_results.apply(db, [(turn.inbound.sender, turn.runs)
+                                   for (turn, _), result in zip(batch, results, strict=True)
+                                   if turn.runs and result is CommitResult.COMMITTED])
             db.execute("COMMIT")
         except Exception as error:  # noqa: BLE001 (every waiting turn gets the error: 503 or 500)
             files.roll_back(db)
@@ -267,6 +284,24 @@ class SqliteStore:
         async with self._writing() as db:
             db.execute("DELETE FROM deadlines WHERE sender = ? AND at = ?", (sender, at))
 
+    async def state_counts(self, flow: str, since: float = 0.0) -> dict[str, int]:
+        """In a thread on its own connection: a flow with a million people in it takes a while to
+        count, and the webhook keeps answering meanwhile (WAL readers wait for no writer)."""
+        return await asyncio.to_thread(self._state_counts, flow, since)
+
+    def _state_counts(self, flow: str, since: float) -> dict[str, int]:
+        # Read-only: a store file deleted meanwhile is an error here, not a new empty file at its path.
+        try:
+            db = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                rows = db.execute("SELECT state, COUNT(*) FROM conversations WHERE flow = ? AND state IS NOT NULL "
+                                  "AND updated_at >= ? GROUP BY state", (flow, since)).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"the SQLite store {os.path.abspath(self.path)} cannot be read: {error}") from None
+        return {state: count for state, count in rows}
+
     async def purge(self, sender: str) -> Purged:
         async with self._writing() as db:
             conversations = db.execute("DELETE FROM conversations WHERE sender = ?", (sender,)).rowcount
@@ -275,6 +310,7 @@ class SqliteStore:
                                (sender,)).fetchone()[0]
             blanked = db.execute("UPDATE processed SET body = '', replies = '[]' WHERE sender = ?",
                                  (sender,)).rowcount
+            run_results.forget(db, sender, time.time())
         return Purged(conversations, lines, blanked)
 
     async def sweep(self, now: float) -> Purged:
@@ -310,6 +346,24 @@ class SqliteStore:
     async def consent_history(self, number: str) -> list[ConsentChange]:
         return ledger.history(self._db, number)
 
+    async def active_conversations(self, flow: str | None = None, state: str | None = None, limit: int = 50,
+                                   cursor: str | None = None) -> Page[ConversationSummary]:
+        return listings.active_conversations(self._db, flow, state, limit, cursor)
+
+    async def recent_turns(self, sender: str, limit: int = 100) -> list[TurnRecord]:
+        """In a thread on its own connection: it may scan the turn log, and the webhook keeps answering."""
+        return await asyncio.to_thread(self._recent_turns, sender, limit)
+
+    def _recent_turns(self, sender: str, limit: int) -> list[TurnRecord]:
+        db = _connect(self.path)
+        try:
+            return listings.recent_turns(db, sender, limit)
+        finally:
+            db.close()
+
+    async def opt_outs(self, limit: int = 100, cursor: str | None = None) -> Page[OptOut]:
+        return listings.opt_outs(self._db, limit, cursor)
+
     def consent_changes(self, since: float | None = None) -> AsyncIterator[ConsentChange]:
         return ledger.changes(self._db, since)
 
@@ -319,6 +373,13 @@ class SqliteStore:
 
     async def process_statuses(self) -> list[ProcessStatus]:
         return statuses.read(self._db)
+
+    async def record_broadcast_progress(self, progress: BroadcastProgress) -> None:
+        async with self._writing() as db:
+            broadcasts.record(db, progress)
+
+    async def broadcasts(self, active_within: float, now: float | None = None) -> list[BroadcastProgress]:
+        return broadcasts.read(self._db, (time.time() if now is None else now) - active_within)
 
     async def close(self) -> None:
         if self._checkpointer is not None:
@@ -337,17 +398,24 @@ def _checkpoint(db: sqlite3.Connection) -> None:
 
 def _create_schema(db: sqlite3.Connection) -> None:
     # IF NOT EXISTS throughout: old databases gain new tables
-    db.executescript(SCHEMA + ledger.LEDGER_SCHEMA + statuses.STATUS_SCHEMA)
+    db.executescript(SCHEMA + ledger.LEDGER_SCHEMA + statuses.STATUS_SCHEMA + run_results.RESULTS_SCHEMA
+                     + broadcasts.BROADCASTS_SCHEMA)
     _upgrade_transcript_view(db)
     # A database from before the engine's bookkeeping had its column. Workers open the store at the
     # same moment, so another may add it between our look and our change: that is success too.
     columns = {name for _, name, *_ in db.execute("PRAGMA table_info(conversations)")}
     if "engine" not in columns:
-        try:
-            db.execute("ALTER TABLE conversations ADD COLUMN engine TEXT")
-        except sqlite3.OperationalError as error:
-            if "duplicate column name" not in str(error):
-                raise
+        _add_column(db, "ALTER TABLE conversations ADD COLUMN engine TEXT")
+    if "trace" not in {name for _, name, *_ in db.execute("PRAGMA table_info(processed)")}:
+        _add_column(db, listings.TRACE_COLUMN)  # a database from before traces were kept
+
+
+def _add_column(db: sqlite3.Connection, statement: str) -> None:
+    try:
+        db.execute(statement)
+    except sqlite3.OperationalError as error:
+        if "duplicate column name" not in str(error):
+            raise
 
 
 def _upgrade_transcript_view(db: sqlite3.Connection) -> None:
@@ -395,8 +463,9 @@ def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
     """Write one turn inside the open transaction; on a duplicate or a conflict, write nothing."""
     inbound = turn.inbound
     try:
-        db.execute("INSERT INTO processed (message_sid, sender, body, replies, at) VALUES (?, ?, ?, ?, ?)",
-                   (inbound.message_sid, inbound.sender, inbound.body, dump_replies(turn.replies), turn.at))
+        db.execute("INSERT INTO processed (message_sid, sender, body, replies, at, trace) VALUES (?, ?, ?, ?, ?, ?)",
+                   (inbound.message_sid, inbound.sender, inbound.body, dump_replies(turn.replies), turn.at,
+                    dump_trace(turn.trace)))
     except sqlite3.IntegrityError:
         return CommitResult.DUPLICATE
     if turn.conversation_changed and not _write_conversation(db, turn):

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 
+from bot.store import sqlite_results as results
 from bot.store.base import Purged, Retention
 
 SWEEP_BATCH = 500  # rows per transaction, so a sweep never holds the write lock for long
@@ -20,6 +21,8 @@ def sweep(db: sqlite3.Connection, now: float, retention: Retention) -> Purged:
     conversations = _drop_idle_conversations(db, now - retention.seconds)
     lines = _blank_old_texts(db, now - retention.seconds)
     _drop_old_turns(db, now - retention.dedup_seconds)
+    results.close_lapsed(db, now, transaction)  # counted as expired before their rows may go
+    results.drop_ended(db, now - retention.seconds, transaction)
     with transaction(db):  # outbound records hold numbers and texts too
         db.execute("DELETE FROM outbound WHERE json_extract(record, '$.updated_at') < ?",
                    (now - retention.dedup_seconds,))

@@ -1,0 +1,43 @@
+"""pytest-xdist's scheduling with one change: every browser test runs on the same worker.
+
+The browser tests share one server and one Chromium (tests/browser.py), which are per worker
+process; spread over two workers they would start two of each. xdist's own answer, ``xdist_group``
+marks with ``--dist loadgroup``, does nothing on pytest 9.2: it tags the group onto the test's node
+id, which pytest 9.2 no longer lets a plugin change, so the tests are spread as if unmarked
+(pytest-xdist issue #1386, open, with xdist 3.8.0). The worker that collects knows the marks but
+the controller that schedules sees only node ids, so the group is told by the file's name instead:
+browser tests live in files whose name has the word ``browser`` (``test_console_browser.py``,
+``test_graph_page_browser.py``). Everything else is scheduled test by test, as ``--dist load``
+balances it. The ``browser`` fixture refuses a test in any other file, so the rule cannot drift.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadScopeScheduling
+
+GROUP = "browser"
+
+
+def is_browser_test_file(path: str) -> bool:
+    """``tests/test_console_browser.py``, ``tests/test_browser_login.py``: the word, between underscores."""
+    return GROUP in PurePosixPath(path).stem.split("_")
+
+
+class BrowserTestsTogether(LoadScopeScheduling):
+    """Scopes of one test each (so the load balances test by test), except one scope holding all the
+    browser tests; the largest scope is handed out first, so the browser runs beside everything else."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return GROUP if is_browser_test_file(nodeid.split("::", 1)[0]) else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadScopeScheduling | None:
+    """For ``-n N`` (``--dist load``, pyproject's addopts); any other ``--dist`` asked for is xdist's own."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    return BrowserTestsTogether(config, log)
