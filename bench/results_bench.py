@@ -5,9 +5,11 @@
 
 1. **The turn.** The benchmark conversation (``bench/flows/order.yaml``: STATUS, an order number,
    YES: a run begins, moves, finishes) through the real inbox and engine on a SQLite file, in
-   process: µs per turn with results kept, and with them switched off (``bot.inbox.track``
+   process: CPU µs per turn with results kept, and with them switched off (``bot.inbox.track``
    answering nothing: the engine still notes where runs begin and end, nothing is worked out or
-   written). Rounds alternate on the same file; each figure is the median of the rounds.
+   written), one turn at a time and 50 at once (sharing group commits, as a loaded server's do);
+   with ``--redis-url``, 50 at once on Redis too. Rounds alternate on the same store; each figure
+   is the median of the rounds.
 2. **The query.** A SQLite store of N conversations (``bench/store_fill.py``) and one run each of
    ``bench_order`` over the last 30 days, written with the bot's own tables
    (``bot/store/sqlite_results.py``) — half finished, a quarter expired, some opted out, a fifth
@@ -74,12 +76,19 @@ async def _turns(inbox: Inbox, turns: int, tag: str, senders: int, in_flight: in
     return (time.process_time() - started) / turns * 1e6
 
 
-async def turn_cost(turns: int, rounds: int, in_flight: int, senders: int = 500) -> dict[str, Any]:
+async def turn_cost(turns: int, rounds: int, in_flight: int, senders: int = 500,
+                    redis_url: str | None = None) -> dict[str, Any]:
+    """On a SQLite file, or on ``redis_url`` (a database it FLUSHES): the bot's own CPU there."""
+    from bot.store.redis import RedisStore
+
     flows = load_flows(FLOWS)
     turns = max(1, turns // (3 * senders)) * 3 * senders  # whole cycles: every round starts at STATUS
     real_track = inbox_module.track
     with tempfile.TemporaryDirectory() as folder:
-        store = SqliteStore(Path(folder) / "turns.db")
+        store: SqliteStore | RedisStore = SqliteStore(Path(folder) / "turns.db") if redis_url is None else \
+            RedisStore(redis_url)
+        if isinstance(store, RedisStore):
+            await store._redis.flushdb()
         inbox = Inbox(store, Engine(flows, _NoFetch()))
         kept: list[float] = []
         off: list[float] = []
@@ -222,11 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="build the SQLite store in this folder and keep it")
     args = parser.parse_args(argv)
 
-    print("1. the turn: STATUS → order number → YES through the inbox on SQLite, in process (CPU µs per turn)")
-    for in_flight in (1, 50):
-        cost = asyncio.run(turn_cost(args.turns, args.rounds, in_flight))
+    print("1. the turn: STATUS → order number → YES through the inbox, in process (CPU µs per turn)")
+    for in_flight, redis_url in ((1, None), (50, None), *(((50, args.redis_url),) if args.redis_url else ())):
+        cost = asyncio.run(turn_cost(args.turns, args.rounds, in_flight, redis_url=redis_url))
         kept, off = cost["us_per_turn_with_results"], cost["us_per_turn_without"]
-        print(f"   {in_flight} at once: {kept:.1f} with results, {off:.1f} without "
+        store = "Redis" if redis_url else "SQLite"
+        print(f"   {store}, {in_flight} at once: {kept:.1f} with results, {off:.1f} without "
               f"(+{kept - off:.1f} µs, {(kept - off) / off:+.1%}); rounds with "
               f"{', '.join(f'{us:.0f}' for us in cost['rounds_with'])}; without "
               f"{', '.join(f'{us:.0f}' for us in cost['rounds_without'])}")

@@ -7,8 +7,8 @@ id, which pytest 9.2 no longer lets a plugin change, so the tests are spread as 
 (pytest-xdist issue #1386, open, with xdist 3.8.0). The worker that collects knows the marks but
 the controller that schedules sees only node ids, so the group is told by the file's name instead:
 browser tests live in files whose name has the word ``browser`` (``test_console_browser.py``,
-``test_graph_page_browser.py``). Everything else is scheduled test by test, as ``--dist load``
-balances it. The ``browser`` fixture refuses a test in any other file, so the rule cannot drift.
+``test_graph_page_browser.py``). Everything else is scheduled file by file, as ``--dist loadfile``
+does. The ``browser`` fixture refuses a test in any other file, so the rule cannot drift.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ def is_browser_test_file(path: str) -> bool:
 
 
 class BrowserTestsTogether(LoadScopeScheduling):
-    """Scopes of one test each (so the load balances test by test), except one scope holding all the
-    browser tests; the largest scope is handed out first, so the browser runs beside everything else."""
+    """A scope per test file (a file's tests run in order on one worker: some share module state,
+    as the fuzz run and its summary do), except one scope holding all the browser tests; the largest
+    scope is handed out first, so the browser runs beside everything else."""
 
     def _split_scope(self, nodeid: str) -> str:
-        return GROUP if is_browser_test_file(nodeid.split("::", 1)[0]) else nodeid
+        path = nodeid.split("::", 1)[0]
+        return GROUP if is_browser_test_file(path) else path
 
 
 @pytest.hookimpl(optionalhook=True)

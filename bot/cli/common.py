@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bot.flows.checks import CheckOptions
 from bot.flows.loader import FlowSet, load_flows
@@ -51,3 +53,14 @@ def write_file(path: Path, text: str) -> None:
         raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+@contextlib.contextmanager
+def opened_output(output: Path | None) -> Iterator[TextIO]:
+    """Where a command writes its CSV: the file named with ``-o``, else standard output."""
+    if output is None:
+        yield sys.stdout
+        return
+    try:
+        with output.open("w", encoding="utf-8", newline="") as file:
+            yield file
+    except OSError as error:
+        raise CommandError(f"cannot write {output}: {error.strerror or error}") from None

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import getpass
 import re
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
 
 from bot import metrics
-from bot.cli.common import CommandError, Commands
+from bot.cli.common import CommandError, Commands, opened_output
 from bot.phones import InvalidNumber, normalise_number
 from bot.settings import load_settings
 from bot.spreadsheet import csv_cell
@@ -138,23 +135,12 @@ async def _history(store_url: str, number: str) -> int:
 
 # -- export: CSV ------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _opened(output: Path | None) -> Iterator[TextIO]:
-    if output is None:
-        yield sys.stdout
-        return
-    try:
-        with output.open("w", encoding="utf-8", newline="") as file:
-            yield file
-    except OSError as error:
-        raise CommandError(f"cannot write {output}: {error.strerror or error}") from None
-
 
 async def _export(store_url: str, since: float | None, output: Path | None) -> int:
     store = open_store(store_url)
     count = 0
     try:
-        with _opened(output) as out:
+        with opened_output(output) as out:
             writer = csv.writer(out)
             writer.writerow(CSV_HEADER)
             async for change in store.consent_changes(since):

@@ -12,27 +12,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import os
 import sys
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import TextIO
 
-from bot.cli.common import CommandError, Commands, add_flows_option, load_for
+from bot.cli.common import CommandError, Commands, add_flows_option, load_for, opened_output
 from bot.flows.compile import CompiledFlow
 from bot.flows.problems import FlowLoadError
-from bot.results.funnel import Funnel, funnel
+from bot.results.funnel import OUTCOME_NAMES, Funnel, funnel
 from bot.results.table import csv_rows
 from bot.settings import load_settings
 from bot.store import open_store
-from bot.types import RunOutcome
-
-OUTCOME_NAMES = {RunOutcome.FINISHED: "finished", RunOutcome.EXPIRED: "expired", RunOutcome.OPTED_OUT: "opted out",
-                 RunOutcome.LEFT: "left for another flow", RunOutcome.RESET: "reset"}
 
 
 def add_commands(commands: Commands) -> None:
@@ -98,7 +91,7 @@ async def _export(store_url: str, name: str, flow: CompiledFlow | None, since: d
     written = -1  # the header
     try:
         shown = funnel(await store.flow_results(name, since, until, now), flow)
-        with _opened(output) as out:
+        with opened_output(output) as out:
             writer = csv.writer(out)
             async for row in csv_rows(store, name, since, until, full_numbers=full_numbers, now=now):
                 writer.writerow(row)
@@ -132,14 +125,3 @@ def summary(shown: Funnel, since: date | None, until: date | None) -> list[str]:
         lines.append(f"  {label.ljust(width)}  {count:>7}  {share}{note}".rstrip())
     return lines
 
-
-@contextlib.contextmanager
-def _opened(output: Path | None) -> Iterator[TextIO]:
-    if output is None:
-        yield sys.stdout
-        return
-    try:
-        with output.open("w", encoding="utf-8", newline="") as file:
-            yield file
-    except OSError as error:
-        raise CommandError(f"cannot write {output}: {error.strerror or error}") from None

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot import metrics_endpoint
-from bot.console import conversations, flows, login, operations, simulator
+from bot.console import conversations, flows, login, operations, results, simulator
 from bot.console.rendering import Page, page_templates
 from bot.console.security import (
     CSRF_COOKIE,
@@ -41,7 +41,7 @@ OPEN_PATHS = ("/login", "/static/")  # reachable without a session (the login pa
 STATIC_CACHING = {"cache-control": "private, max-age=3600"}
 
 #: The console's pages, in the navigation's order; each module has ``PAGE: Page`` and ``routes``.
-PAGES: list[types.ModuleType] = [flows, conversations, simulator, operations]
+PAGES: list[types.ModuleType] = [flows, conversations, simulator, results, operations]
 
 
 def console_routes(settings: Settings) -> list[BaseRoute]:

@@ -16,6 +16,9 @@ from bot.flows.schema import END
 from bot.store.base import FlowResults
 from bot.types import RunOutcome
 
+#: How each way a run ends is named to people (the funnel's last rows, the CLI and the console).
+OUTCOME_NAMES = {RunOutcome.FINISHED: "finished", RunOutcome.EXPIRED: "expired", RunOutcome.OPTED_OUT: "opted out",
+                 RunOutcome.LEFT: "left for another flow", RunOutcome.RESET: "reset"}
 
 @dataclass(frozen=True, slots=True)
 class FunnelStep:

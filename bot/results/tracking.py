@@ -14,7 +14,7 @@ anything else that ends a conversation) ends ``reset``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from bot.flows.compile import CompiledFlow
 from bot.types import Conversation, OpenRun, Outcome, RunMark, RunOutcome, RunUpdate
@@ -52,7 +52,12 @@ def track(before: Opening, outcome: Outcome, turn_id: str, at: float, flows: Flo
     return _worked_out(before, outcome, turn_id, at, flows)
 
 
-def _aligned(runs: Sequence[OpenRun] | Sequence[_Run], conversation: Conversation) -> bool:
+class _OfAFlow(Protocol):
+    @property
+    def flow(self) -> str: ...
+
+
+def _aligned(runs: Sequence[_OfAFlow], conversation: Conversation) -> bool:
     """Whether ``runs`` are the innermost of the flows the conversation is in, in order."""
     if not conversation.active or runs[-1].flow != conversation.flow:
         return False

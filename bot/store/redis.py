@@ -33,17 +33,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store import redis_listings as listings
 from bot.store.base import (
-    FlowResults,
-    RunKey,
-    RunRow,
     BROADCAST_KEEP_SECONDS,
     PROCESS_STATUS_KEEP_SECONDS,
     BroadcastProgress,
     CommitResult,
+    FlowResults,
     KeyedLocks,
     ProcessStatus,
     Purged,
     Retention,
+    RunKey,
+    RunRow,
     Snapshot,
     StoreBusy,
     StoreHealth,
