@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot import demo, details, metrics, webhook
+from bot import __version__, demo, details, metrics, webhook
 from bot.actions import Fetcher, HttpFetcher
 from bot.broadcast_progress import under_way
 from bot.console.app import console_routes
@@ -98,6 +98,8 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 log.warning("DEV MODE: TWILIO_AUTH_TOKEN is not set, so webhook signatures are NOT "
                             "checked; only clients on loopback are answered (others get 403). Never "
                             "expose this server beyond %s.", settings.host)
+            log.info("textflow %s serving flows version %s (%s)", __version__, flows.version,
+                     ", ".join(sorted(flows.flows)))
             stop = asyncio.Event()
             status = ProcessStatusKeeper(active_store, flows)  # for operators: python -m bot status
             recorder = asyncio.create_task(status.run(stop))

@@ -464,3 +464,20 @@ def test_webhook_without_a_server(tmp_path: Path) -> None:
     assert result.returncode == 2, output_of(result)
     assert result.stderr.startswith(f"error: cannot reach http://127.0.0.1:{port}/sms"), output_of(result)
     assert "Traceback" not in result.stderr
+
+
+def test_version_is_the_one_release_number(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m bot --version``, the package and pyproject.toml name the same release, and the
+    changelog has a section for it."""
+    import tomllib
+
+    import bot
+    from bot import cli
+
+    with pytest.raises(SystemExit) as exit_status:
+        cli.main(["--version"])
+    assert exit_status.value.code == 0
+    assert capsys.readouterr().out == f"textflow {bot.__version__}\n"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["version"] == bot.__version__
+    assert f"## {bot.__version__}" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bot import __version__
 from bot.cli import authoring, consent, operations, results, sending, status, studio_import
 from bot.cli.common import CommandError
 from bot.flows.problems import FlowLoadError
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="textflow SMS bot tools.")
+    parser.add_argument("--version", action="version", version=f"textflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (authoring, studio_import, sending, operations, status, consent, results):
         module.add_commands(commands)
