@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -36,6 +37,7 @@ from bot.simulated_senders import kept_apart
 from bot.status import ProcessStatusKeeper
 from bot.store import Forgetting, Retention, Store, open_store
 from bot.store.base import DAY, StoreUnavailable
+from bot.store.schema_versions import SchemaTooNew
 from bot.text import templates
 from bot.timers import TIMEOUT_POLL_SECONDS, TimeoutScheduler
 from bot.twilio_inbound import SignatureChecker
@@ -251,10 +253,30 @@ def _open_store_once(settings: Settings) -> None:
     of its own, as uvicorn calls the factory from inside its running event loop."""
 
     async def open_and_close() -> None:
-        await open_store(settings.store_url, retention_of(settings)).close()
+        store = open_store(settings.store_url, retention_of(settings))  # SQLite migrates here
+        try:
+            await _migrated(store)
+        finally:
+            await store.close()
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, open_and_close()).result()
+
+
+async def _migrated(store: Store) -> None:
+    """Migrate a Redis keyspace before serving, when Redis answers. When it does not, the bot starts
+    all the same (answering 503 until it does, as when Redis goes away later) and migrates before
+    its first read; a keyspace from a newer release is refused either way (SchemaTooNew)."""
+    ready = getattr(store, "ready", None)
+    if ready is None:
+        return
+    try:
+        await ready()
+    except SchemaTooNew:
+        raise
+    except (StoreUnavailable, RedisError) as error:
+        log.warning("the store cannot be reached at start-up (%s): serving anyway, with 503 until it can; "
+                    "its schema is checked (and migrated) before the first read", error)
 
 
 def app_from_environment() -> Starlette:

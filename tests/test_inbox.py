@@ -248,11 +248,16 @@ async def test_a_broadcast_started_conversation_times_out_from_the_broadcasts_nu
 def test_two_workers_opening_an_old_sqlite_database_at_once(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """``WORKERS=4`` on a database from before the ``engine`` column: every worker opens the store at
-    start-up. ``_create_schema`` reads ``PRAGMA table_info`` and then runs ``ALTER TABLE`` outside
-    any transaction, so a worker that read the columns before another worker's ALTER fails with
-    "duplicate column name: engine" and dies at start-up (seen 1 run in ~30 with 4 real processes;
-    made deterministic here by running the second worker's open between the two statements)."""
+    start-up. Before schema versions, each worker read ``PRAGMA table_info`` and then ran ``ALTER
+    TABLE`` outside any transaction, so a worker that read the columns before another's ALTER died
+    with "duplicate column name: engine" (seen 1 run in ~30 with 4 real processes). Now the
+    migration runs under the write lock: a second worker opening the file while the first is half
+    way through waits, then finds it migrated. Made deterministic by starting the second worker
+    (in a thread, as another process would) while the first is stopped inside its migration."""
+    import threading
+
     import bot.store.sqlite as sqlite_module
+    from bot.store.sqlite_schema import LATEST, history, version_of
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
@@ -261,9 +266,13 @@ def test_two_workers_opening_an_old_sqlite_database_at_once(tmp_path: Path,
     db.close()
 
     real_connect = sqlite_module._connect
-    opened: list[sqlite3.Connection] = []
     stores: list[sqlite_module.SqliteStore] = []
-    interleaved: list[bool] = []
+    second_done = threading.Event()
+    seen_waiting: list[bool] = []
+
+    def second_worker() -> None:
+        stores.append(sqlite_module.SqliteStore(path))
+        second_done.set()
 
     class FirstWorkersConnection:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -274,25 +283,29 @@ def test_two_workers_opening_an_old_sqlite_database_at_once(tmp_path: Path,
 
         def execute(self, sql: str, *args: Any) -> Any:
             cursor = self.db.execute(sql, *args)
-            if sql.startswith("PRAGMA table_info") and not interleaved:
+            if sql.startswith("PRAGMA table_info") and not seen_waiting:
                 rows = cursor.fetchall()
-                interleaved.append(True)
-                stores.append(sqlite_module.SqliteStore(path))  # the second worker starts meanwhile
+                threading.Thread(target=second_worker, daemon=True).start()  # the second worker starts meanwhile
+                seen_waiting.append(not second_done.wait(0.5))  # ... and waits for our migration
                 return iter(rows)
             return cursor
 
+    calls = iter([True])
+
     def connect(db_path: str, busy_timeout_ms: int = 5000) -> Any:
         db = real_connect(db_path, busy_timeout_ms)
-        opened.append(db)
-        return FirstWorkersConnection(db) if not interleaved else db
+        return FirstWorkersConnection(db) if next(calls, False) else db
 
     monkeypatch.setattr(sqlite_module, "_connect", connect)
-    try:
-        stores.append(sqlite_module.SqliteStore(path))  # the first worker
-    finally:
-        for db in opened:
-            db.close()
-    assert interleaved and len(stores) == 2
+    stores.append(sqlite_module.SqliteStore(path))  # the first worker
+    assert second_done.wait(10) and seen_waiting == [True]
+    assert len(stores) == 2
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert version_of(db) == LATEST
+        assert [version for version, *_ in history(db)] == list(range(1, LATEST + 1))
+        assert [name for _, name, *_ in db.execute("PRAGMA table_info(conversations)")].count("engine") == 1
+    for store in stores:
+        asyncio.run(store.close())
 
 
 async def test_a_broadcast_does_not_log_that_outbound_is_not_configured(

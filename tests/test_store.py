@@ -685,6 +685,7 @@ class TestRedisSpecifics:
             assert keys == ["textflow:consent:+15550000001", "textflow:consents", "textflow:consents:seq",
                             "textflow:conv:+15550000001", "textflow:log:+15550000001",
                             "textflow:optout:+15550000001", "textflow:optouts", "textflow:reply:SM1",
+                            "textflow:schema", "textflow:schema:history",  # the keyspace's version (never expire)
                             "textflow:sid:SM1", "textflow:sids:+15550000001"]
             hour, two_days = 3600 * 1000, 48 * 3600 * 1000
             assert hour - 5000 < await client.pttl("textflow:conv:+15550000001") <= hour
@@ -693,6 +694,7 @@ class TestRedisSpecifics:
             assert two_days - 5000 < await client.pttl("textflow:sid:SM1") <= two_days  # the id: >= 48 h
             assert await client.pttl("textflow:optout:+15550000001") == -1  # never expires
             assert await client.pttl("textflow:optouts") == -1  # nor the list of them (the console's)
+            assert await client.pttl("textflow:schema") == -1
             for ledger in ("textflow:consent:+15550000001", "textflow:consents"):  # the sweep keeps its period
                 assert await client.pttl(ledger) == -1
         finally:

@@ -17,6 +17,7 @@ from bot.cli.common import CommandError
 from bot.flows.problems import FlowLoadError
 from bot.logs import CLI_FORMAT, configure_logging
 from bot.settings import SettingsError
+from bot.store.base import StoreUnavailable
 from bot.twilio_outbound import OutboundNotConfigured
 
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FlowLoadError as error:
         print(f"error: the flows cannot run:\n{error.listing()}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as error:  # unreachable, unwritable, or from a newer release (SchemaTooNew)
+        print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -32,6 +32,7 @@ from redis.exceptions import LockError, OutOfMemoryError, ReadOnlyError, Respons
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store import redis_listings as listings
+from bot.store import redis_migrations
 from bot.store.base import (
     BROADCAST_KEEP_SECONDS,
     PROCESS_STATUS_KEEP_SECONDS,
@@ -122,10 +123,6 @@ class KeyBuilder:
     def opt_outs(self) -> str:
         """Who is opted out now, by when (the console's list; kept with the opt-out keys, no TTL)."""
         return f"{self.prefix}:optouts"
-
-    def opt_outs_listed(self) -> str:
-        """Set once the opt-outs recorded before that list existed were added to it."""
-        return f"{self.prefix}:optouts:listed"
 
     def at_state(self, flow: str, state: str) -> str:
         """Who is at a flow's state: senders scored by when they last wrote (the console's counts)."""
@@ -277,6 +274,8 @@ def _unavailable_is_busy(method: Callable[P, Coroutine[Any, Any, R]]) -> Callabl
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
+            if args and not getattr(args[0], "_schema_ready", True):  # a RedisStore's first call: migrate
+                await args[0].ready()  # type: ignore[attr-defined]
             return await method(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError) as error:
             raise StoreUnavailable(f"Redis unavailable: {error}") from error
@@ -313,7 +312,19 @@ class RedisStore:
         self._set_consent = self._redis.register_script(_SET_CONSENT)
         self._record_status = self._redis.register_script(_RECORD_STATUS)
         self.results = RedisResults(self._redis, prefix)
+        # An older keyspace is migrated forward before anything reads it (redis_migrations.py): by
+        # the first call that reaches Redis, so a server started while Redis is down still starts.
+        self._schema_ready = False
+        self._migrating = asyncio.Lock()
         self._local = KeyedLocks()  # waiters in this process queue here instead of polling Redis
+
+    async def ready(self) -> None:
+        """Migrate the keyspace forward if it is older than this release (once per process; every
+        other call waits for it). Raises SchemaTooNew for a keyspace from a newer release."""
+        async with self._migrating:
+            if not self._schema_ready:
+                await redis_migrations.migrate(self._redis, self.keys.prefix)
+                self._schema_ready = True
 
     @_unavailable_is_busy
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:

@@ -24,18 +24,6 @@ if TYPE_CHECKING:
     from bot.store.redis import KeyBuilder
 
 MAX_REPLIES_PER_TURN = 10  # the engine's cap (bot/engine.py): a turn is at most 1 + 10 lines
-SCAN_BATCH = 500
-
-# KEYS: opt-outs, then opt-out keys; ARGV: the prefix of opt-out keys. Lists opt-outs recorded before
-# the list existed (each key holds its time), each only while it still is one.
-_LIST_OLD_OPT_OUTS = """
-for i = 2, #KEYS do
-  local at = redis.call('GET', KEYS[i])
-  if at then redis.call('ZADD', KEYS[1], tonumber(at) or 0, string.sub(KEYS[i], #ARGV[1] + 1)) end
-end
-return #KEYS - 1
-"""
-
 
 async def active_conversations(redis: aioredis.Redis, keys: KeyBuilder, flow: str | None, state: str | None,
                                limit: int, cursor: str | None, oldest: float) -> Page[ConversationSummary]:
@@ -92,27 +80,9 @@ def read_transcript(lines: list[dict[str, Any]]) -> list[TurnRecord]:
 
 
 async def opt_outs(redis: aioredis.Redis, keys: KeyBuilder, limit: int, cursor: str | None) -> Page[OptOut]:
-    if not await redis.exists(keys.opt_outs_listed()):
-        await _list_old_opt_outs(redis, keys)
     after = Cursor.read(cursor)
     size = page_size(limit)
     rows = await redis.zrevrangebyscore(keys.opt_outs(), repr(after.at) if after else "+inf", "-inf",
                                         start=after.skip if after else 0, num=size + 1, withscores=True)
     chosen = [OptOut(str(entry[0]), float(entry[1])) for entry in rows[:size]]
     return Page(chosen, str(Cursor.after([item.at for item in chosen], after)) if len(rows) > size else None)
-
-
-async def _list_old_opt_outs(redis: aioredis.Redis, keys: KeyBuilder) -> None:
-    """Once per database: opt-outs recorded before the list existed join it (a scan of the opt-out
-    keys; workers doing it at once add the same entries)."""
-    script = redis.register_script(_LIST_OLD_OPT_OUTS)
-    prefix = keys.opt_out("")
-    batch: list[str] = []
-    async for key in redis.scan_iter(match=keys.opt_out("*"), count=SCAN_BATCH):
-        batch.append(str(key))
-        if len(batch) >= SCAN_BATCH:
-            await script(keys=[keys.opt_outs(), *batch], args=[prefix])
-            batch = []
-    if batch:
-        await script(keys=[keys.opt_outs(), *batch], args=[prefix])
-    await redis.set(keys.opt_outs_listed(), "1")

@@ -30,6 +30,7 @@ from bot.store import sqlite_consent as ledger
 from bot.store import sqlite_files as files
 from bot.store import sqlite_listings as listings
 from bot.store import sqlite_results as run_results
+from bot.store import sqlite_schema as schema
 from bot.store import sqlite_status as statuses
 from bot.store.base import (
     BroadcastProgress,
@@ -46,63 +47,9 @@ from bot.store.base import (
 from bot.store.listings import ConversationSummary, OptOut, Page, TurnRecord, dump_trace
 from bot.store.records import bookkeeping, conversation_from_record
 from bot.store.replies import dump_replies, load_replies
+from bot.store.sqlite_schema import SCHEMA  # noqa: F401  (re-exported: the benchmarks fill files with it)
 from bot.store.sqlite_sweep import sweep
 from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
-
-# Lean on purpose: every index is written on every message. The turn log needs none beyond its
-# MessageSid: rows arrive in time order, so rowid order is age order for the retention sweep, and
-# the rare per-sender reads (purge, transcript) may scan.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    sender TEXT PRIMARY KEY,
-    flow TEXT,
-    state TEXT,
-    vars TEXT NOT NULL,  -- the flow author's variables (JSON)
-    updated_at REAL NOT NULL,
-    version INTEGER NOT NULL,
-    engine TEXT  -- the engine's bookkeeping (JSON, bot/store/records.py); NULL in rows from before it
-) WITHOUT ROWID;
--- Who is where (the console's counts, an edit's impact): only conversations in a flow, so an idle
--- one's turn writes nothing here; the count reads this index alone, never the rows.
-CREATE INDEX IF NOT EXISTS conversations_by_state ON conversations (flow, state, updated_at)
-    WHERE flow IS NOT NULL;
-CREATE TABLE IF NOT EXISTS processed (
-    message_sid TEXT NOT NULL UNIQUE,
-    sender TEXT NOT NULL,
-    body TEXT NOT NULL,  -- what they texted ('' once retention or a purge removed it)
-    replies TEXT NOT NULL,  -- JSON list of what we answered
-    at REAL NOT NULL,
-    trace TEXT  -- how it was routed (JSON, bot/store/listings.py); NULL in rows from before it
-);
-CREATE TABLE IF NOT EXISTS opt_outs (
-    sender TEXT PRIMARY KEY,
-    at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS deadlines (  -- written only by turns entering or leaving a timed wait
-    sender TEXT PRIMARY KEY,
-    at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deadlines_by_time ON deadlines (at);
-CREATE TABLE IF NOT EXISTS outbound (
-    id TEXT PRIMARY KEY,
-    sid TEXT,
-    broadcast TEXT,
-    record TEXT NOT NULL  -- the OutboundMessage as JSON
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS outbound_by_sid ON outbound (sid);
-CREATE INDEX IF NOT EXISTS outbound_by_broadcast ON outbound (broadcast);
-"""
-#: The turns line by line. A reply with pictures is stored as {"text", "media"} (bot/store/replies.py):
-#: its text is the body, its URLs (a JSON list) the media column.
-TRANSCRIPT_VIEW = """
-CREATE VIEW IF NOT EXISTS transcript (id, sender, direction, body, message_sid, at, media) AS
-    SELECT rowid * 1000, sender, 'in', body, message_sid, at, NULL FROM processed
-    UNION ALL
-    SELECT p.rowid * 1000 + 1 + r.key, p.sender, 'out',
-           CASE r.type WHEN 'object' THEN json_extract(r.value, '$.text') ELSE r.value END, p.message_sid, p.at,
-           CASE r.type WHEN 'object' THEN json_extract(r.value, '$.media') END
-    FROM processed AS p, json_each(p.replies) AS r;
-"""
 
 _SNAPSHOT = """
 SELECT (SELECT replies FROM processed WHERE message_sid = ?),
@@ -113,6 +60,7 @@ FROM (SELECT 1) LEFT JOIN conversations AS c ON c.sender = ?
 
 LOCK_RETRY_SECONDS = 0.0005  # another process holds the write lock: look again this soon
 LOCK_WAIT_SECONDS = 5.0
+MIGRATION_WAIT_SECONDS = 120.0  # at start-up, for another process migrating the file
 CHECKPOINT_EVERY_SECONDS = 0.25
 
 
@@ -129,11 +77,16 @@ class SqliteStore(run_results.SqliteResults):
         except sqlite3.Error as error:
             raise files.cannot_open(self.path, error) from None
         try:
-            _with_retries(lambda: _create_schema(self._db))
+            # Older files are migrated forward before anything reads them; workers opening the file at
+            # once wait for the one migrating (a large file may take a while: they wait longer).
+            _with_retries(lambda: schema.migrate(self._db, self.path), seconds=MIGRATION_WAIT_SECONDS)
             _with_retries(lambda: files.write_once(self._db))
         except sqlite3.Error as error:
             self._db.close()
             raise files.cannot_open(self.path, error) from None
+        except BaseException:  # a file from a newer release (SchemaTooNew): refused, untouched
+            self._db.close()
+            raise
         self._identity = files.identity(self.path)  # the file we write: still the one at our path?
         # Checkpoints (copying the WAL into the database file, with an fsync) happen in a
         # background thread, not in whichever request's COMMIT crosses the WAL threshold.
@@ -396,51 +349,14 @@ def _checkpoint(db: sqlite3.Connection) -> None:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
-def _create_schema(db: sqlite3.Connection) -> None:
-    # IF NOT EXISTS throughout: old databases gain new tables
-    db.executescript(SCHEMA + ledger.LEDGER_SCHEMA + statuses.STATUS_SCHEMA + run_results.RESULTS_SCHEMA
-                     + broadcasts.BROADCASTS_SCHEMA)
-    _upgrade_transcript_view(db)
-    # A database from before the engine's bookkeeping had its column. Workers open the store at the
-    # same moment, so another may add it between our look and our change: that is success too.
-    columns = {name for _, name, *_ in db.execute("PRAGMA table_info(conversations)")}
-    if "engine" not in columns:
-        _add_column(db, "ALTER TABLE conversations ADD COLUMN engine TEXT")
-    if "trace" not in {name for _, name, *_ in db.execute("PRAGMA table_info(processed)")}:
-        _add_column(db, listings.TRACE_COLUMN)  # a database from before traces were kept
-
-
-def _add_column(db: sqlite3.Connection, statement: str) -> None:
-    try:
-        db.execute(statement)
-    except sqlite3.OperationalError as error:
-        if "duplicate column name" not in str(error):
-            raise
-
-
-def _upgrade_transcript_view(db: sqlite3.Connection) -> None:
-    """Create the transcript view, or replace one from before pictures (it showed a reply with
-    pictures as its JSON). Idempotent, so workers opening the store at once may all do it."""
-    found = db.execute("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'transcript'").fetchone()
-    if found is not None and "media" in found[0]:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute("DROP VIEW IF EXISTS transcript")
-        db.execute(TRANSCRIPT_VIEW)
-    except BaseException:
-        files.roll_back(db)
-        raise
-    db.execute("COMMIT")
-
-
 def _outbound(row: tuple[str] | None) -> OutboundMessage | None:
     return OutboundMessage(**json.loads(row[0])) if row is not None else None
 
 
 def _connect(path: str, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL takes the write lock: several workers opening it at once wait.
+    _with_retries(lambda: db.execute("PRAGMA journal_mode=WAL"))
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     return db

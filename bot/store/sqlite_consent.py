@@ -4,7 +4,7 @@ Rows are written in the same transaction as the opt-out flag they explain (a tur
 or ``set_consent``), and only when the flag actually changes. Triggers refuse any UPDATE, and any
 DELETE of a row younger than four years (the TCPA's limitation period), whoever runs it; the
 retention sweep (``sqlite_sweep.py``) removes older rows only. The table is created by ``CREATE … IF NOT EXISTS``, so a
-database from before the ledger gains it when opened, by however many workers at once.
+database from before the ledger gains it when migrated (``sqlite_schema.py``).
 """
 
 from __future__ import annotations

@@ -15,9 +15,6 @@ import sqlite3
 from bot.store.listings import ConversationSummary, Cursor, OptOut, Page, TurnRecord, load_trace, page_size
 from bot.store.replies import load_replies
 
-#: For a database from before traces were kept (``_create_schema`` adds the column).
-TRACE_COLUMN = "ALTER TABLE processed ADD COLUMN trace TEXT"
-
 # Each a seek in the index. (A row value, "(flow, state) > (?, ?)", reads every entry of the pair it
 # starts from instead: a millisecond per pair on a million conversations.)
 _PAIR = "SELECT flow, state FROM conversations WHERE flow IS NOT NULL AND state IS NOT NULL AND "
