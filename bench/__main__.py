@@ -7,6 +7,11 @@ if sys.argv[1:2] == ["results"]:  # what results cost a turn, and a query on a m
 
     sys.exit(results_main(sys.argv[2:]))
 
+if sys.argv[1:2] == ["logs"]:  # a log line's cost, text against JSON (LOG_FORMAT)
+    from bench.log_bench import main as logs_main
+
+    sys.exit(logs_main(sys.argv[2:]))
+
 from bench.run import main
 
 sys.exit(main())

@@ -31,6 +31,7 @@ from bot.limits import NotifyLimiter, limited
 from bot.logs import configure_logging
 from bot.metrics_endpoint import metrics_routes
 from bot.outbound import Outbox, send_for_turn
+from bot.owed_delivery import OwedDelivery
 from bot.reload import FlowReloader
 from bot.settings import Settings, SettingsError, load_settings
 from bot.simulated_senders import kept_apart
@@ -38,6 +39,7 @@ from bot.status import ProcessStatusKeeper
 from bot.store import Forgetting, Retention, Store, open_store
 from bot.store.base import DAY, StoreUnavailable
 from bot.store.schema_versions import SchemaTooNew
+from bot.store.serving_lock import serving
 from bot.text import templates
 from bot.timers import TIMEOUT_POLL_SECONDS, TimeoutScheduler
 from bot.twilio_inbound import SignatureChecker
@@ -60,6 +62,13 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        # Held while serving: a restore refuses to replace the SQLite file under us (bot/store/serving_lock.py)
+        with serving(settings.store_url if store is None else None):
+            async with running(app) as state:
+                yield state
+
+    @contextlib.asynccontextmanager
+    async def running(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         active_store = store if store is not None else open_store(settings.store_url, retention_of(settings))
         async with httpx.AsyncClient(follow_redirects=False) as client:
             active_fetcher = fetcher or HttpFetcher(client, settings.local_base_url)
@@ -70,7 +79,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
 
             outbox = Outbox(active_store, settings.outbound, status_callback=settings.status_callback_url) \
                 if not settings.outbound.missing() else None
-            background: set[asyncio.Task[None]] = set()
+            background: set[asyncio.Task[Any]] = set()
 
             def notifier(inbound: Inbound, notifications: list[tuple[str, str]]) -> None:
                 assert outbox is not None
@@ -86,9 +95,9 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                           observer=metrics.turn_committed)  # counted for /metrics (bot/metrics.py)
             metrics.flow_names(flows.flows)
 
-            async def deliver_later(inbound: Inbound, replies: tuple[str, ...]) -> None:
+            async def deliver_later(inbound: Inbound, replies: tuple[str, ...]) -> bool:
                 assert outbox is not None
-                await send_for_turn(outbox, inbound, "later", [(inbound.sender, text) for text in replies])
+                return await send_for_turn(outbox, inbound, "later", [(inbound.sender, text) for text in replies])
 
             def patience() -> Patience | None:
                 """Slow lookups are answered later only when we can send (outbound configured)."""
@@ -112,6 +121,9 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             deliver = deliver_later if outbox is not None else None
             timeouts = TimeoutScheduler(inbox, active_store, deliver, poll_seconds=TIMEOUT_POLL_SECONDS)
             timer = asyncio.create_task(timeouts.run(stop))
+            # Replies owed by turns whose process stopped before sending them (bot/owed_delivery.py)
+            owed = asyncio.create_task(OwedDelivery(inbox, active_store, deliver).run(stop)) \
+                if deliver is not None else None
             try:
                 yield {"settings": settings, "inbox": inbox, "store": active_store, "signature_checker": checker,
                        "reloader": reloader, "outbox": outbox, "patience": patience, "status": status,
@@ -121,9 +133,10 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             finally:
                 stop.set()
                 await timer  # first: timeouts firing now still send (and notify) through the outbox
-                pending = background | inbox.pending()
+                pending = background | inbox.pending() | ({owed} if owed is not None else set())
                 if pending:
                     await asyncio.wait(pending, timeout=15)
+                await inbox.release_owed()  # what is still unsent: the next process sends it at once
                 if outbox is not None:
                     await outbox.close()
                 await sweeper
@@ -132,6 +145,9 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 await recorder  # last: written "stopped", with whatever the reloads did
                 if store is None:
                     await active_store.close()
+                # reached only when every step above ended well (tests/test_graceful_shutdown.py reads it)
+                log.info("textflow %s stopped cleanly: the timeout, retention and reload loops ended and "
+                         "this process's status was recorded", __version__)
 
     last_problem: list[str | None] = [None]
 
@@ -233,7 +249,7 @@ def prepare() -> tuple[Settings, FlowSet]:
         settings.validate()
     except SettingsError as error:
         raise StartUpRefused(f"error: {error}", 2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_format)
     try:
         flows = load_flows(settings.flows_dir, CheckOptions.of_the_bot(settings.flow_env))
     except FlowLoadError as error:
@@ -259,7 +275,8 @@ def _open_store_once(settings: Settings) -> None:
         finally:
             await store.close()
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    # Under the serving lock, as serving is: a restore under way is waited for, then refused with its reason.
+    with serving(settings.store_url), concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, open_and_close()).result()
 
 

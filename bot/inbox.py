@@ -9,6 +9,7 @@ between them is the event (``bot/types.py``) and how the engine handles it, neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import logging
@@ -24,6 +25,7 @@ from bot.privacy import mask
 from bot.results.tracking import opening, track
 from bot.simulated_numbers import is_simulated
 from bot.store.base import CommitResult, Locks, StoreBusy, Turns
+from bot.store.owed import RETRY_SECONDS, Owed, OwedReplies
 from bot.types import (
     ConsentChange,
     ConsentStatus,
@@ -49,12 +51,13 @@ Notifier = Callable[[Inbound, list[tuple[str, str]]], None]
 #: Told of every saved turn: (its event, the engine's outcome, whether the sender was opted out
 #: before it). The app's inbox counts turns this way (``bot/metrics.py``); the simulator's does not.
 Observer = Callable[[Event, Outcome, bool], None]
-#: Sends a turn's replies later, through the REST API: (the turn's record, replies).
-Deliver = Callable[[Inbound, tuple[str, ...]], Awaitable[None]]
+#: Sends a turn's replies later, through the REST API: (the turn's record, replies). False when some
+#: could not be handed to Twilio yet (unreachable, throttled): they stay owed, tried again later.
+Deliver = Callable[[Inbound, tuple[str, ...]], Awaitable[bool | None]]
 
 
-class TurnStore(Turns, Locks, Protocol):
-    """What the pipeline needs of a store: turns, and the per-sender lock."""
+class TurnStore(Turns, Locks, OwedReplies, Protocol):
+    """What the pipeline needs of a store: turns, the per-sender lock, and the replies owed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,9 @@ class Inbox:
         self.notifier = notifier
         self.observer = observer
         self._background: set[asyncio.Task[Received]] = set()
+        # MessageSids whose owed replies this process is sending now, or will try again (Twilio was
+        # unreachable): released at shutdown, so the next process to start sends them at once.
+        self._owing: set[str] = set()
 
     async def receive(self, inbound: Inbound, patience: Patience | None = None) -> Received:
         """Handle one message. With ``patience``, a turn still busy after ``patience.seconds`` (a
@@ -146,6 +152,20 @@ class Inbox:
         if not 0 <= seconds < float("inf"):
             raise ValueError("time only moves forward: wait a finite duration of 0 or more")
         return await self._turn(Elapse.of(sender, seconds, f"wait:{uuid.uuid4().hex}"), _Ticket())
+
+    async def send_owed(self, owed: Owed, deliver: Deliver) -> None:
+        """Send what a committed turn still owes (claimed from the store: its process stopped
+        first), under the sender's lock like the turn itself, so it goes out before their next
+        message is answered. A message already handed to Twilio is not sent again (its record)."""
+        async with self.store.lock(owed.record.sender):
+            await self._send_owed(deliver, owed.record, owed.replies)
+
+    async def release_owed(self) -> None:
+        """At shutdown: owed replies this process has not finished sending may be claimed by the
+        next process to start at once, rather than when this one's claim lapses."""
+        if self._owing:
+            with contextlib.suppress(Exception):  # the store is gone: the claims lapse by themselves
+                await self.store.release_owed(set(self._owing))
 
     def pending(self) -> set[asyncio.Task[Received]]:
         """Turns still working on an answer that will be sent later (awaited at shutdown)."""
@@ -202,6 +222,8 @@ class Inbox:
                     return Received(replies, trace=trace)
                 answer = ticket.decide()
                 recorded = (ticket.interim,) if answer is Answer.LATER and ticket.interim is not None else replies
+                # Sent after the commit; kept in the store until sent, so a restart in between loses nothing.
+                owed = replies if answer is Answer.LATER and ticket.deliver is not None else ()
                 # The turn's record names our number, so later answers go out from the one they texted.
                 record = event.inbound if event.inbound.to else \
                     dataclasses.replace(event.inbound, to=outcome.conversation.channel)
@@ -209,26 +231,38 @@ class Inbox:
                 turn = Turn(record, outcome.conversation, expected_version, recorded, _consent(record, outcome, at),
                             at, deadline=outcome.deadline, deadline_changed=outcome.deadline_changed,
                             conversation_changed=outcome.conversation_changed, trace=trace,
-                            runs=track(runs_before, outcome, record.message_sid, at, engine.flows.flows))
+                            runs=track(runs_before, outcome, record.message_sid, at, engine.flows.flows), owed=owed)
                 result = await self.store.commit(turn)
                 if result is CommitResult.COMMITTED:
                     if self.observer is not None:
                         self.observer(event, outcome, snapshot.opted_out)
                     if outcome.notifications:
                         self._notify(record, outcome.notifications)
-                    if answer is Answer.LATER and replies:
-                        await self._deliver(ticket, record, replies)  # still under the lock: in order
+                    if owed and ticket.deliver is not None:
+                        await self._send_owed(ticket.deliver, record, owed)  # still under the lock: in order
+                    elif answer is Answer.LATER and replies:
+                        log.error("a turn of %s has something to say later, but outbound messages are not "
+                                  "configured", mask(record.sender))
                     return _logged(event, Received(replies, trace=trace), started)
                 # CONFLICT: another process changed the conversation; DUPLICATE: a twin won. Either
                 # way the next snapshot shows what happened.
         raise StoreBusy(f"conversation of {mask(sender)} kept changing; gave up")
 
-    async def _deliver(self, ticket: _Ticket, record: Inbound, replies: tuple[str, ...]) -> None:
-        if ticket.deliver is None:
-            log.error("a turn of %s has something to say later, but outbound messages are not configured",
-                      mask(record.sender))
-            return
-        await ticket.deliver(record, replies)
+    async def _send_owed(self, deliver: Deliver, record: Inbound, replies: tuple[str, ...]) -> None:
+        """Send a turn's owed replies, then settle them in the store; those that could not reach
+        Twilio are kept, to be tried again after RETRY_SECONDS. Cancelled (a stop): kept, and
+        released for the next process at shutdown (``release_owed``)."""
+        sid = record.message_sid
+        self._owing.add(sid)
+        sent = await deliver(record, replies)
+        try:
+            if sent is False:
+                await self.store.release_owed([sid], time.time() + RETRY_SECONDS)
+                return  # still ours to try again (or the next process's, released at shutdown)
+            await self.store.settle_owed(sid)
+        except Exception:  # noqa: BLE001 - kept in the store: resent later, each message at most once
+            log.exception("could not record that the replies owed to %s were sent", mask(record.sender))
+        self._owing.discard(sid)
 
     def _notify(self, inbound: Inbound, notifications: list[tuple[str, str]]) -> None:
         if self.notifier is None:

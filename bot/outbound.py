@@ -211,9 +211,11 @@ async def retrying(send: Callable[[], Awaitable[OutboundMessage]], sleep: Callab
     raise AssertionError("unreachable")
 
 
-async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: list[tuple[str, str]]) -> None:
+async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: list[tuple[str, str]]) -> bool:
     """Messages a turn sends after it was saved (its ``notify`` texts, or its answer sent later),
-    from the number the person texted; each has a stable id, so a resend is recognised.
+    from the number the person texted; each has a stable id, so a resend is recognised: one whose
+    record says it was handed to Twilio (or refused, skipped, in doubt) is never sent again. False
+    when some could not be handed to Twilio (unreachable, throttled): sending again sends those only.
 
     Each recipient's texts are split and capped as a webhook answer would be (``outgoing_messages``):
     one turn never costs one number more than the channel's budget. A text with pictures (a
@@ -223,7 +225,7 @@ async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: l
     its answers from the transcript, and its notifications never page staff."""
     if is_simulated(inbound.sender):
         log.info("%s of simulated sender %s: %d message(s) not sent", kind, mask(inbound.sender), len(messages))
-        return
+        return True
     by_recipient: dict[str, list[str]] = {}
     for to, text in messages:
         # "+1 415 555 0123" and "(415) 555-0123" are one recipient. A notify target is written by staff:
@@ -236,10 +238,25 @@ async def send_for_turn(outbox: Outbox, inbound: Inbound, kind: str, messages: l
             log.error("%s recipient %s is not a phone number: %s", kind, mask(to), error.reason)
         by_recipient.setdefault(to, []).append(text)
     pieces = [(to, piece) for to, texts in by_recipient.items() for piece in outgoing_messages(texts, channel_of(to))]
+    settled = True
     for index, (to, text) in enumerate(pieces):
         message = OutboundMessage(f"{kind}|{inbound.message_sid}|{index}", to, str(text), from_number=inbound.to,
                                   media=media_of(text))
         try:
+            if await _handled_before(outbox, message.id):
+                continue
             await retrying(lambda message=message: outbox.send(message), asyncio.sleep)  # type: ignore[misc]
         except Exception:
             log.exception("could not send a %s message to %s", kind, mask(to))
+            settled = settled and await _handled_before(outbox, message.id, default=False)
+    return settled
+
+
+async def _handled_before(outbox: Outbox, message_id: str, *, default: bool = False) -> bool:
+    """Whether the message with this id was handed to Twilio already, or settled otherwise (refused,
+    skipped, in doubt): anything but never-tried or ``prepared``. ``default`` when the store cannot say."""
+    try:
+        record = await outbox.store.outbound(message_id)
+    except Exception:  # noqa: BLE001 - the store is down: the caller decides what not knowing means
+        return default
+    return record is not None and record.state is not OutboundState.PREPARED

@@ -26,6 +26,7 @@ from bot.twilio_outbound import TWILIO_API, OutboundSettings
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
+LOG_FORMATS = ("text", "json")
 MIN_TOKEN_LENGTH = 16  # Twilio's tokens have 32; a short one could be guessed, and then every signature forged
 
 
@@ -80,6 +81,12 @@ def _names(raw: str) -> tuple[str, ...]:
     return names
 
 
+def _log_format(raw: str) -> str:
+    if raw.lower() not in LOG_FORMATS:
+        raise ValueError(f"must be {' or '.join(LOG_FORMATS)} (got {raw!r})")
+    return raw.lower()
+
+
 def _region(raw: str) -> str:
     from bot.phones import is_region  # lazily: settings load before anything reads a number
 
@@ -121,6 +128,7 @@ Names = Annotated[tuple[str, ...], NoDecode, _read(_names)]  # "ORDERS_API, ONCA
 Region = Annotated[str, _read(_region)]  # "US", "gb": libphonenumber's region codes
 Sender = Annotated[str, AfterValidator(_sender)]  # "(415) 555-0123" is held as +14155550123
 ConsentDays = Annotated[int, _read(_whole), AfterValidator(_consent_days)]  # at least 1461 (4 years)
+LogFormat = Annotated[str, _read(_log_format)]  # "text" (a line for people) or "json" (bot/json_logs.py)
 
 
 class Settings(BaseModel):
@@ -140,6 +148,7 @@ class Settings(BaseModel):
     demo_orders: Flag = False  # serve the demo order service at /demo (always on in dev mode)
     max_body_bytes: Whole = 64 * 1024
     log_level: Lower = "info"
+    log_format: LogFormat = "text"  # json: one JSON object per line, for a log pipeline (bot/json_logs.py)
     reload_flows: Flag = True  # watch FLOWS_DIR and swap in changed flows that pass the checks
     workers: Whole = 1  # server processes (uvicorn workers); >1 needs SQLite on one machine or Redis
     # transcripts and idle conversations; MessageSids >= 48 h

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from bot import __version__
 from bot.flows.loader import FlowSet
 from bot.flows.problems import FlowLoadError
 from bot.store.base import FlowsVersion, ProcessStatus, ProcessStatuses, RejectedReload
@@ -56,6 +57,11 @@ def liveness(entry: ProcessStatus, now: float) -> Liveness:
     return Liveness.RUNNING if now - entry.written_at <= SILENT_AFTER_SECONDS else Liveness.SILENT
 
 
+def release_of(entry: ProcessStatus) -> str:
+    """``textflow 0.1.0``, as ``python -m bot --version`` says it (``status`` and the console alike)."""
+    return f"textflow {entry.release}" if entry.release else "textflow (release not recorded: an older one)"
+
+
 def refusal_is_current(entry: ProcessStatus) -> bool:
     """Whether the last refused reload still stands: no flows were loaded after it (else it was fixed since)."""
     return entry.rejected is not None and entry.rejected.at >= entry.flows.loaded_at
@@ -88,7 +94,7 @@ class ProcessStatusKeeper:
         self.clock = clock
         self.heartbeat_seconds = heartbeat_seconds
         now = clock()
-        self.status = ProcessStatus(process or this_process(), now, now, flows_version(flows))
+        self.status = ProcessStatus(process or this_process(), now, now, flows_version(flows), release=__version__)
         self._changed = asyncio.Event()
         self._changed.set()  # the first write: start-up
 

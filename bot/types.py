@@ -326,6 +326,9 @@ class Turn:
     conversation_changed: bool = True  # False: record the turn, leave the stored conversation alone
     trace: tuple[TraceStep, ...] = ()  # how the engine routed it, kept with the turn (the console's transcript)
     runs: tuple[RunUpdate, ...] = ()  # what it changed of flow runs: results (bot/results/tracking.py)
+    #: replies to send later through the REST API, kept until sent (bot/store/owed.py): a deferred
+    #: answer's, a timeout's. Empty for an answer sent inline (TwiML, the simulator).
+    owed: tuple[str, ...] = ()
 
 
 class OutboundState(enum.StrEnum):

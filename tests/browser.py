@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -101,6 +101,12 @@ class Browser:
         return list(self.driver.find_elements(By.CSS_SELECTOR, css))
 
     def text(self, css: str, timeout: float = WAIT_SECONDS) -> str:
+        """The element's text, found afresh if a page's poll redrew it between the find and the read."""
+        for _ in range(5):
+            try:
+                return str(self.find(css, timeout).text)
+            except StaleElementReferenceException:
+                continue
         return str(self.find(css, timeout).text)
 
     def wait_until(self, condition: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:

@@ -50,8 +50,9 @@ def test_the_operations_page_and_a_broadcast_updating_live(console_browser: Brow
         served = httpx.get(console_server.url + "/healthz/details", timeout=10).json()["flows"]["version"]
     assert browser.text("#flows-version") == served
     assert browser.text("#store-health").startswith("Healthy")
-    row = browser.find("#broadcast-rows tr.running")
-    assert "browser-test.csv" in row.text and row.find_element("css selector", "td.sent").text == "10"
+    # Read afresh each time, never through an element held across reads: the page's poll redraws the rows.
+    assert "browser-test.csv" in browser.text("#broadcast-rows tr.running")
+    assert browser.text("#broadcast-rows tr.running td.sent") == "10"
 
     record(console_server.store_url, dataclasses.replace(progress, sent=30, waiting=7))
     browser.wait_until(lambda: browser.text("#broadcast-rows tr.running td.sent") == "30", "the new counts, live")

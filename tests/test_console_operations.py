@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from bot import __version__
 from bot.app import create_app
 from bot.broadcast import Broadcast, Recipient, default_name
 from bot.broadcast_progress import SILENT_AFTER_SECONDS, ProgressRecorder, Standing, recording, standing
@@ -28,7 +29,7 @@ from bot.flows.loader import load_flows
 from bot.reload import FlowReloader
 from bot.settings import Settings
 from bot.store import open_store
-from bot.store.base import BroadcastProgress
+from bot.store.base import BroadcastProgress, FlowsVersion, ProcessStatus
 from bot.store.memory import MemoryStore
 from tests.conftest import SHIPPED_FLOWS
 from tests.console_pages import console_bot
@@ -96,6 +97,29 @@ def test_the_page_shows_the_flows_this_process_runs_its_uptime_and_every_process
     assert f"The bot runs these files (flows version {version})." in this
     processes = section(page, "processes")
     assert f"{socket.gethostname()}:{os.getpid()}" in processes and version in processes
+
+
+def test_the_release_each_process_runs_is_shown_and_the_footer_names_it(console: TestClient) -> None:
+    """textflow X.Y.Z (``bot.__version__``, as ``python -m bot --version``): this process's, each
+    process's from its entry in the store (one written before releases were recorded says so), and
+    in every page's footer for ops staff logged in; never to a visitor on the login page."""
+    store = console.app_state["store"]
+    now = time.time()
+    older = ProcessStatus("old-host:7", now - 60, now - 1, FlowsVersion("aaaaaaaaaaaa", now - 60, ("signup",)))
+    console.portal.call(store.record_status, older)  # as a process of the last release wrote it: no release
+    page = page_once(console, lambda text: "old-host:7" in text and f"{socket.gethostname()}:{os.getpid()}" in text,
+                     "both processes' entries")
+    assert f"Release textflow {__version__}" in section(page, "this-process")
+    row = r'<td><code>([^<]+)</code><div class="muted">started [^<]+</div></td>\s*<td class="release">([^<]+)</td>'
+    rows = dict(re.findall(row, page))
+    assert rows == {f"{socket.gethostname()}:{os.getpid()}": f"textflow {__version__}",
+                    "old-host:7": "textflow (release not recorded: an older one)"}
+    for path in (PAGE, "/console/flows"):
+        assert f'<footer class="release"><span id="release">textflow {__version__}</span></footer>' in \
+            console.get(path).text, path
+    console.cookies.clear()
+    login = console.get("/console/login")
+    assert login.status_code == 200 and "textflow " + __version__ not in login.text
 
 
 def test_a_refused_reload_is_shown_with_its_file_and_line_until_fixed(console: TestClient, flows: Path) -> None:

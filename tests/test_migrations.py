@@ -28,8 +28,7 @@ import redis.asyncio as aioredis
 from bot.engine import Engine
 from bot.flows.loader import load_flows
 from bot.inbox import Inbox
-from bot.store import Store, open_store
-from bot.store import redis_migrations, sqlite_schema
+from bot.store import Store, open_store, redis_migrations, sqlite_schema
 from bot.store.redis import RedisStore
 from bot.store.schema_versions import SchemaTooNew
 from bot.store.sqlite import SqliteStore

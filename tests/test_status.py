@@ -21,6 +21,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from bot import __version__
 from bot.app import create_app
 from bot.cli.status import describe
 from bot.flows.loader import files_version, flow_files, load_flows
@@ -169,6 +170,31 @@ def test_status_shows_every_process_newest_first_with_its_age() -> None:
     # Two live processes disagree: said once, at the end (the dead ones do not count).
     assert text.rstrip().endswith("note: live processes serve different flows (aaaaaaaaaaaa, bbbbbbbbbbbb): "
                                   "a reload still under way, a refused one, or different files on different machines")
+
+
+def test_status_names_the_release_each_process_runs_and_notes_a_mix() -> None:
+    now = 1_750_000_000.0
+    flows = FlowsVersion("aaaaaaaaaaaa", now - 600, ("signup",))
+    entries = [ProcessStatus("web-2:20", now - 60, now - 5, flows, release="0.2.0"),
+               ProcessStatus("web-1:10", now - 600, now - 30, flows, release="0.1.0"),
+               ProcessStatus("web-1:9", now - 90_000, now - 86_400, flows)]  # dead, and older than releases
+    text = describe(entries, now)
+    blocks = text.split("\n\n")
+    assert blocks[0].splitlines()[1] == "  textflow 0.2.0" and blocks[1].splitlines()[1] == "  textflow 0.1.0"
+    assert blocks[2].splitlines()[1] == "  textflow (release not recorded: an older one)"
+    assert text.rstrip().endswith("note: live processes run different releases (textflow 0.1.0, textflow 0.2.0): "
+                                  "an upgrade under way, or a process not restarted since one")
+    assert "different releases" not in describe(entries[:1] + entries[2:], now)  # the dead one does not count
+
+
+async def test_a_process_records_the_release_it_runs(tmp_path: Path, flows: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'bot.db'}")
+    try:
+        await ProcessStatusKeeper(store, load_flows(flows), process="here:1").write()
+        [entry] = await store.process_statuses()
+        assert entry.release == __version__
+    finally:
+        await store.close()
 
 
 # -- recording never costs a reload -----------------------------------------------------------

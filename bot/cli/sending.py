@@ -31,6 +31,7 @@ from bot.privacy import mask
 from bot.quiet_hours import HoursError, QuietHours
 from bot.settings import Settings, load_settings
 from bot.store import open_store
+from bot.store.serving_lock import RestoreUnderWay, serving
 from bot.twilio_media import MAX_MEDIA, is_media_url
 from bot.types import OutboundMessage, OutboundState
 
@@ -137,7 +138,12 @@ def _broadcast(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     flows = load_for(args)
     name = args.name or default_name(args.flow, args.csv)
-    return asyncio.run(_run_broadcast(settings, flows, name, args, hours, recipients))
+    try:
+        # Held while it runs, as the server does: a restore refuses to replace the store under it
+        with serving(settings.store_url):
+            return asyncio.run(_run_broadcast(settings, flows, name, args, hours, recipients))
+    except RestoreUnderWay as error:
+        raise CommandError(str(error)) from None
 
 
 async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: argparse.Namespace,

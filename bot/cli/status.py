@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot.cli.common import CommandError, Commands
 from bot.settings import load_settings
-from bot.status import Liveness, liveness, refusal_is_current, without_password
+from bot.status import Liveness, liveness, refusal_is_current, release_of, without_password
 from bot.store import StoreBusy, open_store, sqlite_path
 from bot.store.base import ProcessStatus
 
@@ -77,10 +77,15 @@ def describe(entries: list[ProcessStatus], now: float) -> str:
     for entry in entries:
         lines += _entry_lines(entry, now)
         lines.append("")
-    live = {entry.flows.version for entry in entries if liveness(entry, now) is Liveness.RUNNING}
+    running = [entry for entry in entries if liveness(entry, now) is Liveness.RUNNING]
+    live = {entry.flows.version for entry in running}
     if len(live) > 1:
         lines.append(f"note: live processes serve different flows ({', '.join(sorted(live))}): a reload "
                      "still under way, a refused one, or different files on different machines")
+    releases = {release_of(entry) for entry in running}
+    if len(releases) > 1:
+        lines.append(f"note: live processes run different releases ({', '.join(sorted(releases))}): an upgrade "
+                     "under way, or a process not restarted since one")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -95,6 +100,7 @@ def _entry_lines(entry: ProcessStatus, now: float) -> list[str]:
                  "(it writes every minute)")
     flows = entry.flows
     lines = [f"{entry.process}  {state}; started {_when(entry.started_at, now)}",
+             f"  {release_of(entry)}",
              f"  flows version {flows.version}, loaded {_when(flows.loaded_at, now)}: "
              f"{', '.join(flows.flows) or '(none)'}",
              f"  hot reloads applied: {entry.reloads}"]

@@ -28,7 +28,7 @@ from bot.console.flow_data import flows_folder, reload_status, settings_of
 from bot.console.rendering import Page, render
 from bot.console.turn_views import ago, utc
 from bot.details import READ_SECONDS, process_entries
-from bot.status import Liveness, liveness, refusal_is_current, without_password
+from bot.status import Liveness, liveness, refusal_is_current, release_of, without_password
 from bot.store.base import DAY, BroadcastProgress, ProcessStatus, RejectedReload
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ def process_view(entry: ProcessStatus, now: float, folder: Path) -> dict[str, An
     """A process's entry as the page shows it (the facts ``python -m bot status`` prints)."""
     alive = liveness(entry, now)
     flows = entry.flows
-    return {"process": entry.process, "liveness": str(alive), "started": utc(entry.started_at),
-            "heard": ago(now - entry.written_at), "stopped": utc(entry.stopped_at) if entry.stopped_at else None,
+    return {"process": entry.process, "release": release_of(entry), "liveness": str(alive),
+            "started": utc(entry.started_at), "heard": ago(now - entry.written_at),
+            "stopped": utc(entry.stopped_at) if entry.stopped_at else None,
             "silent": alive is Liveness.SILENT, "version": flows.version, "loaded": utc(flows.loaded_at),
             "loaded_ago": ago(now - flows.loaded_at), "flows": list(flows.flows), "reloads": entry.reloads,
             "rejected": _rejected_view(entry.rejected, refusal_is_current(entry), now, folder)}

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from bot import __version__
 from bot.console.security import CSRF_COOKIE, CSRF_FIELD, ConsoleKeys
 from bot.privacy import mask
 
@@ -31,6 +32,7 @@ def page_templates(pages: list[Page]) -> Jinja2Templates:
     templates = Jinja2Templates(env=environment)
     templates.env.globals["navigation"] = pages
     templates.env.globals["csrf_field"] = CSRF_FIELD
+    templates.env.globals["release"] = __version__  # the layout's footer, for ops staff logged in
     templates.env.filters["masked"] = mask
     return templates
 

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from bot.store.listings import Listings
+from bot.store.owed import OwedReplies
 from bot.types import ConsentChange, Conversation, OutboundMessage, RunOutcome, Turn
 
 
@@ -305,6 +306,7 @@ class ProcessStatus:
     reloads: int = 0  # hot reloads applied since start-up
     rejected: RejectedReload | None = None  # the last refused one, even when a later one succeeded
     stopped_at: float | None = None
+    release: str = ""  # the textflow it runs (bot.__version__); "" in entries from before it was recorded
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
@@ -382,7 +384,7 @@ class Broadcasts(Protocol):
 
 
 class Store(Turns, Locks, Timers, Positions, Consent, Forgetting, OutboundRecords, Health, ProcessStatuses,
-            Broadcasts, Listings, Results, Protocol):
+            Broadcasts, Listings, Results, OwedReplies, Protocol):
     """A whole backend (memory, SQLite, Redis): every concern above, the console's lists
     (``bot/store/listings.py``), and closing it."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from datetime import date
 
@@ -25,6 +25,7 @@ from bot.store.base import (
 )
 from bot.store.listings import ConversationSummary, Cursor, Item, OptOut, Page, TurnRecord, page_size
 from bot.store.memory_results import MemoryResults
+from bot.store.owed import CLAIM_SECONDS, Owed, owed_by
 from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
 
 
@@ -45,6 +46,7 @@ class MemoryStore:
         self.statuses: dict[str, ProcessStatus] = {}
         self.broadcast_progress: dict[str, BroadcastProgress] = {}
         self.results = MemoryResults()
+        self.owed: dict[str, tuple[Owed, float]] = {}  # sid -> (what is owed, claimed until)
 
     async def snapshot(self, sender: str, message_sid: str) -> Snapshot:
         stored = self.conversations.get(sender)
@@ -79,7 +81,23 @@ class MemoryStore:
         self._turn_log.append((sender, TurnRecord(turn.inbound.message_sid, turn.at, turn.inbound.body, turn.replies,
                                                  turn.trace)))
         self.results.apply(sender, turn.runs)
+        if turn.owed:
+            self.owed[turn.inbound.message_sid] = (owed_by(turn), time.time() + CLAIM_SECONDS)
         return CommitResult.COMMITTED
+
+    async def claim_owed(self, now: float, until: float, limit: int = 20) -> list[Owed]:
+        lapsed = sorted(((claimed, sid) for sid, (_, claimed) in self.owed.items() if claimed <= now))[:limit]
+        for _, sid in lapsed:
+            self.owed[sid] = (self.owed[sid][0], until)
+        return [self.owed[sid][0] for _, sid in lapsed]
+
+    async def settle_owed(self, message_sid: str) -> None:
+        self.owed.pop(message_sid, None)
+
+    async def release_owed(self, message_sids: Collection[str], at: float = 0.0) -> None:
+        for sid in message_sids:
+            if sid in self.owed:
+                self.owed[sid] = (self.owed[sid][0], at)
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(sender)
@@ -101,6 +119,7 @@ class MemoryStore:
     async def purge(self, sender: str) -> Purged:
         conversations = int(self.conversations.pop(sender, None) is not None)
         self.deadlines.pop(sender, None)
+        self.owed = {sid: item for sid, item in self.owed.items() if item[0].record.sender != sender}
         kept = [line for line in self.transcript if line[0] != sender]
         lines, self.transcript = len(self.transcript) - len(kept), kept
         self._turn_log = [(owner, record) for owner, record in self._turn_log if owner != sender]
@@ -228,3 +247,4 @@ def _page(items: list[Item], key: Callable[[Item], tuple[float, str]], limit: in
     chosen = ordered[:size]
     more = len(ordered) > size
     return Page(chosen, str(Cursor.after([key(item)[0] for item in chosen], after)) if more else None)
+

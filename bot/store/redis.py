@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -51,7 +51,9 @@ from bot.store.base import (
     StoreUnavailable,
 )
 from bot.store.listings import ConversationSummary, OptOut, Page, TurnRecord, dump_trace
+from bot.store.owed import CLAIM_SECONDS, Owed, owed_by
 from bot.store.records import bookkeeping, conversation_from_record
+from bot.store.redis_owed import OWE, RedisOwed
 from bot.store.redis_results import APPLY_RUNS, RedisResults
 from bot.store.replies import dump_replies, load_replies
 from bot.types import ConsentChange, ConsentMethod, ConsentStatus, Conversation, OutboundMessage, Turn, media_of
@@ -207,8 +209,9 @@ end
 #       retention ttl ms, now, message sid, deadline (time / clear / -), consent change time, its
 #       ledger entry, where it is (at_state key or ''), its flow's states key, state, the counted flows
 #       key, flow, when the person last wrote, the turn's flow runs (JSON, redis_results.py; '-': none),
-#       transcript lines...
-_COMMIT = _CONSENT + _PLACE + APPLY_RUNS + """
+#       its owed replies (JSON, redis_owed.py; '-': none) and their claim's end, transcript lines...
+#       (KEYS 13 and 14: the owed records and their claims)
+_COMMIT = _CONSENT + _PLACE + APPLY_RUNS + OWE + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
 if ARGV[1] ~= '-' then
   local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -225,7 +228,8 @@ if ARGV[5] ~= '-' then change_consent(KEYS[3], KEYS[9], KEYS[10], KEYS[11], ARGV
 if ARGV[9] == 'clear' then redis.call('ZREM', KEYS[7], KEYS[8])
 elseif ARGV[9] ~= '-' then redis.call('ZADD', KEYS[7], ARGV[9], KEYS[8]) end
 if ARGV[18] ~= '-' then apply_runs(ARGV[18], KEYS[8], ARGV[6]) end
-for i = 19, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+if ARGV[19] ~= '-' then owe(KEYS[13], KEYS[14], ARGV[8], ARGV[19], ARGV[20]) end
+for i = 21, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 return 'committed'
 """
@@ -312,6 +316,7 @@ class RedisStore:
         self._set_consent = self._redis.register_script(_SET_CONSENT)
         self._record_status = self._redis.register_script(_RECORD_STATUS)
         self.results = RedisResults(self._redis, prefix)
+        self.owed = RedisOwed(self._redis, prefix)
         # An older keyspace is migrated forward before anything reads it (redis_migrations.py): by
         # the first call that reaches Redis, so a server started while Redis is down still starts.
         self._schema_ready = False
@@ -362,14 +367,15 @@ class RedisStore:
                   self.keys.transcript(sender), self.keys.sender_messages(sender),
                   self.keys.reply(inbound.message_sid), self.keys.deadlines(), sender,
                   self.keys.consent_history(number), self.keys.consent_ledger(), self.keys.consent_sequence(),
-                  self.keys.opt_outs()],
+                  self.keys.opt_outs(), self.owed.records, self.owed.claims],
             args=[turn.expected_version if turn.conversation_changed else "-", state, dump_replies(turn.replies),
                   int(self.retention.dedup_seconds * 1000),
                   "-" if consent is None else ("1" if consent.opted_out else "0"),
                   int(self.retention.seconds * 1000), repr(turn.at), inbound.message_sid, deadline,
                   repr(consent.at) if consent is not None else "-", _entry(consent) if consent is not None else "-",
                   position, self.keys.states_of(flow), at_state, self.keys.counted_flows(), flow,
-                  repr(conversation.updated_at), self.results.argument(turn.runs), *lines])
+                  repr(conversation.updated_at), self.results.argument(turn.runs),
+                  owed_by(turn).to_json() if turn.owed else "-", repr(time.time() + CLAIM_SECONDS), *lines])
         return CommitResult(result)
 
     @_unavailable_is_busy
@@ -432,6 +438,7 @@ class RedisStore:
                   self.keys.deadlines()],
             args=[self.keys.reply(""), sender])
         await self.results.forget(sender)
+        await self.owed.forget(sender)
         return Purged(int(conversations), int(lines), int(blanked))
 
     @_unavailable_is_busy
@@ -540,6 +547,18 @@ class RedisStore:
         found = await self._redis.zrangebyscore(self.keys.consent_ledger(), repr(low), "+inf", start=skip, num=PAGE,
                                                 withscores=True)
         return [(str(entry[0]), float(entry[1])) for entry in found]
+
+    @_unavailable_is_busy
+    async def claim_owed(self, now: float, until: float, limit: int = 20) -> list[Owed]:
+        return await self.owed.claim(now, until, limit)
+
+    @_unavailable_is_busy
+    async def settle_owed(self, message_sid: str) -> None:
+        await self.owed.settle(message_sid)
+
+    @_unavailable_is_busy
+    async def release_owed(self, message_sids: Collection[str], at: float = 0.0) -> None:
+        await self.owed.release(message_sids, at)
 
     @_unavailable_is_busy
     async def record_status(self, status: ProcessStatus) -> None:

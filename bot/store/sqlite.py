@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from bot.store import sqlite_broadcasts as broadcasts
 from bot.store import sqlite_consent as ledger
 from bot.store import sqlite_files as files
 from bot.store import sqlite_listings as listings
+from bot.store import sqlite_owed as owed_replies
 from bot.store import sqlite_results as run_results
 from bot.store import sqlite_schema as schema
 from bot.store import sqlite_status as statuses
@@ -45,6 +46,7 @@ from bot.store.base import (
     StoreUnavailable,
 )
 from bot.store.listings import ConversationSummary, OptOut, Page, TurnRecord, dump_trace
+from bot.store.owed import Owed
 from bot.store.records import bookkeeping, conversation_from_record
 from bot.store.replies import dump_replies, load_replies
 from bot.store.sqlite_schema import SCHEMA  # noqa: F401  (re-exported: the benchmarks fill files with it)
@@ -259,6 +261,7 @@ class SqliteStore(run_results.SqliteResults):
         async with self._writing() as db:
             conversations = db.execute("DELETE FROM conversations WHERE sender = ?", (sender,)).rowcount
             db.execute("DELETE FROM deadlines WHERE sender = ?", (sender,))  # no timeout brings them back
+            db.execute("DELETE FROM owed_replies WHERE sender = ?", (sender,))  # nor a reply sent later
             lines = db.execute("SELECT COUNT(*) FROM transcript WHERE sender = ? AND body != ''",
                                (sender,)).fetchone()[0]
             blanked = db.execute("UPDATE processed SET body = '', replies = '[]' WHERE sender = ?",
@@ -319,6 +322,19 @@ class SqliteStore(run_results.SqliteResults):
 
     def consent_changes(self, since: float | None = None) -> AsyncIterator[ConsentChange]:
         return ledger.changes(self._db, since)
+
+    async def claim_owed(self, now: float, until: float, limit: int = 20) -> list[Owed]:
+        async with self._writing() as db:
+            return owed_replies.claim(db, now, until, limit)
+
+    async def settle_owed(self, message_sid: str) -> None:
+        async with self._writing() as db:
+            db.execute("DELETE FROM owed_replies WHERE message_sid = ?", (message_sid,))
+
+    async def release_owed(self, message_sids: Collection[str], at: float = 0.0) -> None:
+        async with self._writing() as db:
+            db.executemany("UPDATE owed_replies SET claimed_until = ? WHERE message_sid = ?",
+                           [(at, sid) for sid in message_sids])
 
     async def record_status(self, status: ProcessStatus) -> None:
         async with self._writing() as db:
@@ -394,6 +410,8 @@ def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
             db.execute("DELETE FROM deadlines WHERE sender = ?", (inbound.sender,))
         else:
             db.execute("INSERT OR REPLACE INTO deadlines (sender, at) VALUES (?, ?)", (inbound.sender, turn.deadline))
+    if turn.owed:
+        owed_replies.owe(db, turn)
     return CommitResult.COMMITTED
 
 

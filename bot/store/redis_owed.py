@@ -1,0 +1,63 @@
+"""The Redis store's owed replies (``bot/store/owed.py``): a hash of records by MessageSid and a
+sorted set of their claims, written by the turn's own commit script and claimed atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import redis.asyncio as aioredis
+
+from bot.store.owed import Owed
+
+# Part of the commit script (bot/store/redis.py): ARGV owed is the record's JSON ('-': none).
+OWE = """
+local function owe(records, claims, sid, record, claimed_until)
+  redis.call('HSET', records, sid, record)
+  redis.call('ZADD', claims, claimed_until, sid)
+end
+"""
+
+# KEYS: records, claims; ARGV: now, until, limit. The lapsed claims, oldest first, claimed anew.
+_CLAIM = """
+local sids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local found = {}
+for _, sid in ipairs(sids) do
+  local record = redis.call('HGET', KEYS[1], sid)
+  if record then
+    redis.call('ZADD', KEYS[2], ARGV[2], sid)
+    table.insert(found, record)
+  else
+    redis.call('ZREM', KEYS[2], sid)
+  end
+end
+return found
+"""
+
+
+class RedisOwed:
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self._redis = redis
+        self.records = f"{prefix}:owed"
+        self.claims = f"{prefix}:owed:claims"
+        self._claim = redis.register_script(_CLAIM)
+
+    async def claim(self, now: float, until: float, limit: int) -> list[Owed]:
+        found = await self._claim(keys=[self.records, self.claims], args=[repr(now), repr(until), limit])
+        return [Owed.from_json(record) for record in found]
+
+    async def settle(self, message_sid: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.records, message_sid)
+            pipe.zrem(self.claims, message_sid)
+            await pipe.execute()
+
+    async def release(self, message_sids: Collection[str], at: float) -> None:
+        if message_sids:
+            await self._redis.zadd(self.claims, dict.fromkeys(message_sids, at), xx=True)
+
+    async def forget(self, sender: str) -> None:
+        """A purge: nothing more is sent to ``sender`` (few records are ever owed at once)."""
+        records = await self._redis.hgetall(self.records)
+        theirs = [str(sid) for sid, record in records.items() if Owed.from_json(str(record)).record.sender == sender]
+        for sid in theirs:
+            await self.settle(sid)
