@@ -480,4 +480,6 @@ def test_version_is_the_one_release_number(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().out == f"textflow {bot.__version__}\n"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["project"]["version"] == bot.__version__
-    assert f"## {bot.__version__}" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    headings = [line for line in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8").splitlines()
+                if line.startswith("## ")]  # "## 0.2.0", or "## Unreleased (0.2.0.dev0)" before the release
+    assert any(bot.__version__ in heading.replace("(", " ").replace(")", " ").split() for heading in headings)

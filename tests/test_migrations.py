@@ -72,8 +72,10 @@ async def assert_everything_kept(store: Store, expected: dict[str, Any]) -> None
 
 
 async def carry_on(store: Store) -> None:
-    """The migrated conversations go on where they were, with today's engine."""
-    inbox = Inbox(store, Engine(FLOWS, Orders()))
+    """The migrated conversations go on where they were, with today's engine, a minute after the
+    fixture was made (its conversations would have expired since, as they should)."""
+    made = max([(await store.snapshot(number(index), "")).conversation.updated_at for index in range(32)])
+    inbox = Inbox(store, Engine(FLOWS, Orders(), clock=lambda: made + 60))
 
     async def text(sender: str, body: str, sid: str) -> tuple[str, ...]:
         return (await inbox.receive(Inbound(sid, sender, OUR_NUMBER, body))).replies
@@ -199,6 +201,31 @@ def test_a_cli_command_migrates_the_store_it_opens(tmp_path: Path) -> None:
     assert "opted_out" in done.stdout or "opted out" in done.stdout
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert sqlite_schema.version_of(db) == sqlite_schema.LATEST
+    status = run_bot("-m", "bot", "status", "--store", f"sqlite:///{path}", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert f"store schema version {sqlite_schema.LATEST} (this release knows up to {sqlite_schema.LATEST}); " \
+           "migrated from 0 to" in status.stdout  # for operators: where the store stands, and since when
+
+
+async def test_every_store_tells_its_schema_state(store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        state = await store.schema_state()
+        if store_url.startswith("memory://"):
+            assert (state.version, state.latest) == (0, 0)
+        else:
+            assert state.version == state.latest > 0
+            assert [applied.version for applied in state.history] == list(range(1, state.latest + 1))
+            assert "textflow" in state.history[-1].applied_by
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'bot.db'}"
 
 
 # -- Redis -----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from bot.settings import load_settings
 from bot.status import Liveness, liveness, refusal_is_current, release_of, without_password
 from bot.store import StoreBusy, open_store, sqlite_path
 from bot.store.base import ProcessStatus
+from bot.store.schema_versions import SchemaState
 
 
 def add_commands(commands: Commands) -> None:
@@ -47,26 +48,26 @@ def _status(args: argparse.Namespace) -> int:
                            "is relative to the current folder, sqlite:////srv/NAME absolute)")
     shown = without_password(store_url)  # what is printed may be pasted into a ticket
     try:
-        entries = asyncio.run(_read(store_url))
+        entries, schema = asyncio.run(_read(store_url))
     except StoreBusy as error:  # Redis down, the SQLite file unreadable
         raise CommandError(f"cannot read the store {shown}: {error}") from None
     if args.json:
         print(json.dumps([dataclasses.asdict(entry) for entry in entries], indent=2, ensure_ascii=False))
     elif not entries:
         print(f"no server process has recorded its status in {shown} (is the server running, with "
-              "this STORE_URL?)", file=sys.stderr)
+              f"this STORE_URL?); {schema.describe()}", file=sys.stderr)
     else:
-        print(describe(entries, time.time()), end="")
+        print(describe(entries, time.time()) + schema.describe())
     return 0 if entries else 1
 
 
-async def _read(store_url: str) -> list[ProcessStatus]:
+async def _read(store_url: str) -> tuple[list[ProcessStatus], SchemaState]:
     try:
         store = open_store(store_url)
     except ValueError as error:  # a scheme no store has (postgres://…): the message says which exist
         raise CommandError(str(error)) from None
     try:
-        return await store.process_statuses()
+        return await store.process_statuses(), await store.schema_state()
     finally:
         await store.close()
 

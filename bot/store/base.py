@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.store.listings import Listings
 from bot.store.owed import OwedReplies
 from bot.types import ConsentChange, Conversation, OutboundMessage, RunOutcome, Turn
+
+if TYPE_CHECKING:  # schema_versions imports StoreUnavailable from here
+    from bot.store.schema_versions import SchemaState
 
 
 class StoreBusy(RuntimeError):
@@ -329,6 +332,9 @@ PROCESS_STATUS_KEEP_SECONDS = 7 * DAY
 
 class ProcessStatuses(Protocol):
     """One status entry per server process, for operators; never on a message's path."""
+
+    async def schema_state(self) -> SchemaState:
+        """The store's schema version and the migrations it recorded (``bot/store/schema_versions.py``)."""
 
     async def record_status(self, status: ProcessStatus) -> None:
         """Insert or replace ``status.process``'s entry; drop entries not written for

@@ -26,6 +26,7 @@ from bot.store.base import (
 from bot.store.listings import ConversationSummary, Cursor, Item, OptOut, Page, TurnRecord, page_size
 from bot.store.memory_results import MemoryResults
 from bot.store.owed import CLAIM_SECONDS, Owed, owed_by
+from bot.store.schema_versions import SchemaState
 from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
 
 
@@ -84,6 +85,9 @@ class MemoryStore:
         if turn.owed:
             self.owed[turn.inbound.message_sid] = (owed_by(turn), time.time() + CLAIM_SECONDS)
         return CommitResult.COMMITTED
+
+    async def schema_state(self) -> SchemaState:
+        return SchemaState(0, 0)  # nothing outlives the process: no schema to keep
 
     async def claim_owed(self, now: float, until: float, limit: int = 20) -> list[Owed]:
         lapsed = sorted(((claimed, sid) for sid, (_, claimed) in self.owed.items() if claimed <= now))[:limit]

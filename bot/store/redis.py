@@ -56,6 +56,7 @@ from bot.store.records import bookkeeping, conversation_from_record
 from bot.store.redis_owed import OWE, RedisOwed
 from bot.store.redis_results import APPLY_RUNS, RedisResults
 from bot.store.replies import dump_replies, load_replies
+from bot.store.schema_versions import SchemaState
 from bot.types import ConsentChange, ConsentMethod, ConsentStatus, Conversation, OutboundMessage, Turn, media_of
 
 P = ParamSpec("P")
@@ -559,6 +560,10 @@ class RedisStore:
     @_unavailable_is_busy
     async def release_owed(self, message_sids: Collection[str], at: float = 0.0) -> None:
         await self.owed.release(message_sids, at)
+
+    @_unavailable_is_busy
+    async def schema_state(self) -> SchemaState:
+        return await redis_migrations.state(self._redis, self.keys.prefix)
 
     @_unavailable_is_busy
     async def record_status(self, status: ProcessStatus) -> None:

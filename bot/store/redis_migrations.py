@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from bot.store.base import StoreUnavailable
-from bot.store.schema_versions import Migration, SchemaTooNew, check_sequence, migrated_by
+from bot.store.schema_versions import Applied, Migration, SchemaState, SchemaTooNew, check_sequence, migrated_by
 
 log = logging.getLogger("bot.store")
 
@@ -194,6 +194,13 @@ def url_of(client: aioredis.Redis) -> str:
     kwargs = client.connection_pool.connection_kwargs
     where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
     return f"redis {where}/{kwargs.get('db', 0)}"
+
+
+async def state(client: aioredis.Redis, prefix: str) -> SchemaState:
+    """The keyspace's version and the migrations it records, for operators."""
+    applied = tuple(Applied(int(str(entry["version"])), str(entry["description"]), float(str(entry["applied_at"])),
+                            str(entry["applied_by"])) for entry in await history(client, prefix))
+    return SchemaState(await version_of(client, prefix), LATEST, applied)
 
 
 async def history(client: aioredis.Redis, prefix: str) -> list[dict[str, object]]:

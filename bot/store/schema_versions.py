@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bot import __version__
 from bot.store.base import StoreUnavailable
@@ -24,6 +25,35 @@ class Migration:
 
     version: int
     description: str  # for operators: what changes, in a line (python -m bot status, the log)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One migration as the store recorded it."""
+
+    version: int
+    description: str
+    applied_at: float
+    applied_by: str
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a store's schema stands, for operators (``python -m bot status``)."""
+
+    version: int  # the store's
+    latest: int  # what this release knows
+    history: tuple[Applied, ...] = ()  # oldest first
+
+    def describe(self) -> str:
+        """One line: the version, and how it got there."""
+        line = f"store schema version {self.version} (this release knows up to {self.latest})"
+        if self.history:
+            last = self.history[-1]
+            when = datetime.fromtimestamp(last.applied_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            first = self.history[0].version - 1
+            line += f"; migrated from {first} to {last.version} on {when} by {last.applied_by}"
+        return line
 
 
 class SchemaTooNew(StoreUnavailable):

@@ -49,6 +49,7 @@ from bot.store.listings import ConversationSummary, OptOut, Page, TurnRecord, du
 from bot.store.owed import Owed
 from bot.store.records import bookkeeping, conversation_from_record
 from bot.store.replies import dump_replies, load_replies
+from bot.store.schema_versions import SchemaState
 from bot.store.sqlite_schema import SCHEMA  # noqa: F401  (re-exported: the benchmarks fill files with it)
 from bot.store.sqlite_sweep import sweep
 from bot.types import ConsentChange, Conversation, OutboundMessage, Turn
@@ -335,6 +336,9 @@ class SqliteStore(run_results.SqliteResults):
         async with self._writing() as db:
             db.executemany("UPDATE owed_replies SET claimed_until = ? WHERE message_sid = ?",
                            [(at, sid) for sid in message_sids])
+
+    async def schema_state(self) -> SchemaState:
+        return schema.state(self._db)
 
     async def record_status(self, status: ProcessStatus) -> None:
         async with self._writing() as db:

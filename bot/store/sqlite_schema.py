@@ -22,7 +22,7 @@ from bot.store import sqlite_broadcasts as broadcasts
 from bot.store import sqlite_consent as ledger
 from bot.store import sqlite_results as run_results
 from bot.store import sqlite_status as statuses
-from bot.store.schema_versions import Migration, SchemaTooNew, check_sequence, migrated_by
+from bot.store.schema_versions import Applied, Migration, SchemaState, SchemaTooNew, check_sequence, migrated_by
 
 log = logging.getLogger("bot.store")
 
@@ -128,7 +128,7 @@ def _owed_replies(db: sqlite3.Connection) -> None:
 
 
 MIGRATIONS = (
-    Migration(1, "the shape of every release before schema versions, made whole (0.1.0 to 0.1.x)"),
+    Migration(1, "the shape of every store from before schema versions (0.1.0 and after), made whole"),
     Migration(2, "owed_replies: a deferred answer or a timeout's replies survive a restart until sent"),
 )
 _STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _baseline, 2: _owed_replies}
@@ -167,6 +167,11 @@ def migrate(db: sqlite3.Connection, path: str, target: int = LATEST) -> list[Mig
         log.warning("store %s: schema migrated from version %d to %d (%s)", os.path.abspath(path), found, target,
                     "; ".join(f"{migration.version}: {migration.description}" for migration in due))
     return due
+
+
+def state(db: sqlite3.Connection) -> SchemaState:
+    """The file's version and the migrations it records, for operators."""
+    return SchemaState(version_of(db), LATEST, tuple(Applied(*row) for row in history(db)))
 
 
 def history(db: sqlite3.Connection) -> list[tuple[int, str, float, str]]:
