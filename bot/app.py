@@ -38,7 +38,7 @@ from bot.simulated_senders import kept_apart
 from bot.status import ProcessStatusKeeper
 from bot.store import Forgetting, Retention, Store, open_store
 from bot.store.base import DAY, StoreUnavailable
-from bot.store.schema_versions import SchemaTooNew
+from bot.store.schema_versions import SchemaTooNew, SchemaUnreadable
 from bot.store.serving_lock import serving
 from bot.text import templates
 from bot.timers import TIMEOUT_POLL_SECONDS, TimeoutScheduler
@@ -289,7 +289,7 @@ async def _migrated(store: Store) -> None:
         return
     try:
         await ready()
-    except SchemaTooNew:
+    except (SchemaTooNew, SchemaUnreadable):
         raise
     except (StoreUnavailable, RedisError) as error:
         log.warning("the store cannot be reached at start-up (%s): serving anyway, with 503 until it can; "

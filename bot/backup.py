@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bot.backup_consent import Carried, carry_consent
 from bot.store.base import StoreUnavailable
-from bot.store.serving_lock import StoreInUse, exclusive
+from bot.store.serving_lock import SUFFIX, StoreInUse, exclusive
 from bot.store.sqlite import SqliteStore
 from bot.store.sqlite_schema import LATEST
 
@@ -69,6 +69,7 @@ class Restored:
     backup_version: int  # the backup's schema version (lower than the summary's: migrated on the way)
     kept: list[Path]  # the files of the store it replaced, under new names (none: there was none)
     carried: Carried | None  # the consent changes carried from the store it replaced (None: there was none)
+    owed_sent: int = 0  # replies owed in the backup that the store it replaced had sent since: not sent again
 
 
 def backup(database: Path, to: Path, *, force: bool = False) -> StoreSummary:
@@ -79,6 +80,10 @@ def backup(database: Path, to: Path, *, force: bool = False) -> StoreSummary:
                           "current folder, sqlite:////srv/NAME absolute)")
     if to.is_dir():
         raise BackupError(f"{to} is a folder: name the backup file, e.g. {to / 'bot-backup.db'}")
+    store_files = {f"{os.path.realpath(database)}{suffix}" for suffix in (*SIDE_FILES, "-shm", SUFFIX)}
+    if os.path.realpath(to) in store_files:  # replacing its WAL under a server loses what that held
+        raise BackupError(f"{to} is one of the store's own files (SQLite's -wal, -shm or -journal, or the serving "
+                          "lock): name another file for the backup")
     if to.exists():
         if to.samefile(database):
             raise BackupError(f"{to} is the store itself: name another file for the backup")
@@ -102,6 +107,9 @@ def restore(source: Path, database: Path, *, now: float | None = None) -> Restor
     a broadcast serves it (``StoreInUse``); the store replaced is kept, never deleted."""
     if not source.is_file():
         raise BackupError(f"no file {source.absolute()} to restore")
+    # The file itself, not a symbolic link to it: replacing the link would leave the store where it
+    # points unchanged, and the restored one beside the link (on whatever disk that is).
+    database = Path(os.path.realpath(database))
     if database.exists() and source.samefile(database):
         raise BackupError(f"{source} is the store itself (STORE_URL): nothing to restore")
     if not database.parent.is_dir():
@@ -122,15 +130,32 @@ def restore(source: Path, database: Path, *, now: float | None = None) -> Restor
             asyncio.run(_migrate(partial))  # to this release's tables, as the bot would when it opens it
         except (StoreUnavailable, sqlite3.Error) as error:
             raise BackupError(f"{source} cannot be brought to this release's schema: {error}") from None
-        carried = None
+        carried, owed_sent = None, 0
         if database.exists():
             _settle(database)
             carried = carry_consent(database, partial)  # nobody who opted out since the backup is texted
+            owed_sent = _forget_owed_sent_since(database, partial)  # nobody is answered twice
         summary = summary_of(partial)
         _same_owner(partial, database)
         _flush(partial)
         kept = _swap(partial, database, time.time() if now is None else now)
-    return Restored(_renamed(summary, database), version, kept, carried)
+    return Restored(_renamed(summary, database), version, kept, carried, owed_sent)
+
+
+def _forget_owed_sent_since(replaced: Path, restored: Path) -> int:
+    """Drop from the restored copy the replies it owes that the replaced store no longer owes: they
+    were sent (or refused, or purged) after the backup, and the copy's outbound records, as old as
+    the backup, would not show it, so the bot would text each again, a stale answer, at its start.
+    Nothing is dropped when the replaced store cannot say (damaged, or from before owed replies)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{replaced.resolve().as_uri()}?mode=ro", uri=True)) as source:
+            still = {sid for (sid,) in source.execute("SELECT message_sid FROM owed_replies")}
+    except sqlite3.Error:
+        return 0
+    with contextlib.closing(sqlite3.connect(restored)) as db, db:
+        sent = [(sid,) for (sid,) in db.execute("SELECT message_sid FROM owed_replies") if sid not in still]
+        db.executemany("DELETE FROM owed_replies WHERE message_sid = ?", sent)
+    return len(sent)
 
 
 def checked(path: Path, named: Path) -> StoreSummary:
@@ -248,6 +273,10 @@ def _partial(beside: Path, what: str) -> Iterator[Path]:
     with its side files unless it was renamed."""
     partial = beside.with_name(f".{beside.name}.{what}-{os.getpid()}.partial")
     try:
+        # Every number and transcript is in it: readable by its owner only, whatever the umask (SQLite
+        # would create it 0644 under the usual 022). A restore gives it the replaced store's mode.
+        partial.unlink(missing_ok=True)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield partial
     finally:
         for suffix in ("", *SIDE_FILES, "-shm"):

@@ -36,12 +36,15 @@ class OwedDelivery:
     async def run(self, stop: asyncio.Event) -> None:
         """From start-up (what a previous process left first) until ``stop``."""
         while not stop.is_set():
-            await self.poll()
+            await self.poll(stop)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_seconds)
 
-    async def poll(self) -> int:
-        """Send what is owed and unclaimed now, a batch at a time; how many turns' replies were sent."""
+    async def poll(self, stop: asyncio.Event | None = None) -> int:
+        """Send what is owed and unclaimed now, a batch at a time; how many turns' replies were sent.
+        Once ``stop`` is set it claims no more, and releases what it claimed but has not sent yet:
+        a stopping process must not go on sending (its outbox is closed), nor sit on claims the
+        next process would otherwise wait a minute for."""
         sent = 0
         while True:
             now = self.clock()
@@ -50,11 +53,15 @@ class OwedDelivery:
             except Exception:  # noqa: BLE001 - the store is down: the next pass asks again
                 log.exception("reading the replies still owed failed")
                 return sent
-            for owed in claimed:
+            for index, owed in enumerate(claimed):
+                if stop is not None and stop.is_set():
+                    with contextlib.suppress(Exception):  # the store is gone: the claims lapse by themselves
+                        await self.store.release_owed([later.record.message_sid for later in claimed[index:]])
+                    return sent + index
                 try:
                     await self.inbox.send_owed(owed, self.deliver)
                 except Exception:  # noqa: BLE001 - still owed: tried again once the claim lapses
                     log.exception("sending replies still owed failed")
             sent += len(claimed)
-            if len(claimed) < BATCH:
+            if len(claimed) < BATCH or (stop is not None and stop.is_set()):
                 return sent

@@ -1,8 +1,10 @@
 """gunicorn's configuration for textflow: the app factory, served by uvicorn workers as server.py serves it.
 
-    .venv/bin/gunicorn --config deploy/gunicorn.conf.py      # settings in the environment (or .env)
+    .venv/bin/gunicorn --config deploy/gunicorn.conf.py      # settings in the environment
 
-The bot's own settings (the environment; ``.env`` in the working directory) say everything here:
+The bot's own settings, from the environment (systemd's EnvironmentFile), say everything here
+(this file reads the environment only: a ``.env`` file the bot itself would read is not seen here,
+so keep these settings in the environment):
 ``HOST``/``PORT`` (default 127.0.0.1:8000, behind nginx: deploy/nginx.conf), ``WORKERS``,
 ``LOG_LEVEL`` and ``LOG_FORMAT``. gunicorn's options still win over them (``--bind``, ``--workers``,
 or GUNICORN_CMD_ARGS), and the bot is told what gunicorn chose (bot/gunicorn_worker.py).

@@ -78,6 +78,9 @@ def _restore(args: argparse.Namespace) -> int:
     elif carried is not None:
         print(f"carried over {carried.changes} consent change(s) the store it replaced recorded after the backup "
               f"({carried.opted_out} more number(s) opted out): nobody who opted out since is texted")
+    if restored.owed_sent:
+        print(f"{restored.owed_sent} answer(s) still owed in the backup were sent since by the store it replaced: "
+              "not sent again")
     if restored.kept:
         print(f"the store it replaced is kept as {', '.join(str(path) for path in restored.kept)}")
     print("start the bot again (systemctl start textflow)")

@@ -15,12 +15,15 @@ never what they texted.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.store.replies import entry, reply_from
 from bot.types import Inbound, Turn
+
+log = logging.getLogger("bot.store")
 
 CLAIM_SECONDS = 60.0  # a process sending owed replies holds them this long (20429 back-off included)
 RETRY_SECONDS = CLAIM_SECONDS  # a send that could not reach Twilio is tried again this much later
@@ -43,6 +46,18 @@ class Owed:
         data = json.loads(text)
         return cls(Inbound(str(data["sid"]), str(data["sender"]), str(data.get("to", ""))),
                    tuple(reply_from(value) for value in data["replies"]))
+
+
+def readable(text: str) -> Owed | None:
+    """The owed record ``text`` as written, or None (logged) when it cannot be read (damaged by
+    hand, or not this release's shape): the store drops it, rather than fail every claim of the
+    batch it is in and hold back every reply owed behind it, forever."""
+    try:
+        return Owed.from_json(text)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        log.error("the replies a turn owed were dropped: their record in the store cannot be read (%s: %s)",
+                  type(error).__name__, error)
+        return None
 
 
 def owed_by(turn: Turn) -> Owed:

@@ -24,9 +24,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from bot.store.base import StoreUnavailable
-from bot.store.schema_versions import Applied, Migration, SchemaState, SchemaTooNew, check_sequence, migrated_by
+from bot.store.schema_versions import (
+    Applied,
+    Migration,
+    SchemaState,
+    SchemaTooNew,
+    SchemaUnreadable,
+    check_sequence,
+    migrated_by,
+)
 
 log = logging.getLogger("bot.store")
 
@@ -56,6 +65,7 @@ for i = 1, #KEYS do
     local at_key = ''
     if data then
       local ok, conversation = pcall(cjson.decode, data)
+      ok = ok and type(conversation) == 'table'  -- 'null' or '5' decode, but cannot be indexed
       local flow, state = ok and conversation['flow'], ok and conversation['state']
       if type(flow) == 'string' and flow ~= '' and type(state) == 'string' and state ~= '' then
         local sender = string.sub(KEYS[i], #ARGV[2] + 1)
@@ -101,7 +111,14 @@ LATEST = check_sequence(MIGRATIONS)
 
 
 async def version_of(client: aioredis.Redis, prefix: str) -> int:
-    return int(await client.hget(f"{prefix}:schema", "version") or 0)
+    raw = await client.hget(f"{prefix}:schema", "version")
+    try:
+        return int(raw or 0)
+    except ValueError:  # set by hand: refused with the fix, not a crash (500 on every webhook)
+        raise SchemaUnreadable(
+            f"the {url_of(client)} keyspace's schema version ({prefix}:schema, field version) is {raw!r}, not a "
+            f"number. Remove the field (HDEL {prefix}:schema version: the migrations run again from the start, "
+            "which changes nothing already done) or set the number it had.") from None
 
 
 async def migrate(client: aioredis.Redis, prefix: str, target: int = LATEST, *, batch: int = BATCH,
@@ -143,13 +160,18 @@ async def _apply(client: aioredis.Redis, prefix: str, migration: Migration, batc
         saved = await client.hget(schema, field)
         if saved == "done":
             continue
-        cursor = int(saved or 0)
+        # A SCAN cursor means something only to the server run that gave it (Redis hashes keys with a
+        # seed drawn at each start): one saved before a restart, or unreadable, starts the pass over
+        # (each batch's script changes nothing twice) rather than skip keys it never visited.
+        run = await _run_id(client)
+        cursor_text, _, saved_run = str(saved or "").partition(" ")
+        cursor = int(cursor_text) if cursor_text.isdigit() and saved_run == run else 0
         script = client.register_script(scan.script)
         while True:
             cursor, keys = await client.scan(cursor, match=f"{prefix}:{scan.pattern}", count=batch)
             if keys:
                 await script(keys=[*scan.extra_keys(prefix), *keys], args=scan.arguments(prefix))
-            await client.hset(schema, field, "done" if cursor == 0 else str(cursor))  # where to carry on from
+            await client.hset(schema, field, "done" if cursor == 0 else f"{cursor} {run}")  # where to carry on from
             await progress.batch_done(migration.version, len(keys))
             if cursor == 0:
                 break
@@ -162,6 +184,14 @@ async def _apply(client: aioredis.Redis, prefix: str, migration: Migration, batc
             pipe.hdel(schema, *cursors)
         pipe.rpush(f"{prefix}:schema:history", entry)
         await pipe.execute()
+
+
+async def _run_id(client: aioredis.Redis) -> str:
+    """This Redis server run's id ('' where INFO is not allowed: a saved cursor is then trusted)."""
+    try:
+        return str((await client.info("server")).get("run_id", ""))
+    except ResponseError:
+        return ""
 
 
 @dataclass(frozen=True)

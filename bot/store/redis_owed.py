@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 import redis.asyncio as aioredis
 
-from bot.store.owed import Owed
+from bot.store.owed import Owed, readable
 
 # Part of the commit script (bot/store/redis.py): ARGV owed is the record's JSON ('-': none).
 OWE = """
@@ -17,7 +17,8 @@ local function owe(records, claims, sid, record, claimed_until)
 end
 """
 
-# KEYS: records, claims; ARGV: now, until, limit. The lapsed claims, oldest first, claimed anew.
+# KEYS: records, claims; ARGV: now, until, limit. The lapsed claims, oldest first, claimed anew:
+# each one's MessageSid and record, one after the other.
 _CLAIM = """
 local sids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local found = {}
@@ -25,6 +26,7 @@ for _, sid in ipairs(sids) do
   local record = redis.call('HGET', KEYS[1], sid)
   if record then
     redis.call('ZADD', KEYS[2], ARGV[2], sid)
+    table.insert(found, sid)
     table.insert(found, record)
   else
     redis.call('ZREM', KEYS[2], sid)
@@ -43,7 +45,14 @@ class RedisOwed:
 
     async def claim(self, now: float, until: float, limit: int) -> list[Owed]:
         found = await self._claim(keys=[self.records, self.claims], args=[repr(now), repr(until), limit])
-        return [Owed.from_json(record) for record in found]
+        claimed: list[Owed] = []
+        for sid, record in zip(found[::2], found[1::2], strict=True):
+            owed = readable(record)
+            if owed is None:
+                await self.settle(sid)  # dropped (logged): it would fail every claim, and hold back the rest
+            else:
+                claimed.append(owed)
+        return claimed
 
     async def settle(self, message_sid: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -58,6 +67,10 @@ class RedisOwed:
     async def forget(self, sender: str) -> None:
         """A purge: nothing more is sent to ``sender`` (few records are ever owed at once)."""
         records = await self._redis.hgetall(self.records)
-        theirs = [str(sid) for sid, record in records.items() if Owed.from_json(str(record)).record.sender == sender]
+        theirs: list[str] = []
+        for sid, record in records.items():
+            owed = readable(str(record))  # one that cannot be read may be theirs: dropped too (logged)
+            if owed is None or owed.record.sender == sender:
+                theirs.append(str(sid))
         for sid in theirs:
             await self.settle(sid)

@@ -68,6 +68,10 @@ class SchemaTooNew(StoreUnavailable):
         self.known = known
 
 
+class SchemaUnreadable(StoreUnavailable):
+    """The store's schema version is no number (set by hand): refused as a newer one is, never guessed."""
+
+
 def check_sequence(migrations: tuple[Migration, ...]) -> int:
     """The latest version, once the list is checked to number 1, 2, 3… with no gap (a module-level
     assertion: a migration added out of order fails at import, in every test)."""

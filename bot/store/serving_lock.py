@@ -36,8 +36,9 @@ class RestoreUnderWay(StoreUnavailable):
 
 
 def lock_file(database: str | Path) -> Path:
-    """The lock file of the database at ``database``: its path plus ``.serving``."""
-    return Path(f"{database}{SUFFIX}")
+    """The lock file of the database at ``database``: its real path (symbolic links followed, so a
+    server and a restore that name the store differently share one lock) plus ``.serving``."""
+    return Path(f"{os.path.realpath(database)}{SUFFIX}")
 
 
 @contextlib.contextmanager
@@ -56,7 +57,7 @@ def serving(store_url: str | None, wait_seconds: float = WAIT_FOR_RESTORE_SECOND
             if time.monotonic() > deadline:
                 raise RestoreUnderWay(
                     f"a restore is replacing the SQLite store {os.path.abspath(database)} (it holds "
-                    f"{lock_file(os.path.abspath(database))}): start the bot again once it has finished")
+                    f"{lock_file(database)}): start the bot again once it has finished")
             time.sleep(_POLL_SECONDS)
         yield
     finally:
@@ -67,7 +68,7 @@ def serving(store_url: str | None, wait_seconds: float = WAIT_FOR_RESTORE_SECOND
 def exclusive(database: str | Path) -> Iterator[None]:
     """Hold the serving lock alone while the block runs (restore); ``StoreInUse`` at once when a
     server or a broadcast holds it."""
-    lock = lock_file(os.path.abspath(database))
+    lock = lock_file(database)
     descriptor = _open(lock)
     try:
         if not _try(descriptor, fcntl.LOCK_EX):

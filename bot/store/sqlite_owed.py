@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from bot.store.owed import CLAIM_SECONDS, Owed, owed_by
+from bot.store.owed import CLAIM_SECONDS, Owed, owed_by, readable
 from bot.types import Turn
 
 
@@ -23,4 +23,6 @@ def claim(db: sqlite3.Connection, now: float, until: float, limit: int) -> list[
     rows = db.execute("SELECT message_sid, record FROM owed_replies WHERE claimed_until <= ? "
                       "ORDER BY claimed_until LIMIT ?", (now, limit)).fetchall()
     db.executemany("UPDATE owed_replies SET claimed_until = ? WHERE message_sid = ?", [(until, sid) for sid, _ in rows])
-    return [Owed.from_json(record) for _, record in rows]
+    found = [(sid, readable(record)) for sid, record in rows]
+    db.executemany("DELETE FROM owed_replies WHERE message_sid = ?", [(sid,) for sid, owed in found if owed is None])
+    return [owed for _, owed in found if owed is not None]
