@@ -98,10 +98,10 @@ class MemoryStore:
     async def settle_owed(self, message_sid: str) -> None:
         self.owed.pop(message_sid, None)
 
-    async def release_owed(self, message_sids: Collection[str], at: float = 0.0) -> None:
+    async def release_owed(self, message_sids: Collection[str], at: float | None = None) -> None:
         for sid in message_sids:
             if sid in self.owed:
-                self.owed[sid] = (self.owed[sid][0], at)
+                self.owed[sid] = (self.owed[sid][0], time.time() if at is None else at)
 
     def lock(self, sender: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(sender)
@@ -155,6 +155,7 @@ class MemoryStore:
         ledger = [change for change in self.ledger if change.at >= now - self.retention.consent_seconds]
         changes, self.ledger = len(self.ledger) - len(ledger), ledger
         self.results.close_lapsed(now)
+        self.owed = {sid: item for sid, item in self.owed.items() if item[1] >= now - self.retention.seconds}
         self.results.drop_ended_before(now - self.retention.seconds)
         return Purged(len(stale), lines, consent_changes=changes)
 

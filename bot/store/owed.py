@@ -75,6 +75,7 @@ class OwedReplies(Protocol):
     async def settle_owed(self, message_sid: str) -> None:
         """Forget a turn's owed replies: each was handed to Twilio, refused, skipped, or is in doubt."""
 
-    async def release_owed(self, message_sids: Collection[str], at: float = 0.0) -> None:
-        """Let any process claim these from ``at`` (0: at once, as a stopping process does; later:
-        a send that found Twilio unreachable is tried again then)."""
+    async def release_owed(self, message_sids: Collection[str], at: float | None = None) -> None:
+        """Let any process claim these from ``at`` (None: now, as a stopping process does; later:
+        a send that found Twilio unreachable is tried again then). The retention sweep drops a
+        record nobody tried to send for the retention period."""

@@ -449,6 +449,7 @@ class RedisStore:
         now = time.time() if now is None else now
         await self._trim_positions(now - self.retention.seconds)
         await self.results.sweep(now, self.retention.seconds)
+        await self.owed.drop_untried_since(now - self.retention.seconds)
         cutoff = now - self.retention.consent_seconds
         dropped = 0
         while old := [str(member) for member in await self._redis.zrangebyscore(
@@ -558,8 +559,8 @@ class RedisStore:
         await self.owed.settle(message_sid)
 
     @_unavailable_is_busy
-    async def release_owed(self, message_sids: Collection[str], at: float = 0.0) -> None:
-        await self.owed.release(message_sids, at)
+    async def release_owed(self, message_sids: Collection[str], at: float | None = None) -> None:
+        await self.owed.release(message_sids, time.time() if at is None else at)
 
     @_unavailable_is_busy
     async def schema_state(self) -> SchemaState:

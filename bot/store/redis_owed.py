@@ -64,6 +64,12 @@ class RedisOwed:
         if message_sids:
             await self._redis.zadd(self.claims, dict.fromkeys(message_sids, at), xx=True)
 
+    async def drop_untried_since(self, cutoff: float) -> None:
+        """The retention sweep: records nobody tried to send since ``cutoff`` (no process with
+        outbound settings has run since) hold a number and texts that are no longer wanted."""
+        for sid in await self._redis.zrangebyscore(self.claims, "-inf", f"({cutoff!r}"):
+            await self.settle(str(sid))
+
     async def forget(self, sender: str) -> None:
         """A purge: nothing more is sent to ``sender`` (few records are ever owed at once)."""
         records = await self._redis.hgetall(self.records)

@@ -332,10 +332,10 @@ class SqliteStore(run_results.SqliteResults):
         async with self._writing() as db:
             db.execute("DELETE FROM owed_replies WHERE message_sid = ?", (message_sid,))
 
-    async def release_owed(self, message_sids: Collection[str], at: float = 0.0) -> None:
+    async def release_owed(self, message_sids: Collection[str], at: float | None = None) -> None:
         async with self._writing() as db:
             db.executemany("UPDATE owed_replies SET claimed_until = ? WHERE message_sid = ?",
-                           [(at, sid) for sid in message_sids])
+                           [(time.time() if at is None else at, sid) for sid in message_sids])
 
     async def schema_state(self) -> SchemaState:
         return schema.state(self._db)

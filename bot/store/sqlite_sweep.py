@@ -26,6 +26,9 @@ def sweep(db: sqlite3.Connection, now: float, retention: Retention) -> Purged:
     with transaction(db):  # outbound records hold numbers and texts too
         db.execute("DELETE FROM outbound WHERE json_extract(record, '$.updated_at') < ?",
                    (now - retention.dedup_seconds,))
+        # Replies owed that nobody tried to send for the whole period (no process with outbound
+        # settings ran): a number and texts no longer wanted.
+        db.execute("DELETE FROM owed_replies WHERE claimed_until < ?", (now - retention.seconds,))
     return Purged(conversations, lines, consent_changes=_drop_old_consent(db, now - retention.consent_seconds))
 
 
