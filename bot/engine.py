@@ -30,6 +30,7 @@ from bot.flows.compile import (
     CompiledState,
 )
 from bot.flows.loader import FlowSet
+from bot.flows.program import DEFAULT_LANGUAGE
 from bot.flows.schema import END
 from bot.interventions import intervene
 from bot.privacy import mask
@@ -151,9 +152,13 @@ class Engine:
             await self._route(word, Said(inbound.body, inbound.media), outcome, inbound, hint)
             return _Clock.RESTART
         before = where(conversation)
+        spoken = reading.keyword.language if reading.keyword is not None else DEFAULT_LANGUAGE
+        switched = spoken != DEFAULT_LANGUAGE and spoken != conversation.language
+        if switched:
+            conversation.language = spoken  # AYUDA, ALTO: they speak Spanish
         if answer.ends_conversation:
             self._end(outcome, RunOutcome.OPTED_OUT)
-        outcome.conversation_changed = answer.ends_conversation
+        outcome.conversation_changed = answer.ends_conversation or switched
         outcome.answers_opted_out = answer.answers_opted_out
         outcome.consent = answer.consent
         self._step(outcome, answer.rule, before)
@@ -172,7 +177,10 @@ class Engine:
             return _Clock.UNTOUCHED
         # Its messages go out from the default sender, not from a number they texted some time ago.
         conversation.channel = start.inbound.to
-        flow = self.flows.flows[start.flow]
+        language = str(start.variables.get("language") or "")  # a broadcast's CSV may say (a language column)
+        if language in self.flows.flows[start.flow].variants or language == self.flows.flows[start.flow].language:
+            conversation.language = language
+        flow = self.flows.flows[start.flow].in_language(self._spoken(conversation))
         await self._begin(flow, start.inbound, start.variables, f"started by broadcast of {flow.name}", outcome)
         if not outcome.replies:
             outcome.skipped = Skip.SILENT
@@ -211,8 +219,17 @@ class Engine:
 
     def _position(self, conversation: Conversation) -> tuple[CompiledFlow | None, CompiledState | None]:
         """The flow and state the conversation is at, as loaded now (None where they are gone)."""
-        flow = self.flows.flows.get(conversation.flow or "") if conversation.active else None
+        flow = self._flow(conversation.flow, conversation) if conversation.active else None
         return flow, flow.states.get(conversation.state or "") if flow is not None else None
+
+    def _flow(self, name: str | None, conversation: Conversation) -> CompiledFlow | None:
+        """The flow called ``name`` as loaded now, in the language the person is talked to in."""
+        flow = self.flows.flows.get(name or "")
+        return flow.in_language(self._spoken(conversation)) if flow is not None else None
+
+    def _spoken(self, conversation: Conversation) -> str | None:
+        """The person's language: theirs once known, else the default of the number they texted."""
+        return conversation.language or self.flows.program.numbers.get(conversation.channel)
 
     def _arm_timeout(self, outcome: Outcome, before: ArmedTimeout | None, clock: _Clock) -> None:
         """Arm the next timer of the state the conversation now waits in (a reminder, else its
@@ -246,22 +263,25 @@ class Engine:
             return
         flow, was_reset = self._current_flow(outcome)
         started = self.flows.by_trigger.get(word)
+        if started is not None and word in started.trigger_languages:  # ESTADO: they speak Spanish
+            conversation.language = started.trigger_languages[word]
         if started is None and flow is None and self.flows.catch_all is not None and not was_reset:
             started = self.flows.catch_all
         if started is not None:
+            started = started.in_language(self._spoken(conversation))
             rule = f"trigger {word.upper()}" if word in started.triggers else f"any message starts {started.name}"
             await self._begin(started, inbound, {}, rule, outcome)
         elif flow is not None:
             await self._answer(flow, word, said, outcome, hint)
         elif was_reset:
             self._step(outcome, "reset: flow or state removed", "idle")
-            outcome.replies.append(self.flows.program.reset)
+            outcome.replies.append(self.flows.program.in_language(self._spoken(conversation)).reset)
         elif hint is None and (offer := self.offers.offer(conversation, word)) is not None:
             self._step(outcome, f"did you mean {offer.trigger.upper()}?", "idle")
             outcome.replies.append(offer.text)
         else:
             self._step(outcome, "fallback", "idle")
-            outcome.replies.append(self.flows.program.fallback)
+            outcome.replies.append(self.flows.program.in_language(self._spoken(conversation)).fallback)
             if hint is not None:
                 outcome.replies.append(hint)
 
@@ -287,7 +307,7 @@ class Engine:
         conversation = outcome.conversation
         if not conversation.active:
             return None, False
-        flow = self.flows.flows.get(conversation.flow or "")
+        flow = self._flow(conversation.flow, conversation)
         if flow is None or conversation.state not in flow.states:
             log.warning("conversation of %s was at %s, which no longer exists; starting fresh",
                         mask(conversation.sender), where(conversation))
@@ -324,6 +344,9 @@ class Engine:
                 store_at(conversation.vars, rule.save, value)
             outcome.replies.extend(self.actions.render_all(rule.say, conversation, said))
             self._fire(flow, rule.event, outcome, before)
+            if rule.language is not None:  # "2) Español": from now on, in Spanish
+                conversation.language = rule.language
+                flow = self._flow(flow.name, conversation) or flow
             if rule.go is not None:
                 await self._run_states(flow, said, outcome)
             return
@@ -401,7 +424,7 @@ class Engine:
                outcome: Outcome) -> CompiledFlow:
         """Hand over to another flow; remember where to come back to."""
         assert state.enter is not None
-        child = self.flows.flows[state.enter[0]]
+        child = self.flows.flows[state.enter[0]].in_language(self._spoken(conversation))
         before = where(conversation)
         conversation.returns.append(ReturnPoint(parent.name, state.name))
         conversation.flow, conversation.state = child.name, child.machine.initial
@@ -412,7 +435,7 @@ class Engine:
     def _leave(self, flow: CompiledFlow, conversation: Conversation, outcome: Outcome) -> CompiledFlow | None:
         """A flow ended: back to the flow that entered it (at its ``then`` state), or the end."""
         stack = conversation.returns
-        parent = self.flows.flows.get(stack[-1].flow) if stack else None
+        parent = self._flow(stack[-1].flow, conversation) if stack else None
         if parent is None or stack[-1].state not in parent.states:
             marks.end(outcome, RunOutcome.FINISHED)
             return None

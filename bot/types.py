@@ -111,13 +111,17 @@ class Conversation:
     #: the trigger the bot asked "Did you mean …?" about (normalised): a yes to the next message starts it
     suggested: str | None = None
     runs: list[OpenRun] = field(default_factory=list)  # the flow runs results follow (bot/results/)
+    #: the language this person is talked to in (es, fr…; None: the flows' own), kept across flows:
+    #: set by the trigger they used (ESTADO), a consent word (AYUDA) or a flow step (``language:``)
+    language: str | None = None
 
     @property
     def active(self) -> bool:
         return self.flow is not None and self.state is not None
 
     def end(self) -> None:
-        """Leave any flow; the next message starts fresh (``channel`` stays: it is still our number)."""
+        """Leave any flow; the next message starts fresh (``channel`` and ``language`` stay: our number,
+        and the language the person speaks)."""
         self.flow = None
         self.state = None
         self.vars = {}

@@ -6,6 +6,7 @@ Built once per flow at load time. Conversations are throwaway models: the engine
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from bot.flows import menu
 from bot.flows.checks import always_matches
 from bot.flows.json_body import compile_json
 from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Rule, SplitPath, State
+from bot.flows.translations import languages as translation_languages
+from bot.flows.translations import translated, words_key
 from bot.text import matching, templates
 from bot.text.matching import Condition, Matcher
 from bot.text.normalise import normalise
@@ -43,6 +46,7 @@ class CompiledRule:
     #: revocation in a person's own words ("stop texting me" as a menu choice)
     names_words: bool = False
     media: bool = False  # the test is "the message carries pictures": it reads the media, not the text
+    language: str | None = None  # taking it: talk to this person in this language from now on
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +154,48 @@ class CompiledFlow:
     machine: Machine
     transitions: list[dict[str, Any]] = field(default_factory=list)  # kept to draw diagrams
     start_on_any_message: bool = False
+    language: str = "en"  # the language of its texts
+    #: the flow as it runs for people talked to in other languages (bot/flows/translations.py)
+    variants: dict[str, CompiledFlow] = field(default_factory=dict)
+    #: the trigger words only one of its languages has, and that language (ESTADO: es)
+    trigger_languages: dict[str, str] = field(default_factory=dict)
+
+    def in_language(self, language: str | None) -> CompiledFlow:
+        """The flow for someone talked to in ``language``: its variant, else the flow itself."""
+        return self.variants.get(language, self) if language else self
 
 
 def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
-    states = {name: _compile_state(name, state, flow.anywhere) for name, state in flow.states.items()}
+    """The flow, with a variant for each language its ``translations:`` name."""
+    compiled = _compile_one(flow, file)
+    for language in translation_languages(flow):
+        compiled.variants[language] = _compile_one(translated(flow, language), file)
+    compiled.trigger_languages = _trigger_languages(flow)
+    return compiled
+
+
+def _trigger_languages(flow: Flow) -> dict[str, str]:
+    """Each trigger word that only one language's list has, and that language (STATUS: en,
+    ESTADO: es): texting it says which language the person speaks. A word two lists share ("OK")
+    says nothing; nor do the triggers of a flow that has no translated ones."""
+    if not flow.triggers:
+        return {}
+    own = {flow.language: {normalise(word) for word in flow.triggers}}
+    for row in flow.translations:
+        base = row.get(flow.language)
+        if isinstance(base, list) and words_key(base) == words_key(flow.triggers):
+            for language, words in row.items():
+                if language != flow.language and isinstance(words, list):
+                    own.setdefault(language, set()).update(normalise(word) for word in words)
+    if len(own) < 2:
+        return {}
+    counts = Counter(word for words in own.values() for word in words)
+    return {word: language for language, words in own.items() for word in words if counts[word] == 1}
+
+
+def _compile_one(flow: Flow, file: str) -> CompiledFlow:
+    language = flow.language
+    states = {name: _compile_state(name, state, flow.anywhere, language) for name, state in flow.states.items()}
     transitions = [spec for state in states.values() for spec in _transition_specs(state)]
     machine_states: list[dict[str, Any]] = [
         {"name": name, "final": not state.waits and not state.moves_on}
@@ -181,21 +223,23 @@ def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:
         machine=machine,
         transitions=transitions,
         start_on_any_message=flow.start_on_any_message,
+        language=language,
     )
 
 
-def _compile_state(name: str, state: State, anywhere: Sequence[Rule] = ()) -> CompiledState:
+def _compile_state(name: str, state: State, anywhere: Sequence[Rule] = (), language: str = "en") -> CompiledState:
     used: set[str] = {OTHERWISE_EVENT, NEXT_EVENT, FETCH_FAILED_EVENT, TIMEOUT_EVENT, REMIND_EVENT, TOO_MANY_EVENT}
     # The flow's own replies come first in every waiting state, then the menu, then the state's.
     everywhere = list(anywhere) if state.waits else []
     heard = [*everywhere, *state.rules]
-    rules = tuple(_compile_rule(rule, unique_label(_label(rule), used)) for rule in everywhere)
+    rules = tuple(_compile_rule(rule, unique_label(_label(rule), used), language) for rule in everywhere)
     if state.menu is not None:
         rules += tuple(CompiledRule(event=unique_label(menu.label(number, choice), used),
                                     matches=menu.choice_matcher(number, choice), save=state.menu.save,
-                                    say=_parse_all(choice.say), go=choice.go, names_words=True)
+                                    say=_parse_all(choice.say), go=choice.go, names_words=True,
+                                    language=choice.language)
                        for number, choice in enumerate(state.menu.choices, start=1))
-    rules += tuple(_compile_rule(rule, unique_label(_label(rule), used)) for rule in state.rules)
+    rules += tuple(_compile_rule(rule, unique_label(_label(rule), used), language) for rule in state.rules)
     return CompiledState(
         name=name,
         say=_parse_all(state.say),
@@ -282,10 +326,10 @@ def _compile_fetch(fetch: Fetch) -> CompiledFetch:
     )
 
 
-def _compile_rule(rule: Rule, event: str) -> CompiledRule:
-    return CompiledRule(event=event, matches=_matcher(rule), save=rule.save, say=_parse_all(rule.say), go=rule.go,
-                        names_words=rule.keywords is not None or _names_own_words(rule.any_of),
-                        media=rule.media is not None)
+def _compile_rule(rule: Rule, event: str, language: str = "en") -> CompiledRule:
+    return CompiledRule(event=event, matches=_matcher(rule, language), save=rule.save, say=_parse_all(rule.say),
+                        go=rule.go, names_words=rule.keywords is not None or _names_own_words(rule.any_of),
+                        media=rule.media is not None, language=rule.language)
 
 
 def _names_own_words(any_of: list[str] | None) -> bool:
@@ -333,7 +377,7 @@ def _range_label(bounds: NumberRange) -> str:
     return f"<= {high:g}" if high is not None else ""
 
 
-def _matcher(rule: Rule) -> Matcher:
+def _matcher(rule: Rule, language: str = "en") -> Matcher:
     if rule.keywords is not None:
         return matching.keywords_matcher(rule.keywords)
     if rule.any_of is not None:
@@ -345,4 +389,4 @@ def _matcher(rule: Rule) -> Matcher:
     if rule.media is not None:
         return matching.never  # the engine tests the message's media itself (CompiledRule.media)
     assert rule.answer is not None
-    return matching.answer_matcher(rule.answer)
+    return matching.answer_matcher(rule.answer, language)

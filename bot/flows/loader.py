@@ -47,7 +47,10 @@ class FlowSet:
     trigger_typos: TriggerTypos = field(init=False)
 
     def __post_init__(self) -> None:
-        self.by_trigger = {word: flow for flow in self.flows.values() for word in flow.triggers}
+        # Every language's triggers start the flow (ESTADO as STATUS); which language a word is
+        # only one language's is the flow's trigger_languages.
+        self.by_trigger = {word: flow for flow in self.flows.values()
+                           for variant in (flow, *flow.variants.values()) for word in variant.triggers}
         self.catch_all = next((flow for flow in self.flows.values() if flow.start_on_any_message), None)
         self.trigger_typos = TriggerTypos((word for flow in self.flows.values() if not flow.start_on_any_message
                                                for word in flow.triggers), self.consent.keywords)

@@ -45,6 +45,12 @@ class LanguageTexts(_Strict):
     opt_in: str
     #: the line the fallback adds when a message might be a revocation
     stop_hint: str | None = None
+    #: the program's other texts for someone talked to in this language (the flows' ``translations:``
+    #: set it): the English ones when missing
+    fallback: str | None = None
+    wait: str | None = None
+    reset: str | None = None
+    did_you_mean: str | None = None
 
 
 class ProgramTexts(_Strict):
@@ -72,6 +78,20 @@ class ProgramTexts(_Strict):
     languages: dict[LanguageCode, LanguageTexts] = {}
     #: words and phrases added to the built-in ones per language (which can never be removed)
     consent: dict[LanguageCode, ConsentWords] = {}
+    #: the language a person texting one of our numbers is talked to in until they choose (by the
+    #: trigger they use, or a flow's ``language:``): {"+15550002222": es}
+    numbers: dict[str, LanguageCode] = {}
+
+    def in_language(self, language: str | None) -> ProgramTexts:
+        """These texts for someone talked to in ``language``: its own version of each text where
+        ``languages:`` has one, the English one otherwise (None, or English: these)."""
+        texts = self.languages.get(language) if language else None
+        if texts is None:
+            return self
+        own = {name: getattr(texts, name) for name in ("help", "opt_out", "opt_in", "stop_hint", "fallback",
+                                                        "wait", "reset", "did_you_mean")
+               if getattr(texts, name) is not None}
+        return self.model_copy(update=own)
 
     @field_validator("help")
     @classmethod

@@ -20,6 +20,7 @@ from bot.flows.problems import Finding, Path, Problem
 from bot.flows.program import DEFAULT_LANGUAGE, Program, ProgramTexts
 from bot.flows.schema import Flow
 from bot.flows.suggest import closest, did_you_mean
+from bot.flows.translations import translated
 from bot.flows.validation import validation_problems
 from bot.flows.yamlsource import SourceMap
 from bot.text import templates
@@ -30,7 +31,7 @@ NAMES = ("triggers", "triggers_described")
 #: not here gets commas only (write the list out, or use Liquid: ``{{ triggers | replace: ... }}``).
 OR_WORDS = {"en": "or", "es": "o", "fr": "ou", "pt": "ou", "it": "o", "de": "oder", "nl": "of"}
 _TEXTS = ("help", "opt_out", "opt_in", "fallback", "stop_hint", "wait", "reset")
-_LANGUAGE_TEXTS = ("help", "opt_out", "opt_in", "stop_hint")
+_LANGUAGE_TEXTS = ("help", "opt_out", "opt_in", "stop_hint", "fallback", "wait", "reset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +70,16 @@ def render_program(program: ProgramTexts, flows: Iterable[Flow], file: str, sour
     """``program`` with every text that shows the flows rendered (None when one cannot be), and
     every problem found, located in the program file. ``all_flows``: ``flows`` are all there will
     be (not when some flow files have errors), so an empty list is worth a warning."""
+    flows = list(flows)
     listed = entries(flows)
     findings: list[Finding] = []
     data = program.model_dump()
     rendered: dict[Path, str] = {}
     for path, text, language in _texts(program):
         if "{{" in text or "{%" in text:
-            result = _render(path, text, values(listed, language), findings)
+            # In a language's texts, the flows as that language's speakers text them (ESTADO)
+            shown = listed if language == DEFAULT_LANGUAGE else entries(translated(flow, language) for flow in flows)
+            result = _render(path, text, values(shown, language), findings)
             if result is not None:
                 rendered[path] = result
                 _put(data, path[1:], result)

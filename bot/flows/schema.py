@@ -31,11 +31,13 @@ from bot.flows.schema_types import (  # noqa: F401 - the field types, re-exporte
     Duration,
     Keyword,
     Keywords,
+    LanguageCode,
     Media,
     Name,
     NumberRange,
     SavePath,
     Texts,
+    TranslationRow,
     Words,
     _as_list,
     _as_words,
@@ -64,6 +66,7 @@ class Rule(_Strict):
     save: SavePath | None = None  # store the reply under this name (or dotted path)
     say: Texts = []  # said before moving on
     go: str | None = None  # the next state; without it the conversation stays where it is
+    language: LanguageCode | None = None  # from now on, talk to this person in this language
 
     _compiles = field_validator("pattern")(lambda pattern: valid_regex(pattern))
 
@@ -183,6 +186,7 @@ class Choice(_Strict):
     value: str | None = None  # what ``save`` stores (default: the label)
     say: Texts = []
     go: str | None = None
+    language: LanguageCode | None = None  # choosing it: from now on, talk to this person in this language
 
     @field_validator("label", mode="before")
     @classmethod
@@ -362,6 +366,21 @@ class Flow(_Strict):
     #: replies heard in every waiting state of the flow, before the state's own (CANCEL REFILL)
     anywhere: list[Rule] = []
     states: dict[Annotated[str, Field(pattern=STATE_PATTERN)], State] = Field(min_length=1)
+    language: LanguageCode = "en"  # the language the flow is written in
+    #: its texts and words in other languages, one row per text (bot/flows/translations.py)
+    translations: list[TranslationRow] = []
+
+    @model_validator(mode="after")
+    def _rows_have_the_base_text(self) -> Flow:
+        for number, row in enumerate(self.translations, start=1):
+            if self.language not in row:
+                raise ValueError(f"translation {number} has no {self.language!r} text: each row starts from the "
+                                 f"text as the flow says it in its language ({self.language}), e.g. "
+                                 f"{self.language}: \"...\"")
+            if len(row) < 2:
+                raise ValueError(f"translation {number} has only the {self.language!r} text: add its version in "
+                                 "another language (es: \"...\")")
+        return self
 
     @field_validator("expires_after")
     @classmethod

@@ -123,6 +123,38 @@ Words = Annotated[list[Annotated[str, AfterValidator(_has_words)]], BeforeValida
                   Field(min_length=1), _WORDS_SCHEMA]
 
 
+def _language_code(code: str) -> str:
+    from bot.consent.words import LANGUAGE_CODE
+
+    if not LANGUAGE_CODE.fullmatch(code):
+        raise ValueError(f"{code!r} is not a language code; write a code such as en, es, fr or pt-BR")
+    return code
+
+
+#: A language, as ``program.yaml`` and the consent files name them: es, fr, pt-BR
+LanguageCode = Annotated[str, AfterValidator(_language_code)]
+
+
+def _translation_row(row: object) -> object:
+    """A row of a flow's ``translations:``: the same text (or list of words) in several languages."""
+    if not isinstance(row, dict) or not row:
+        raise ValueError("each translation is a mapping of language codes to the same text in each "
+                         "(en: \"Hello\", es: \"Hola\"), or to lists of words (en: [MENU], es: [MENÚ])")
+    kinds = {"words" if isinstance(value, list) else "text" for value in row.values()}
+    if len(kinds) != 1:
+        raise ValueError("a translation pairs texts with texts, or lists of words with lists of words, not both")
+    for code, value in row.items():
+        if isinstance(value, list):
+            for word in value:
+                _not_compliance_word(str(word))
+        elif not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{code}: a translation is a text (or a list of words), not {value!r}")
+    return row
+
+
+TranslationRow = Annotated[dict[LanguageCode, str | list[str]], AfterValidator(_translation_row)]
+
+
 def _lower_case(value: object) -> object:
     """``answer: YES`` and ``answer: Yes`` mean ``yes``: the case of a word never matters to people."""
     return value.strip().lower() if isinstance(value, str) else value

@@ -24,6 +24,7 @@ def bookkeeping(conversation: Conversation) -> dict[str, Any]:
         "reminders": conversation.reminders,
         "suggested": conversation.suggested,
         "runs": [[run.id, run.flow, run.started_at, list(run.reached)] for run in conversation.runs],
+        "language": conversation.language,
     }
 
 
@@ -43,6 +44,8 @@ def conversation_from_record(sender: str, flow: str | None, state: str | None, v
     conversation.reminders = int(kept.get("reminders", 0))
     suggested = kept.get("suggested")
     conversation.suggested = str(suggested) if suggested is not None else None
+    language = kept.get("language")
+    conversation.language = str(language) if language else None
     conversation.runs = [OpenRun(str(run_id), str(flow), float(started), tuple(str(state) for state in reached))
                          for run_id, flow, started, reached in kept.get("runs", [])]
     return conversation

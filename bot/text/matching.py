@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.text.normalise import normalise, parse_number, trim, words
-from bot.text.wordsets import NO_WORDS, YES_WORDS
+from bot.text.wordsets import ANSWER_WORDS, NO_WORDS, YES_WORDS
 
 #: A matcher gets the normalised and the original text; it returns the value to save, or None.
 Matcher = Callable[[str, str], Any]
@@ -130,9 +130,13 @@ def number_matcher(low: float | None, high: float | None) -> Matcher:
     return matches
 
 
-def answer_matcher(answer: str) -> Matcher:
-    """A yes or a no, as a whole message or as its first word ("yes please")."""
+def answer_matcher(answer: str, language: str | None = None) -> Matcher:
+    """A yes or a no, as a whole message or as its first word ("yes please"); in ``language``
+    (someone talked to in Spanish), that language's own words as well ("sí", "claro")."""
+    own = ANSWER_WORDS.get((language or "").split("-")[0].lower())
     accepted = YES_WORDS if answer == "yes" else NO_WORDS
+    if own is not None:
+        accepted = accepted | (own[0] if answer == "yes" else own[1])
 
     def matches(normalised: str, original: str) -> Any:
         if normalised in accepted:

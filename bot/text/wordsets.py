@@ -81,3 +81,12 @@ YES_WORDS = frozenset(
     {"yes", "y", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "correct", "si", "sí", "👍"}
 )
 NO_WORDS = frozenset({"no", "n", "nope", "nah", "not really", "👎"})
+#: Each language's own yes and no, heard as well as the English ones from someone talked to in it
+#: (a flow's ``translations:``). Words two languages share ("no") mean the same in both.
+ANSWER_WORDS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
+    "es": (frozenset({"si", "sí", "claro", "vale", "de acuerdo", "correcto", "por supuesto"}),
+           frozenset({"no", "nop", "para nada", "no gracias"})),
+    "fr": (frozenset({"oui", "ouais", "d accord", "bien sur", "bien sûr", "exact"}),
+           frozenset({"non", "non merci", "pas du tout"})),
+    "pt": (frozenset({"sim", "claro", "certo"}), frozenset({"nao", "não"})),
+}
