@@ -30,7 +30,7 @@ from bot.flows.compile import (
     CompiledState,
 )
 from bot.flows.loader import FlowSet
-from bot.flows.program import DEFAULT_LANGUAGE
+from bot.flows.program import DEFAULT_LANGUAGE, ProgramTexts
 from bot.flows.schema import END
 from bot.interventions import intervene
 from bot.privacy import mask
@@ -227,6 +227,10 @@ class Engine:
         flow = self.flows.flows.get(name or "")
         return flow.in_language(self._spoken(conversation)) if flow is not None else None
 
+    def texts_for(self, conversation: Conversation) -> ProgramTexts:
+        """The program's texts in the language ``conversation``'s person is talked to in."""
+        return self.flows.texts_for(self._spoken(conversation))
+
     def _spoken(self, conversation: Conversation) -> str | None:
         """The person's language: theirs once known, else the default of the number they texted."""
         return conversation.language or self.flows.program.numbers.get(conversation.channel)
@@ -259,7 +263,8 @@ class Engine:
         conversation = outcome.conversation
         taken = self.offers.taken_up(conversation, word, said.text, self.clock())
         if taken is not None:  # YES to "Did you mean STATUS?"
-            await self._begin(taken[1], inbound, {}, f"did you mean {taken[0].upper()}: yes", outcome)
+            await self._begin(taken[1].in_language(self._spoken(conversation)), inbound, {},
+                              f"did you mean {taken[0].upper()}: yes", outcome)
             return
         flow, was_reset = self._current_flow(outcome)
         started = self.flows.by_trigger.get(word)
@@ -275,13 +280,14 @@ class Engine:
             await self._answer(flow, word, said, outcome, hint)
         elif was_reset:
             self._step(outcome, "reset: flow or state removed", "idle")
-            outcome.replies.append(self.flows.program.in_language(self._spoken(conversation)).reset)
-        elif hint is None and (offer := self.offers.offer(conversation, word)) is not None:
+            outcome.replies.append(self.flows.texts_for(self._spoken(conversation)).reset)
+        elif hint is None and (offer := self.offers.offer(
+                conversation, word, self.flows.texts_for(self._spoken(conversation)).did_you_mean)) is not None:
             self._step(outcome, f"did you mean {offer.trigger.upper()}?", "idle")
             outcome.replies.append(offer.text)
         else:
             self._step(outcome, "fallback", "idle")
-            outcome.replies.append(self.flows.program.in_language(self._spoken(conversation)).fallback)
+            outcome.replies.append(self.flows.texts_for(self._spoken(conversation)).fallback)
             if hint is not None:
                 outcome.replies.append(hint)
 

@@ -188,7 +188,7 @@ class Inbox:
         ticket.answer = Answer.LATER
         self._background.add(task)
         task.add_done_callback(self._finished_later)
-        return Received((patience.interim,), deferred=True)
+        return Received((ticket.interim or patience.interim,), deferred=True)
 
     def _finished_later(self, task: asyncio.Task[Received]) -> None:
         self._background.discard(task)
@@ -210,6 +210,9 @@ class Inbox:
                 if snapshot.recorded_replies is not None:
                     return _logged(event, Received(snapshot.recorded_replies, duplicate=True), started)
                 expected_version = snapshot.conversation.version
+                spoken = engine.texts_for(snapshot.conversation)
+                if ticket.interim is not None and spoken is not engine.flows.program:
+                    ticket.interim = spoken.wait  # "one moment" in the language the person is talked to in
                 runs_before = opening(snapshot.conversation)  # read before the step changes it in place
                 outcome = await engine.step(snapshot.conversation, event, snapshot.opted_out, consent)
                 replies = tuple(outcome.replies)

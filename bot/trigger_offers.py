@@ -46,11 +46,14 @@ class TriggerOffers:
             return None  # the flow is gone since, or the offer is as old as a forgotten conversation
         return offered, flow
 
-    def offer(self, conversation: Conversation, normalised: str) -> Offer | None:
+    def offer(self, conversation: Conversation, normalised: str, wording: str | None = None) -> Offer | None:
         """The offer for a message only the fallback would answer, kept in the conversation; None
-        when suggestions are off or no single trigger is a slip away (then the fallback answers)."""
+        when suggestions are off or no single trigger is a slip away (then the fallback answers).
+        ``wording``: the did-you-mean text in the person's language, when it is not the program's own."""
         trigger = self.flows.trigger_typos.suggest(normalised) if self.enabled else None
         if trigger is None:
             return None
         conversation.suggested = trigger
-        return Offer(trigger, templates.render_text(self._text, {"trigger": trigger.upper()}, "the did-you-mean text"))
+        template = self._text if wording is None or wording == self.flows.program.did_you_mean else \
+            templates.parse(wording)
+        return Offer(trigger, templates.render_text(template, {"trigger": trigger.upper()}, "the did-you-mean text"))

@@ -46,7 +46,15 @@ class FlowSet:
     #: "did you mean": the triggers a mistyped one may be (a catch-all flow's never are)
     trigger_typos: TriggerTypos = field(init=False)
 
+    def texts_for(self, language: str | None) -> ProgramTexts:
+        """The program's texts for someone talked to in ``language`` (made once per language)."""
+        found = self._texts_by_language.get(language)
+        if found is None:
+            found = self._texts_by_language[language] = self.program.in_language(language)
+        return found
+
     def __post_init__(self) -> None:
+        self._texts_by_language: dict[str | None, ProgramTexts] = {}
         # Every language's triggers start the flow (ESTADO as STATUS); which language a word is
         # only one language's is the flow's trigger_languages.
         self.by_trigger = {word: flow for flow in self.flows.values()
