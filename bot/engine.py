@@ -227,6 +227,14 @@ class Engine:
         flow = self.flows.flows.get(name or "")
         return flow.in_language(self._spoken(conversation)) if flow is not None else None
 
+    def _offer_wording(self, conversation: Conversation) -> Callable[[str], str]:
+        """"Did you mean …?" in the language of the trigger offered (ESTADO: Spanish), else the person's."""
+        def wording(trigger: str) -> str:
+            flow = self.flows.by_trigger.get(trigger)
+            language = flow.trigger_languages.get(trigger) if flow is not None else None
+            return self.flows.texts_for(language or self._spoken(conversation)).did_you_mean
+        return wording
+
     def texts_for(self, conversation: Conversation) -> ProgramTexts:
         """The program's texts in the language ``conversation``'s person is talked to in."""
         return self.flows.texts_for(self._spoken(conversation))
@@ -263,6 +271,7 @@ class Engine:
         conversation = outcome.conversation
         taken = self.offers.taken_up(conversation, word, said.text, self.clock())
         if taken is not None:  # YES to "Did you mean STATUS?"
+            conversation.language = taken[1].trigger_languages.get(taken[0], conversation.language)
             await self._begin(taken[1].in_language(self._spoken(conversation)), inbound, {},
                               f"did you mean {taken[0].upper()}: yes", outcome)
             return
@@ -281,8 +290,7 @@ class Engine:
         elif was_reset:
             self._step(outcome, "reset: flow or state removed", "idle")
             outcome.replies.append(self.flows.texts_for(self._spoken(conversation)).reset)
-        elif hint is None and (offer := self.offers.offer(
-                conversation, word, self.flows.texts_for(self._spoken(conversation)).did_you_mean)) is not None:
+        elif hint is None and (offer := self.offers.offer(conversation, word, self._offer_wording(conversation))):
             self._step(outcome, f"did you mean {offer.trigger.upper()}?", "idle")
             outcome.replies.append(offer.text)
         else:

@@ -9,6 +9,7 @@ reaches the flows, and no longer than the offered flow's ``expires_after``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.flows.compile import CompiledFlow
@@ -46,14 +47,16 @@ class TriggerOffers:
             return None  # the flow is gone since, or the offer is as old as a forgotten conversation
         return offered, flow
 
-    def offer(self, conversation: Conversation, normalised: str, wording: str | None = None) -> Offer | None:
+    def offer(self, conversation: Conversation, normalised: str,
+              wording: Callable[[str], str] | None = None) -> Offer | None:
         """The offer for a message only the fallback would answer, kept in the conversation; None
         when suggestions are off or no single trigger is a slip away (then the fallback answers).
-        ``wording``: the did-you-mean text in the person's language, when it is not the program's own."""
+        ``wording(trigger)``: the did-you-mean text to use (in the trigger's language: ESTADO is
+        offered in Spanish), when not the program's own."""
         trigger = self.flows.trigger_typos.suggest(normalised) if self.enabled else None
         if trigger is None:
             return None
         conversation.suggested = trigger
-        template = self._text if wording is None or wording == self.flows.program.did_you_mean else \
-            templates.parse(wording)
+        text = wording(trigger) if wording is not None else self.flows.program.did_you_mean
+        template = self._text if text == self.flows.program.did_you_mean else templates.parse(text)
         return Offer(trigger, templates.render_text(template, {"trigger": trigger.upper()}, "the did-you-mean text"))

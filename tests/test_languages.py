@@ -67,7 +67,7 @@ async def test_ayuda_gets_the_spanish_help_and_estado_runs_the_order_flow_in_spa
         "Los números de pedido tienen 6 dígitos, como 123456. Inténtelo de nuevo, o envíe MENÚ para salir."]
     assert await person.text("123456") == ["El pedido 123456 está shipped. It left our warehouse today."]
     assert await person.text("hola") == [
-        "Perdón, no entendí. Envíe ESTADO o UNIRME, o AYUDA para ver todo lo que puede hacer."]
+        "No entendí. Envíe ESTADO o UNIRME, o AYUDA para más opciones."]
 
 
 async def test_a_spanish_conversation_answers_si_and_keeps_its_words(store: Store) -> None:
@@ -93,7 +93,7 @@ async def test_the_language_is_kept_across_flows_and_restarts(tmp_path: Path) ->
         person = Person(again, SHIPPED)
         assert await person.language() == "es"
         assert await person.text("nada") == [
-            "Perdón, no entendí. Envíe ESTADO o UNIRME, o AYUDA para ver todo lo que puede hacer."]
+            "No entendí. Envíe ESTADO o UNIRME, o AYUDA para más opciones."]
         assert await person.text("UNIRME") == ["¡Bienvenido a los avisos de Acme Orders! ¿Cuál es su nombre?"]
         assert await person.text("STATUS") == ["What's your order number? (6 digits, like 123456)"]  # English word
         assert await person.language() == "en"
@@ -255,3 +255,13 @@ async def test_one_moment_is_said_in_the_persons_language(store: Store) -> None:
     assert answered.replies == (SPANISH.wait,) and SPANISH.wait == "Un momento, lo estoy buscando…"
     await asyncio.wait(person.inbox.pending())
     assert sent == [("El pedido 123456 está shipped. It left our warehouse today.",)]
+
+
+async def test_a_mistyped_spanish_trigger_is_offered_in_spanish_and_a_yes_starts_it_in_spanish(
+        store: Store) -> None:
+    person = Person(store, SHIPPED)
+    assert await person.text("ESTDO") == ["¿Quiso decir ESTADO? Responda SÍ"]
+    assert await person.text("si") == ["¿Cuál es su número de pedido? (6 dígitos, como 123456)"]
+    assert await person.language() == "es"
+    english = Person(store, SHIPPED, sender="+15557654330")
+    assert await english.text("STAUTS") == ["Did you mean STATUS? Reply YES"]

@@ -61,7 +61,8 @@ class FlowSet:
                            for variant in (flow, *flow.variants.values()) for word in variant.triggers}
         self.catch_all = next((flow for flow in self.flows.values() if flow.start_on_any_message), None)
         self.trigger_typos = TriggerTypos((word for flow in self.flows.values() if not flow.start_on_any_message
-                                               for word in flow.triggers), self.consent.keywords)
+                                               for variant in (flow, *flow.variants.values())
+                                               for word in variant.triggers), self.consent.keywords)
 
 
 @dataclass
