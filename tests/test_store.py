@@ -138,12 +138,13 @@ class TestTurns:
         conversation.timeout = ArmedTimeout(1_234.5, "ask")
         conversation.returns = [ReturnPoint("main", "quiz_step"), ReturnPoint("quiz", "inner")]
         conversation.channel = "+15550009999"
+        conversation.language = "es"
         await store.commit(turn(conversation, "SM1"))
         loaded = await load(store, "+15550000001")
         assert loaded.vars == {"_timeout": "an author's own", "_return": [1]}
-        assert (loaded.timeout, loaded.returns, loaded.channel) == (
+        assert (loaded.timeout, loaded.returns, loaded.channel, loaded.language) == (
             ArmedTimeout(1_234.5, "ask"), [ReturnPoint("main", "quiz_step"), ReturnPoint("quiz", "inner")],
-            "+15550009999")
+            "+15550009999", "es")
 
     async def test_turns_committed_together_each_stand_alone(self, store: Store) -> None:
         """SQLite commits a moment's turns in one transaction: a duplicate or a conflict among them
