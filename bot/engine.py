@@ -50,6 +50,7 @@ from bot.types import (
     Reset,
     ReturnPoint,
     RunOutcome,
+    SetLanguage,
     Skip,
     Start,
     TimeoutDue,
@@ -116,7 +117,7 @@ class Engine:
         """Move ``conversation`` on ``event``: the one entry for every kind of turn. ``consent`` is
         what the pipeline already read of a message (:func:`read_consent`); read here otherwise."""
         outcome = Outcome(conversation)
-        if isinstance(event, Reset | Elapse):  # an operator's turn, not a person's: bot/interventions.py
+        if isinstance(event, Reset | Elapse | SetLanguage):  # not a person's turn: bot/interventions.py
             return intervene(event, outcome, where(conversation))
         armed_before = conversation.timeout
         if isinstance(event, Message):

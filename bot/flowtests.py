@@ -14,6 +14,7 @@
             expect: []                       # what they sent (here: nothing)
 
 Each test starts from a fresh, empty store. A test stops at its first mismatch and shows a diff.
+``language: es`` on a test talks to the person in Spanish from the start, as if they had chosen it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,16 @@ from pydantic import (
 from bot.actions import FetchFailed
 from bot.flows.loader import FlowSet
 from bot.flows.problems import Problem
-from bot.flows.schema import Duration, Media, Texts, valid_regex  # Texts: one message or a list, numbers as text
+from bot.flows.schema import (  # Texts: one message or a list, numbers as text
+    Duration,
+    LanguageCode,
+    Media,
+    Texts,
+    valid_regex,
+)
 from bot.flows.validation import validation_problems
 from bot.flows.yamlsource import UnreadableFile, read_yaml_file
-from bot.simulator import EndlessTimers, Simulation, format_duration, simulation
+from bot.simulator import EndlessTimers, Simulation, UnknownLanguage, format_duration, simulation
 from bot.text.normalise import normalise
 
 DEFAULT_SENDER = "+15551234567"
@@ -92,6 +99,7 @@ class CaseSpec(BaseModel):
     sender: str = Field(DEFAULT_SENDER, alias="from")
     fetch: dict[str, Any] = {}  # URL -> JSON answer, or the word "fail"
     env: dict[str, str] = {}  # what templates see as {{ env.NAME }} in this test (these names are allowed)
+    language: LanguageCode | None = None  # the person is talked to in it from the start (es, fr…)
     turns: list[TurnSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -187,6 +195,11 @@ async def run_case(flows: FlowSet, file: str, case: CaseSpec, allowed_env: Itera
         stubs = {url: FetchFailed("stubbed to fail") if answer == "fail" else answer
                  for url, answer in case.fetch.items()}
         sim.stub(stubs)
+        if case.language is not None:  # as if they had chosen it before their first message
+            try:
+                await sim.set_language(case.sender, case.language)
+            except UnknownLanguage as error:
+                return CaseResult(file, case.name, False, 0, f"language: {error}")
         transcript: list[str] = []
         for number, turn in enumerate(case.turns, start=1):
             notified_before = len(sim.notified)

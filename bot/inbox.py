@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.compliance import ConsentReading, read_consent
+from bot.consent.words import LANGUAGE_CODE
 from bot.engine import Engine
 from bot.privacy import mask
 from bot.results.tracking import opening, track
@@ -35,6 +36,7 @@ from bot.types import (
     Message,
     Outcome,
     Reset,
+    SetLanguage,
     Skip,
     Start,
     TimeoutDue,
@@ -152,6 +154,13 @@ class Inbox:
         if not 0 <= seconds < float("inf"):
             raise ValueError("time only moves forward: wait a finite duration of 0 or more")
         return await self._turn(Elapse.of(sender, seconds, f"wait:{uuid.uuid4().hex}"), _Ticket())
+
+    async def set_language(self, sender: str, language: str) -> Received:
+        """Talk to ``sender`` in ``language`` (a code such as es) from now on, as if they had chosen
+        it, in a turn of its own: nothing is said, nothing else changes (``chat --language``)."""
+        if not LANGUAGE_CODE.fullmatch(language):
+            raise ValueError(f"{language!r} is not a language code; write a code such as en, es, fr or pt-BR")
+        return await self._turn(SetLanguage.of(sender, language, f"language:{uuid.uuid4().hex}"), _Ticket())
 
     async def send_owed(self, owed: Owed, deliver: Deliver) -> None:
         """Send what a committed turn still owes (claimed from the store: its process stopped

@@ -1,7 +1,8 @@
-"""Turns no person caused: an operator ending a conversation (the console's reset), and time
-passing for one simulated sender (the console simulator's wait).
+"""Turns no person caused: an operator ending a conversation (the console's reset), time
+passing for one simulated sender (the console simulator's wait), and a tool choosing the language
+a person is talked to in (``chat --language``, a conversation test's ``language:``).
 
-Both run through the one turn pipeline like any message (``Inbox.reset``, ``Inbox.elapse``): the
+All run through the one turn pipeline like any message (``Inbox.reset``, ``Inbox.elapse``): the
 sender's lock, a fresh snapshot, a compare-and-set commit, so a message arriving at the same moment
 is never lost or overwritten. Here is only what each does to the conversation, as the engine's
 other handlers do for theirs: pure, nothing said, nothing sent.
@@ -10,17 +11,19 @@ other handlers do for theirs: pure, nothing said, nothing sent.
 from __future__ import annotations
 
 from bot.results import marks
-from bot.types import ArmedTimeout, Conversation, Elapse, Outcome, Reset, RunOutcome, TraceStep
+from bot.types import ArmedTimeout, Conversation, Elapse, Outcome, Reset, RunOutcome, SetLanguage, TraceStep
 
 RESET_RULE = "reset by an operator"
 
 
-def intervene(event: Reset | Elapse, outcome: Outcome, where: str) -> Outcome:
+def intervene(event: Reset | Elapse | SetLanguage, outcome: Outcome, where: str) -> Outcome:
     """Apply ``event`` to ``outcome.conversation`` (at ``where``: "flow:state" or "idle")."""
     conversation = outcome.conversation
     armed = conversation.timeout
     if isinstance(event, Reset):
         _reset(conversation, outcome, where)
+    elif isinstance(event, SetLanguage):
+        _set_language(conversation, event.language, outcome, where)
     else:
         _elapse(conversation, event.seconds, outcome, where)
     outcome.deadline = conversation.timeout.at if conversation.timeout is not None else None
@@ -44,3 +47,11 @@ def _elapse(conversation: Conversation, seconds: float, outcome: Outcome, where:
     if conversation.timeout is not None:
         conversation.timeout = ArmedTimeout(conversation.timeout.at - seconds, conversation.timeout.state)
     outcome.trace.append(TraceStep(f"simulated wait of {seconds:g}s", where, where))
+
+
+def _set_language(conversation: Conversation, language: str, outcome: Outcome, where: str) -> None:
+    """Talk to the person in ``language`` from now on, as a reply's ``language:`` would: where they
+    are, their timers and their last message stay as they were; the next text they get is in it."""
+    outcome.conversation_changed = conversation.language != language
+    conversation.language = language
+    outcome.trace.append(TraceStep(f"language set to {language}", where, where))

@@ -51,6 +51,34 @@ def _segments(units: int, single: int, per_part: int) -> int:
     return 1 if units <= single else math.ceil(units / per_part)
 
 
+#: Characters outside GSM-7 with a plain twin people accept in a text message (typography pasted
+#: from a word processor); an accented letter's twin is the letter without its accent.
+_PLAIN_TWINS = {"‘": "'", "’": "'", "‚": "'", "‛": "'", "′": "'", "“": '"', "”": '"', "„": '"', "‟": '"',
+                "″": '"', "–": "-", "—": "-", "―": "-", "…": "...", "\u00a0": " ", "\u2009": " ",
+                "\u200b": "", "•": "*"}
+
+
+def plain_twin(char: str) -> str | None:
+    """The GSM-7 character(s) people would accept for ``char`` (``í`` → ``i``, ``’`` → ``'``), or
+    None when it has none (an emoji, a letter of another alphabet)."""
+    if char in _PLAIN_TWINS:
+        return _PLAIN_TWINS[char]
+    bare = "".join(part for part in unicodedata.normalize("NFD", char) if not unicodedata.combining(part))
+    return bare if bare and bare != char and first_non_gsm(bare) is None else None
+
+
+def in_gsm7(text: str) -> str:
+    """``text`` with every character outside GSM-7 as its plain twin (or one plain character when
+    it has none): what it would cost written in the basic alphabet."""
+    return "".join(char if char in GSM7_BASIC or char in GSM7_EXTENDED else (plain_twin(char) or "?")
+                   for char in text)
+
+
+def outside_gsm7(text: str) -> list[str]:
+    """The characters of ``text`` outside GSM-7, each once, in the order they first appear."""
+    return list(dict.fromkeys(char for char in text if char not in GSM7_BASIC and char not in GSM7_EXTENDED))
+
+
 def describe(char: str) -> str:
     """Name a character so an ops person can find it: ’ (U+2019 RIGHT SINGLE QUOTATION MARK)."""
     return f"{char!r} (U+{ord(char):04X} {unicodedata.name(char, 'unnamed character')})"

@@ -58,6 +58,18 @@ class EndlessTimers(RuntimeError):
     """A wait kept firing timeouts and reminders: a cycle of timeouts texting someone again and again."""
 
 
+class UnknownLanguage(ValueError):
+    """A language no flow is translated into and the program file has no texts in."""
+
+
+def languages_spoken(flows: FlowSet) -> list[str]:
+    """The languages a person can be talked to in: each flow's own and its translations', and
+    those the program file has texts in (``languages:``), sorted."""
+    spoken = {flow.language for flow in flows.flows.values()}
+    spoken |= {code for flow in flows.flows.values() for code in flow.variants}
+    return sorted(spoken | set(flows.program.languages))
+
+
 @dataclass(frozen=True)
 class Fired:
     """One timeout or reminder that came due during a wait, and what its turn did."""
@@ -105,6 +117,16 @@ class Simulation:
     async def start(self, flow: str, sender: str, variables: dict[str, str]) -> Received:
         """Start a flow for ``sender`` as a broadcast would; its opening messages are the replies."""
         return await self.inbox.start(sender, flow, variables, f"SMstart{next(self._sids):06d}{uuid.uuid4().hex}")
+
+    async def set_language(self, sender: str, language: str) -> None:
+        """Talk to ``sender`` in ``language`` from now on, as if they had chosen it (a trigger in
+        that language, a menu's "2) Español"): ``chat --language``, a test's ``language:``. One
+        the flows and the program file do not speak is refused, with those they do."""
+        known = languages_spoken(self.inbox.engine.flows)
+        if language not in known:
+            raise UnknownLanguage(f"no flow or program text is in {language!r}; the flows speak "
+                                  f"{', '.join(known)}")
+        await self.inbox.set_language(sender, language)
 
     def stub(self, stubs: Mapping[str, Any]) -> None:
         """Answer these fetch URLs from the table from now on (others still really run)."""

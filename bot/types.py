@@ -230,10 +230,23 @@ class Elapse:
         return cls(Inbound(elapse_id, sender), seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class SetLanguage:
+    """From now on, talk to this person in ``language`` (``chat --language``, a conversation test's
+    ``language:``): as if they had chosen it, before or between their messages."""
+
+    inbound: Inbound
+    language: str
+
+    @classmethod
+    def of(cls, sender: str, language: str, turn_id: str) -> SetLanguage:
+        return cls(Inbound(turn_id, sender), language)
+
+
 #: What starts a turn. The one turn pipeline (``bot/inbox.py``) treats them all alike; how each
-#: moves a conversation is the engine's business (``bot/engine.py``; ``Reset`` and ``Elapse``:
-#: ``bot/interventions.py``).
-Event = Message | Start | TimeoutDue | Reset | Elapse
+#: moves a conversation is the engine's business (``bot/engine.py``; ``Reset``, ``Elapse`` and
+#: ``SetLanguage``: ``bot/interventions.py``).
+Event = Message | Start | TimeoutDue | Reset | Elapse | SetLanguage
 
 
 class Skip(enum.Enum):

@@ -224,8 +224,8 @@ def test_an_unknown_field_suggests_the_closest_allowed_one(tmp_path: Path, old: 
 
 def test_a_field_nothing_like_any_lists_the_allowed_ones(tmp_path: Path) -> None:
     [problem] = errors(tmp_path, {"refill.yaml": REFILL.replace("        save: rx", "        zzz: rx")})
-    assert ("unknown field 'zzz' (allowed here: keywords, any_of, pattern, number, answer, media, save, say, go, language)"
-            in problem)
+    assert ("unknown field 'zzz' (allowed here: keywords, any_of, pattern, number, answer, media, save, say, go, "
+            "language)" in problem)
 
 
 def test_a_misspelt_required_field_is_one_problem_not_two(tmp_path: Path) -> None:

@@ -60,11 +60,11 @@ async def store(tmp_path: Path) -> Any:
 async def test_ayuda_gets_the_spanish_help_and_estado_runs_the_order_flow_in_spanish(store: Store) -> None:
     person = Person(store, SHIPPED)
     assert await person.text("AYUDA") == [SPANISH.help]
-    assert "ESTADO para seguir un pedido" in SPANISH.help  # the Spanish triggers, written in by {{ triggers_described }}
+    assert "ESTADO para seguir un pedido" in SPANISH.help  # the Spanish triggers, by {{ triggers_described }}
     assert await person.language() == "es"
     assert await person.text("ESTADO") == ["¿Cuál es su número de pedido? (6 dígitos, como 123456)"]
     assert await person.text("12345") == [
-        "Los números de pedido tienen 6 dígitos, como 123456. Inténtelo de nuevo, o envíe MENÚ para salir."]
+        "Son 6 dígitos, como 123456. Pruebe de nuevo o envíe MENÚ para salir."]
     assert await person.text("123456") == ["El pedido 123456 está shipped. It left our warehouse today."]
     assert await person.text("hola") == [
         "No entendí. Envíe ESTADO o UNIRME, o AYUDA para más opciones."]
@@ -73,8 +73,8 @@ async def test_ayuda_gets_the_spanish_help_and_estado_runs_the_order_flow_in_spa
 async def test_a_spanish_conversation_answers_si_and_keeps_its_words(store: Store) -> None:
     person = Person(store, SHIPPED)
     assert await person.text("UNIRME") == ["¡Bienvenido a los avisos de Acme Orders! ¿Cuál es su nombre?"]
-    assert await person.text("Bo") == ["¡Gracias, Bo! ¿Le suscribimos a los avisos de envío? Responda SÍ o NO."]
-    assert await person.text("SÍ") == ["¡Listo, Bo! Le avisaremos por mensaje cuando se envíen sus pedidos.",
+    assert await person.text("Bo") == ["¡Gracias, Bo! ¿Le suscribimos a los avisos? Responda SÍ o NO."]
+    assert await person.text("SÍ") == ["¡Listo, Bo! Le avisaremos cuando se envíen sus pedidos.",
                                        "Responda ALTO en cualquier momento para darse de baja."]
     # Spanish words added to a list, the English ones still heard (MENU as MENÚ)
     await person.text("ESTADO")

@@ -3,8 +3,8 @@
 lint, chat, test, graph and schema work on flow files alone — no server, no Twilio account;
 webhook texts a running server exactly as Twilio would; status shows which flows the running
 servers serve and why a reload was refused; consent reads and adds to the consent ledger; results
-writes a flow's runs as CSV with its funnel; backup and restore copy the SQLite store. Each module
-here adds its own commands.
+writes a flow's runs as CSV with its funnel; backup and restore copy the SQLite store; translations
+exports a flow's texts for a translator and imports them back. Each module here adds its own commands.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from bot import __version__
-from bot.cli import authoring, backup, consent, operations, results, sending, status, studio_import
+from bot.cli import authoring, backup, consent, operations, results, sending, status, studio_import, translations
 from bot.cli.common import CommandError
 from bot.flows.problems import FlowLoadError
 from bot.logs import CLI_FORMAT, configure_logging
@@ -54,6 +54,6 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="textflow SMS bot tools.")
     parser.add_argument("--version", action="version", version=f"textflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (authoring, studio_import, sending, operations, backup, status, consent, results):
+    for module in (authoring, studio_import, sending, operations, backup, status, consent, results, translations):
         module.add_commands(commands)
     return parser

@@ -14,8 +14,10 @@ from bot.cli import chat as chat_command
 from bot.cli.common import CommandError, Commands, add_check_options, add_flows_option, flows_dir, load_for, write_file
 from bot.flows import graph, graph_page
 from bot.flows.checks import CheckOptions
+from bot.flows.compile import CompiledFlow
 from bot.flows.loader import lint_paths, load_flows
 from bot.flows.schema import json_schema
+from bot.flows.translation_table import language_name
 from bot.flowtests import run_conversations
 from bot.settings import load_settings
 
@@ -36,6 +38,9 @@ def add_commands(commands: Commands) -> None:
     chat.add_argument("--from", dest="sender", default="+15551234567", help="the number you text as")
     chat.add_argument("--trace", action="store_true", help="show the rule that matched and state before -> after")
     chat.add_argument("--store", default="memory://", help="STORE_URL to use (default: a throwaway memory store)")
+    chat.add_argument("--language", metavar="CODE", help=(
+        "be talked to in this language from the start (es, fr…), as if you had chosen it; a trigger "
+        "only one language has (ESTADO, STATUS) still switches, as on the server"))
     add_flows_option(chat)
     chat.set_defaults(run=chat_command.run)
 
@@ -50,6 +55,8 @@ def add_commands(commands: Commands) -> None:
         "Print a flow's Mermaid stateDiagram-v2 (drawn by transitions' diagram support), write "
         "it to a .md file that GitHub renders, or to a standalone HTML page that draws it offline."))
     draw.add_argument("flow", help="the flow's name, or its file")
+    draw.add_argument("--language", metavar="CODE", help=(
+        "draw the flow as it runs for people talked to in this language (its translations:, es…)"))
     output = draw.add_mutually_exclusive_group()
     output.add_argument("-o", "--output", type=Path, help="write here (.md: wrapped in a mermaid block)")
     output.add_argument("--html", type=Path, metavar="FILE", help=(
@@ -123,21 +130,32 @@ def _graph(args: argparse.Namespace) -> int:
         matches = [flows.flows[args.flow]] if args.flow in flows.flows else []
     if not matches:
         raise CommandError(f"no flow {args.flow!r}; flows: {', '.join(sorted(flows.flows))}")
-    flow = matches[0]
+    flow = _in_language(matches[0], args.language)
+    title = f"{flow.name} ({flow.language})" if flow is not matches[0] else None
     if args.html is not None:
         try:
-            page = graph_page.html_page(flow)
+            page = graph_page.html_page(flow, title)
         except graph_page.VendoredFileMissing as error:
             raise CommandError(str(error)) from None
         write_file(args.html, page)
         print(f"wrote {args.html}: open it in a browser (it works offline)", file=sys.stderr)
     elif args.output is None:
-        print(graph.mermaid(flow), end="")
+        print(graph.mermaid(flow, title), end="")
     else:
-        text = graph.markdown(flow) if args.output.suffix == ".md" else graph.mermaid(flow)
+        text = graph.markdown(flow, title) if args.output.suffix == ".md" else graph.mermaid(flow, title)
         write_file(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _in_language(flow: CompiledFlow, language: str | None) -> CompiledFlow:
+    """The flow as it runs for people talked to in ``language`` (None: as written)."""
+    if language is None or language == flow.language:
+        return flow
+    if language not in flow.variants:
+        spoken = ", ".join([flow.language, *flow.variants])
+        raise CommandError(f"flow {flow.name!r} has no {language_name(language)} texts; it speaks {spoken}")
+    return flow.variants[language]
 
 
 def _schema(args: argparse.Namespace) -> int:

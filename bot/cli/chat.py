@@ -9,11 +9,20 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 
 from bot import segments
-from bot.cli.common import load_for
+from bot.cli.common import CommandError, load_for
 from bot.flows.loader import FlowSet
 from bot.flows.schema import parse_duration
+from bot.flows.translation_table import language_name
 from bot.settings import load_settings
-from bot.simulator import EndlessTimers, Fired, Simulation, format_duration, simulation
+from bot.simulator import (
+    EndlessTimers,
+    Fired,
+    Simulation,
+    UnknownLanguage,
+    format_duration,
+    languages_spoken,
+    simulation,
+)
 from bot.types import TraceStep, media_of
 
 HELP = """\
@@ -21,6 +30,8 @@ Type a message and press Enter to text it to the bot. Commands:
   /wait DURATION  let time pass (30s, 10m, 1h30m, 2d): the timeouts and reminders that come due
                   fire, and what they send is shown with when, e.g. (after 1h)
   /picture URL [TEXT]  text a picture (an MMS with that media URL), with TEXT if given
+  /language CODE  be talked to in that language from now on (es, fr…), as if you had chosen it;
+                  /language alone lists the languages the flows speak
   /help           this list
   //TEXT          text /TEXT itself (a message that starts with /)
 Ctrl-D quits."""
@@ -28,9 +39,13 @@ Ctrl-D quits."""
 
 def run(args: argparse.Namespace) -> int:
     flows = load_for(args)
+    if args.language is not None and args.language not in languages_spoken(flows):
+        raise CommandError(f"--language {args.language}: no flow or program text is in it; the flows speak "
+                           f"{', '.join(languages_spoken(flows))}")
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"Texting as {args.sender}. Flows: {', '.join(sorted(flows.flows))}. "
+        spoken = f", in {language_name(args.language)}" if args.language else ""
+        print(f"Texting as {args.sender}{spoken}. Flows: {', '.join(sorted(flows.flows))}. "
               "/help for commands, Ctrl-D to quit.")
     return asyncio.run(_chat_loop(flows, args, _lines(interactive)))
 
@@ -51,6 +66,8 @@ async def _chat_loop(flows: FlowSet, args: argparse.Namespace, lines: Iterable[s
     settings = load_settings()
     async with simulation(flows, store_url=args.store, allowed_env=settings.flow_env,
                           suggest_triggers=settings.suggest_triggers) as sim:
+        if args.language is not None:  # the person starts out talking in it, as if they had chosen it
+            await sim.set_language(args.sender, args.language)
         for line in lines:
             if not sys.stdin.isatty():
                 print(f"you> {line}")
@@ -69,6 +86,8 @@ async def _command(sim: Simulation, line: str, args: argparse.Namespace) -> None
         print(HELP)
     elif name.lower() == "/wait":
         await _wait(sim, rest.strip(), args)
+    elif name.lower() == "/language":
+        await _language(sim, rest.strip(), args)
     elif name.lower() == "/picture":
         url, _, text = rest.strip().partition(" ")
         if not url.lower().startswith(("https://", "http://")):
@@ -79,6 +98,18 @@ async def _command(sim: Simulation, line: str, args: argparse.Namespace) -> None
         _show(received.replies, sim.notified[notified_before:], received.trace, args.trace)
     else:
         print(f"unknown command {name} (/help lists the commands; //{line[1:]} texts it)")
+
+
+async def _language(sim: Simulation, code: str, args: argparse.Namespace) -> None:
+    if not code:
+        print(f"/language CODE: the flows speak {', '.join(languages_spoken(sim.inbox.engine.flows))}")
+        return
+    try:
+        await sim.set_language(args.sender, code)
+    except UnknownLanguage as error:
+        print(f"/language: {error}")
+        return
+    print(f"bot> (no reply: from now on you are talked to in {language_name(code)})")
 
 
 async def _wait(sim: Simulation, duration: str, args: argparse.Namespace) -> None:

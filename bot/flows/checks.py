@@ -142,11 +142,12 @@ def _cost_findings(path: Path, source: str, options: CheckOptions) -> Iterator[F
                             f"{cost.units} units){assumption}; the limit is {options.max_segments} "
                             f"segment{'s' * (options.max_segments != 1)}",
                       severity="warning", hint="shorten it, or split it over several states")
-    if cost.first_non_gsm is not None and cost.segments > segments.cost(
-            measured.replace(cost.first_non_gsm, "'")).segments:
+    # What it would cost in GSM-7: every character outside it as its plain twin (í as i, ’ as ').
+    plain = segments.cost(segments.in_gsm7(measured)) if cost.first_non_gsm is not None else cost
+    if cost.first_non_gsm is not None and cost.segments > plain.segments:
         yield Finding(path, f"{segments.describe(cost.first_non_gsm)} switches this text to UCS-2, "
-                            f"making it {cost.segments} segments instead of fewer",
-                      severity="warning", hint="use a plain character (e.g. ' instead of ’) if you can")
+                            f"making it {cost.segments} segments instead of {plain.segments}",
+                      severity="warning", hint=_plain_hint(measured))
     elif cost.first_non_gsm is not None and _looks_accidental(cost.first_non_gsm):
         yield Finding(path, f"{segments.describe(cost.first_non_gsm)} switches this text to UCS-2 "
                             "(70 characters per segment instead of 160)",
@@ -206,6 +207,17 @@ _LOOKALIKES = frozenset("‘’‚‛“”„‟–—―…\u00a0\u2009\u200b�
 def _looks_accidental(char: str) -> bool:
     """Typographic characters pasted from a word processor, with a plain GSM-7 twin."""
     return char in _LOOKALIKES
+
+
+def _plain_hint(text: str) -> str:
+    """How to bring a text back to GSM-7: a pasted quote or dash typed plainly; accented letters
+    (a translation's í, ó) written without their accent, when the readers accept that."""
+    outside = segments.outside_gsm7(text)
+    twins = [(char, segments.plain_twin(char)) for char in outside]
+    if any(_looks_accidental(char) for char in outside) or not all(twin for _, twin in twins):
+        return "use a plain character (e.g. ' instead of ’) if you can"
+    shown = ", ".join(f"{char} as {twin}" for char, twin in twins[:4]) + (", …" if len(twins) > 4 else "")
+    return f"write {shown} if your readers accept it, or shorten it: in UCS-2 one segment holds 70 characters"
 
 
 def check_flow_set(flows: list[Flow]) -> list[tuple[Flow, Finding]]:

@@ -33,8 +33,10 @@ class _Model:
     """GraphMachine draws the diagram of a model; this one exists only to be drawn."""
 
 
-def mermaid(flow: CompiledFlow) -> str:
-    """The flow's diagram as Mermaid source (without a Markdown fence)."""
+def mermaid(flow: CompiledFlow, title: str | None = None) -> str:
+    """The flow's diagram as Mermaid source (without a Markdown fence), titled with its name or
+    ``title`` (a language's version: "order_status (es)")."""
+    title = title or flow.name
     names = list(flow.states) + ([END] if END not in flow.states else [])
     finals = {name for name in names if name == END or not (
         flow.states[name].waits or flow.states[name].go or flow.states[name].branch or flow.states[name].enter)}
@@ -44,13 +46,13 @@ def mermaid(flow: CompiledFlow) -> str:
                    for spec in flow.transitions]
     machine = _FlowGraphMachine(model=_Model(), states=states, transitions=transitions,
                                 initial=_ID_PREFIX + flow.start, auto_transitions=False,
-                                graph_engine="mermaid", title=flow.name, show_state_attributes=False)
+                                graph_engine="mermaid", title=title, show_state_attributes=False)
     source = machine.models[0].get_graph().draw(None)
     assert isinstance(source, str)  # the mermaid backend returns its text when given no file
     # transitions writes the title as bare front matter; Mermaid reads a title only as `title: …`.
-    bare_title = f"---\n{flow.name}\n---\n"
+    bare_title = f"---\n{title}\n---\n"
     if source.startswith(bare_title):
-        source = f"---\ntitle: {flow.name}\n---\n" + source[len(bare_title):]
+        source = f"---\ntitle: {title}\n---\n" + source[len(bare_title):]
     # transitions marks the model's current state (the start) as active; mark where flows finish too.
     ends = "".join(f"  {_ID_PREFIX}{name} --> [*]\n" for name in names if name in finals)
     return source.rstrip("\n") + "\n" + ends
@@ -71,6 +73,6 @@ def _text(label: str) -> str:
     return one_line.translate(_ENTITIES).replace("$$", "#36;#36;")
 
 
-def markdown(flow: CompiledFlow) -> str:
+def markdown(flow: CompiledFlow, title: str | None = None) -> str:
     """The diagram in a fenced block, ready for a ``.md`` file that GitHub renders."""
-    return f"```mermaid\n{mermaid(flow)}```\n"
+    return f"```mermaid\n{mermaid(flow, title)}```\n"

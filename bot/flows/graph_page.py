@@ -74,15 +74,16 @@ def content_security_policy(scripts: tuple[str, ...]) -> str:
             + "; style-src 'unsafe-inline'; img-src data:; font-src data:; base-uri 'none'; form-action 'none'")
 
 
-def html_page(flow: CompiledFlow) -> str:
-    """The standalone page: the flow's name, description, the diagram, and its Mermaid source."""
-    source = graph.mermaid(flow)
+def html_page(flow: CompiledFlow, title: str | None = None) -> str:
+    """The standalone page: the flow's name (or ``title``: a language's version), description, the
+    diagram, and its Mermaid source; in the flow's language (``lang``)."""
+    source = graph.mermaid(flow, title)
     renderer, start = mermaid_script(), start_script()
     escaped_source = html.escape(source)
-    name = html.escape(flow.name)
+    name = html.escape(title or flow.name)
     description = f'<p class="description">{html.escape(flow.description)}</p>\n' if flow.description else ""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<!DOCTYPE html>\n<html lang=\"{html.escape(flow.language)}\">\n<head>\n<meta charset=\"utf-8\">\n"
         f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy((renderer, start))}">\n'
         '<meta name="referrer" content="no-referrer">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

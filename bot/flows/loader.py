@@ -22,6 +22,7 @@ from bot.flows.problems import Finding, FlowLoadError, Problem
 from bot.flows.program import Program, ProgramTexts
 from bot.flows.program_texts import render_program
 from bot.flows.schema import Flow
+from bot.flows.translation_checks import translation_findings, translation_set_findings
 from bot.flows.validation import validation_problems
 from bot.flows.yamlsource import SourceMap, UnreadableFile, YamlError, read_yaml, read_yaml_file
 from bot.text.normalise import normalise
@@ -173,10 +174,14 @@ def _inspect(files: list[FilePath], options: CheckOptions, program_folder: FileP
     flow_models = [item for item in parsed if isinstance(item.model, Flow)]
     for item in flow_models:
         assert isinstance(item.model, Flow)
-        problems.extend(_locate(item, finding) for finding in check_flow(item.model, options))
+        checked = check_flow(item.model, options)
+        if not any(finding.severity == "error" for finding in checked):  # per language: translation_checks.py
+            checked += translation_findings(item.model, options)
+        problems.extend(_locate(item, finding) for finding in checked)
     problems.extend(_cross_flow_problems(flow_models))
     files_of = {id(item.model): item for item in flow_models}
-    for flow, finding in check_flow_set([item.model for item in flow_models if isinstance(item.model, Flow)]):
+    models = [item.model for item in flow_models if isinstance(item.model, Flow)]
+    for flow, finding in [*check_flow_set(models), *translation_set_findings(models)]:
         problems.append(_locate(files_of[id(flow)], finding))
     if program_folder is not None and not any(item.is_program for item in parsed):
         problems.append(Problem(str(program_folder / PROGRAM_FILE), 1, 1, "no program file",

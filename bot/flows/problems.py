@@ -35,6 +35,15 @@ class Finding:
     at: int | None = None
 
 
+class LocatedValueError(ValueError):
+    """A model's validator's error about one part of it (a word in a row of ``translations:``):
+    ``where`` is that part's path below the model, so the problem points at its own line."""
+
+    def __init__(self, message: str, where: Path) -> None:
+        super().__init__(message)
+        self.where = where
+
+
 class FlowLoadError(Exception):
     """Flow files that cannot run. Carries every problem found, not just the first."""
 

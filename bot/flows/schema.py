@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from bot.flows.json_body import JSON_BODY_SCHEMA, json_document
+from bot.flows.problems import LocatedValueError
 from bot.flows.schema_types import (  # noqa: F401 - the field types, re-exported for the flow language's users
     END,
     MAX_FETCH_TIMEOUT,
@@ -41,6 +42,7 @@ from bot.flows.schema_types import (  # noqa: F401 - the field types, re-exporte
     Words,
     _as_list,
     _as_words,
+    _not_compliance_word,
     _Strict,
     parse_duration,
     valid_regex,
@@ -380,6 +382,17 @@ class Flow(_Strict):
             if len(row) < 2:
                 raise ValueError(f"translation {number} has only the {self.language!r} text: add its version in "
                                  "another language (es: \"...\")")
+            # The base words are checked where the flow uses them (any_of may hold "cancel"); a
+            # translated word is heard as a whole message (a trigger, a keyword, a menu synonym):
+            # never ALTO, whatever list it extends.
+            for code, value in row.items():
+                if code != self.language and isinstance(value, list):
+                    for index, word in enumerate(value):
+                        try:
+                            _not_compliance_word(word)
+                        except ValueError as error:
+                            raise LocatedValueError(f"translation {number}, {code}: {error}",
+                                                    ("translations", number - 1, code, index)) from None
         return self
 
     @field_validator("expires_after")

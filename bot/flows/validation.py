@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bot.flows.problems import Path, Problem
+from bot.flows.problems import LocatedValueError, Path, Problem
 from bot.flows.suggest import FIELD_SYNONYMS, closest, did_you_mean
 from bot.flows.yamlsource import SourceMap
 
@@ -35,6 +35,9 @@ def _meant_field(model_type: type[BaseModel], path: Path) -> str | None:
 
 def _validation_problem(file: str, source: SourceMap, model_type: type[BaseModel], detail: Any) -> Problem:
     path: Path = tuple(detail["loc"])
+    located = detail.get("ctx", {}).get("error")
+    if isinstance(located, LocatedValueError):  # a model's check about one of its parts: at that part
+        path = (*path, *located.where)
     kind = detail["type"]
     message = str(detail["msg"]).removeprefix("Value error, ")
     hint = ""
