@@ -265,3 +265,21 @@ async def test_a_mistyped_spanish_trigger_is_offered_in_spanish_and_a_yes_starts
     assert await person.language() == "es"
     english = Person(store, SHIPPED, sender="+15557654330")
     assert await english.text("STAUTS") == ["Did you mean STATUS? Reply YES"]
+
+
+async def test_translated_words_are_heard_without_their_accents_too(store: Store, tmp_path: Path) -> None:
+    """People often text without accents: "inscripcion" is INSCRIPCIÓN, "espanol" is Español."""
+    flow = CHOICES.replace("    es: [RECOGIDA, OK]", "    es: [RECOGIDA, OK, RECOGIDA EN TIENDA]").replace(
+        "    es: Recoger", "    es: Recogerlo aquí")
+    flows = load_flows(write_flows(tmp_path / "accents", {"pickup.yaml": flow}))
+    person = Person(store, flows)
+    assert await person.text("recogida en tienda") == ["¿Cómo lo quiere?\n1) Recogerlo aquí\n2) A domicilio"]
+    assert await person.text("recogerlo aqui") == ["Eligió Pick-up."]
+    assert await person.language() == "es"
+
+
+def test_a_number_not_written_as_twilio_writes_it_is_refused(tmp_path: Path) -> None:
+    from bot.flows.problems import FlowLoadError
+
+    with pytest.raises(FlowLoadError, match=r"write '\(555\) 000-2222'|not a phone number"):
+        custom(tmp_path, '  numbers:\n    "(555) 000-2222": es\n')

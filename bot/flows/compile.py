@@ -19,7 +19,7 @@ from bot.flows.checks import always_matches
 from bot.flows.json_body import compile_json
 from bot.flows.schema import END, Branch, Fetch, Flow, NumberRange, Rule, SplitPath, State
 from bot.flows.translations import languages as translation_languages
-from bot.flows.translations import translated, words_key
+from bot.flows.translations import translated, with_plain_spellings, words_key
 from bot.text import matching, templates
 from bot.text.matching import Condition, Matcher
 from bot.text.normalise import normalise
@@ -186,7 +186,7 @@ def _trigger_languages(flow: Flow) -> dict[str, str]:
         if isinstance(base, list) and words_key(base) == words_key(flow.triggers):
             for language, words in row.items():
                 if language != flow.language and isinstance(words, list):
-                    own.setdefault(language, set()).update(normalise(word) for word in words)
+                    own.setdefault(language, set()).update(normalise(word) for word in with_plain_spellings(words))
     if len(own) < 2:
         return {}
     counts = Counter(word for words in own.values() for word in words)

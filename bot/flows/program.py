@@ -82,6 +82,24 @@ class ProgramTexts(_Strict):
     #: trigger they use, or a flow's ``language:``): {"+15550002222": es}
     numbers: dict[str, LanguageCode] = {}
 
+    @field_validator("numbers")
+    @classmethod
+    def _our_numbers(cls, numbers: dict[str, str]) -> dict[str, str]:
+        """Keys are compared with the number a message was sent to, as Twilio writes it (E.164):
+        one written otherwise would never match, silently."""
+        from bot.phones import InvalidNumber, normalise_number
+
+        for number in numbers:
+            try:
+                written = normalise_number(number, None)
+            except InvalidNumber as error:
+                raise ValueError(f"numbers: {number!r} is not a phone number in E.164 ({error.reason}); write it "
+                                 "as Twilio does, e.g. \"+15550002222\"") from None
+            if written != number:
+                raise ValueError(f"numbers: write {number!r} as Twilio does, {written!r}: messages name our "
+                                 "number that way")
+        return numbers
+
     def in_language(self, language: str | None) -> ProgramTexts:
         """These texts for someone talked to in ``language``: its own version of each text where
         ``languages:`` has one, the English one otherwise (None, or English: these)."""

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.text.normalise import normalise
+from bot.text.normalise import fold, normalise
+from bot.text.wordsets import is_compliance_word
 
 if TYPE_CHECKING:
     from bot.flows.schema import Flow, Rule, State
@@ -97,10 +98,20 @@ def translated(flow: Flow, language: str) -> Flow:
         return texts.get(value, value)
 
     def extended(value: list[str], where: str) -> list[str]:
-        added = [word for word in words.get(words_key(value), []) if normalise(word) not in words_key(value)]
+        added = [word for word in with_plain_spellings(words.get(words_key(value), []))
+                 if normalise(word) not in words_key(value)]
         return [*added, *value]  # theirs first: "{{ triggers }}" in their texts names ESTADO
 
     return map_flow(flow, text, extended, label_kept=True).model_copy(update={"language": language})
+
+
+def with_plain_spellings(words: list[str]) -> list[str]:
+    """``words`` and, after them, each one's spelling without accents (MENÚ: "menu", ESPAÑOL:
+    "espanol"): people often text without them. Never a compliance word: that spelling is STOP's."""
+    plain = [fold(word) for word in words]
+    extra = [word for word in dict.fromkeys(plain)
+             if word and word not in {normalise(original) for original in words} and not is_compliance_word(word)]
+    return [*words, *extra]
 
 
 def map_flow(flow: Flow, text: TextMap, words: WordsMap, *, label_kept: bool = False) -> Flow:
@@ -154,7 +165,7 @@ def _map_state(state: State, name: str, text: TextMap, words: WordsMap, label_ke
             label = text(choice.label, f"{where}.label")
             also = words(choice.also, f"{where}.also") if choice.also else list(choice.also)
             if label_kept and label != choice.label:
-                also = [choice.label, *also]  # the base label still chooses it
+                also = [*with_plain_spellings([label])[1:], choice.label, *also]  # and the base label still does
             choices.append(choice.model_copy(update={
                 "label": label, "also": also, "say": _texts(choice.say, f"{where}.say", text),
                 # what is saved stays the base label: the flow's branches compare with it
