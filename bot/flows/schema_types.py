@@ -152,7 +152,34 @@ def _translation_row(row: object) -> object:
     return row
 
 
-TranslationRow = Annotated[dict[LanguageCode, str | list[str]], AfterValidator(_translation_row)]
+def _number_as_text(value: object) -> object:
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def row_values(row: object) -> object:
+    """A row repeats the flow's texts and words as the flow writes them, numbers too (``say: 42``,
+    ``keywords: [1, one]`` are "42" and ["1", "one"]); a value that is neither says so, by language."""
+    if not isinstance(row, dict):
+        return row
+    values: dict[object, object] = {}
+    for code, value in row.items():
+        value = _number_as_text(value)
+        if isinstance(value, list):
+            value = [_number_as_text(word) for word in value]
+            odd = next((word for word in value if not isinstance(word, str)), None)
+            if not value or odd is not None:
+                raise ValueError(f"{code}: {'an empty list' if not value else repr(odd)} is not a list of words: write "
+                                 f"them as the flow does ({code}: [WORD, 2, ANOTHER WORD]), or leave {code} out")
+        elif value is None:
+            raise ValueError(f"{code}: is empty: write the translation after the colon, or leave {code} out")
+        elif not isinstance(value, str):
+            raise ValueError(f"{code}: a translation is a text (or a list of words), not {value!r}")
+        values[code] = value
+    return values
+
+
+TranslationRow = Annotated[dict[LanguageCode, str | list[str]], BeforeValidator(row_values),
+                           AfterValidator(_translation_row)]
 
 
 def _lower_case(value: object) -> object:

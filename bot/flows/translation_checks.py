@@ -31,7 +31,7 @@ from bot.flows.schema import Flow
 from bot.flows.template_checks import measured_text
 from bot.flows.translation_table import Key, Place, Rows, key_of, language_name, places, quoted
 from bot.flows.translation_words import trigger_findings, variant_word_findings
-from bot.flows.translations import languages, translated
+from bot.flows.translations import languages, translated, with_plain_spellings
 
 STALE_MIN_SCORE = 50  # how alike (rapidfuzz's ratio, 0-100) a current text must be to be suggested for a stale row
 
@@ -172,19 +172,24 @@ def _moves(found: list[Place], rows: Rows, language: str) -> _Moves:
         if place.item.words is not None:
             moves.words[place.path] = [path for _, path in rows.added_words(place, language)]
             label = (*place.path[:-1], "label")
-            if place.path[-1] == "also" and _label_changes(found, rows, label, language):
-                moves.offsets[place.path] = 1  # translations.map_flow keeps the base label as the first synonym
+            if place.path[-1] == "also" and (kept := _label_kept(found, rows, label, language)):
+                moves.offsets[place.path] = kept  # translations.map_flow puts these first among the synonyms
         elif (version := rows.version(place.key, language)) is not None and version[0] != place.item.text:
             moves.texts[place.path] = version[1]  # (a row that keeps the text as it is: the flow's own)
     return moves
 
 
-def _label_changes(found: list[Place], rows: Rows, label: Path, language: str) -> bool:
+def _label_kept(found: list[Place], rows: Rows, label: Path, language: str) -> int:
+    """How many synonyms a translated label puts before the item's own (map_flow's ``label_kept``):
+    the translated label's spelling without accents, if it has one, and the base label; 0 when the
+    label is not translated."""
     place = next((place for place in found if place.path == label), None)
     if place is None:
-        return False
+        return 0
     version = rows.version(place.key, language)
-    return version is not None and version[0] != place.item.text
+    if version is None or version[0] == place.item.text or not isinstance(version[0], str):
+        return 0
+    return len(with_plain_spellings([version[0]]))  # its plain spelling(s), then the base label
 
 
 # -- a language: that no flow speaks ---------------------------------------------------------------

@@ -16,8 +16,8 @@ from babel import Locale, UnknownLocaleError
 
 from bot.flows.problems import Path
 from bot.flows.schema import Flow
-from bot.flows.translations import Item, map_flow, words_key
-from bot.text.normalise import normalise
+from bot.flows.translations import Item, map_flow, with_plain_spellings, words_key
+from bot.text.normalise import fold, normalise
 
 #: How a row is found: its base text, or its base words as people's replies are compared
 Key = str | tuple[str, ...]
@@ -144,10 +144,17 @@ class Rows:
 
     def added_words(self, place: Place, language: str) -> list[tuple[str, Path]]:
         """The words the variant in ``language`` adds to the list at ``place`` (those the list
-        does not already have), each with its place in the row, in the order the variant has them."""
+        does not already have), each with its place in the row, in the order the variant has them:
+        a word's spelling without accents (MENÚ: "menu") too, as the bot hears it, at its word's place."""
         found = self.version(place.key, language) if place.item.words is not None else None
         if found is None or not isinstance(found[0], list):
             return []
         version, path = found
         own = set(place.key)
-        return [(word, (*path, index)) for index, word in enumerate(version) if normalise(word) not in own]
+        origin: dict[str, int] = {}
+        for index, word in enumerate(version):
+            origin.setdefault(word, index)
+        for index, word in enumerate(version):
+            origin.setdefault(fold(word), index)
+        return [(word, (*path, origin[word])) for word in with_plain_spellings(list(version))
+                if normalise(word) not in own]

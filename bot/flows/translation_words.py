@@ -173,11 +173,18 @@ def trigger_findings(flows: list[Flow]) -> Iterator[tuple[Flow, Finding]]:
             for word, path in rows.added_words(triggers, language) if triggers else []:
                 owner = owners.setdefault(normalise(word), _Trigger(flow, language))
                 if owner.flow is not flow:
-                    yield flow, Finding(path, f"{language}: trigger {word!r} is also a trigger of flow "
-                                              f"{owner.flow.flow!r}{_in(owner)}", hint="a word can start only one "
-                                                                                      "flow: choose another word")
+                    yield flow, Finding(path, f"{language}: trigger {_spelled(flow, path, word)} is also a trigger "
+                                              f"of flow {owner.flow.flow!r}{_in(owner)}",
+                                        hint="a word can start only one flow: choose another word")
     for flow in flows:
         yield from ((flow, finding) for finding in _waited_for_triggers(flow, found[id(flow)], owners))
+
+
+def _spelled(flow: Flow, path: Path, word: str) -> str:
+    """``word`` as the row writes it; a spelling the bot adds (MENÚ heard as "menu") says so."""
+    _, number, code, index = path
+    written = flow.translations[int(number)][str(code)][int(index)]
+    return repr(word) if written == word else f"{written!r} (heard without its accents as {word!r})"
 
 
 def _in(owner: _Trigger) -> str:

@@ -19,6 +19,12 @@ _INNER_APOSTROPHE = re.compile(r"(?<=\w)['’‘`´](?=\w)")
 #: space, non-joiner and joiner, word joiner, BOM, soft hyphen, Mongolian vowel separator.
 #: Phones and copy-paste add them ("STOP\u200b"); every comparison ignores them.
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+#: and the marks that only set the direction of text (LRM, RLM, ALM, embeddings, overrides, isolates):
+#: phones set to Arabic or Hebrew add them around words ("\u200fESTADO"). Words are compared without
+#: them; a saved reply (:func:`trim`) keeps them, as the person's text is theirs.
+DIRECTION_MARKS = dict.fromkeys(map(ord, "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e"
+                                         "\u2066\u2067\u2068\u2069"), None)
+_UNSEEN = {**INVISIBLE, **DIRECTION_MARKS}
 
 
 def _is_punctuation(char: str) -> bool:
@@ -56,14 +62,14 @@ def normalise(text: str) -> str:
     NFKC (full-width and compatibility forms become plain letters), case-folded, inner whitespace
     collapsed, all surrounding whitespace and punctuation stripped (" (Stop!) " -> "stop").
     """
-    text = unicodedata.normalize("NFKC", text).translate(INVISIBLE)
+    text = unicodedata.normalize("NFKC", text).translate(_UNSEEN)
     return _strip_punctuation(_SPACE_RUN.sub(" ", text).strip()).casefold()
 
 
 def fold(text: str) -> str:
     """``text`` as consent words are compared: NFKC, invisible characters removed, case-folded
     and accents dropped ("ARRÊT" → "arret"), since people often type without accents."""
-    text = unicodedata.normalize("NFKC", text).translate(INVISIBLE).casefold()
+    text = unicodedata.normalize("NFKC", text).translate(_UNSEEN).casefold()
     decomposed = unicodedata.normalize("NFD", text)
     return unicodedata.normalize("NFC", "".join(char for char in decomposed if not unicodedata.combining(char)))
 

@@ -19,6 +19,7 @@ from bot.consent.words import LANGUAGE_CODE
 from bot.flows.editing import EditRefused, FlowFolder, check_draft, digest, write_atomically
 from bot.flows.loader import PROGRAM_FILE, ParsedFlow
 from bot.flows.schema import Flow
+from bot.flows.schema_types import row_values
 from bot.flows.translations import languages, words_key
 from bot.flows.yamlsource import YamlError, read_yaml
 from bot.text.normalise import normalise
@@ -39,7 +40,7 @@ from bot.translation_files.notes import KEYWORDS, SENT, roles
 from bot.translation_files.po import UnreadablePo, po_bytes, read_po_file
 from bot.translation_files.spreadsheet import UnreadableCsv, csv_text, read_csv_file
 from bot.translation_files.vetting import Refused, Subject, vetted
-from bot.translation_files.yaml_block import rewritten
+from bot.translation_files.yaml_block import KEY, rewritten
 
 FORMATS = ("po", "csv")
 TRANSLATED, UNCHANGED, FUZZY, REFUSED, EMPTY = "translated", "unchanged", "fuzzy", "refused", "empty"
@@ -317,10 +318,9 @@ def _new_text(folder: FlowFolder, name: str, original: str, plan: _Plan) -> tupl
         before = read_yaml(original)[0]
     except YamlError as error:
         raise TranslationError(f"cannot read the flow file again: {error}") from None
-    expected = {**before, "translations": plan.rows}
     for text in rewritten(original, plan.rows, plan.changed, plan.existing):
         try:
-            if read_yaml(text)[0] != expected:
+            if not _reads_as(read_yaml(text)[0], before, plan.rows):
                 continue  # this way of writing it changed something else: try the next
         except YamlError:
             continue
@@ -334,6 +334,20 @@ def _new_text(folder: FlowFolder, name: str, original: str, plan: _Plan) -> tupl
                       for problem in draft.blocking]
     raise TranslationError(f"the translations could not be written into flow {name!r}'s file so that it reads "
                            "back as intended; nothing was written (please report this, with the file)")
+
+
+def _reads_as(data: object, before: object, rows: list[Row]) -> bool:
+    """Whether the rewritten file's ``data`` is ``before`` with exactly ``rows`` as its table (a
+    row's values as the flow reads them: ``[1, one]`` is ["1", "one"], as the table holds it)."""
+    if not isinstance(data, dict) or not isinstance(before, dict) or not isinstance(data.get(KEY), list):
+        return False
+    rest = {key: value for key, value in data.items() if key != KEY}
+    if rest != {key: value for key, value in before.items() if key != KEY}:
+        return False
+    try:
+        return [row_values(row) for row in data[KEY]] == rows
+    except ValueError:
+        return False
 
 
 def _save(file: Path, original: str, text: str) -> None:
