@@ -283,3 +283,21 @@ def test_a_number_not_written_as_twilio_writes_it_is_refused(tmp_path: Path) -> 
 
     with pytest.raises(FlowLoadError, match=r"write '\(555\) 000-2222'|not a phone number"):
         custom(tmp_path, '  numbers:\n    "(555) 000-2222": es\n')
+
+
+async def test_a_regional_language_speaks_the_flows_language_when_it_has_no_own_texts(store: Store) -> None:
+    """es-MX (from numbers:, a CSV, a reply's language:) gets the es texts, never English by accident."""
+    person = Person(store, SHIPPED)
+    await person.inbox.set_language(SENDER, "es-MX")
+    assert await person.text("hola") == ["No entendí. Envíe ESTADO o UNIRME, o AYUDA para más opciones."]
+    assert await person.text("RASTREAR") == ["¿Cuál es su número de pedido? (6 dígitos, como 123456)"]
+
+
+def test_a_translation_that_shows_other_values_than_its_text_is_an_error(tmp_path: Path) -> None:
+    """Typed by hand (import refuses it): {{ env.API_KEY }} the text never showed, {{ method }} dropped."""
+    from bot.flows.problems import FlowLoadError
+
+    flow = CHOICES.replace('    es: "Eligió {{ method }}."', '    es: "Eligió {{ env.API_KEY }}."')
+    with pytest.raises(FlowLoadError) as refused:
+        load_flows(write_flows(tmp_path / "values", {"pickup.yaml": flow}))
+    assert "es: translation 6 shows {{ env }}, which the text does not; leaves out {{ method }}" in str(refused.value)

@@ -162,7 +162,10 @@ class CompiledFlow:
 
     def in_language(self, language: str | None) -> CompiledFlow:
         """The flow for someone talked to in ``language``: its variant, else the flow itself."""
-        return self.variants.get(language, self) if language else self
+        if not language:
+            return self
+        # es-MX speaks the flow's es when it has no es-MX of its own
+        return self.variants.get(language) or self.variants.get(language.split("-")[0].lower(), self)
 
 
 def compile_flow(flow: Flow, file: str = "") -> CompiledFlow:

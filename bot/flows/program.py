@@ -103,7 +103,8 @@ class ProgramTexts(_Strict):
     def in_language(self, language: str | None) -> ProgramTexts:
         """These texts for someone talked to in ``language``: its own version of each text where
         ``languages:`` has one, the English one otherwise (None, or English: these)."""
-        texts = self.languages.get(language) if language else None
+        texts = (self.languages.get(language) or self.languages.get(language.split("-")[0].lower())) \
+            if language else None  # es-MX: the es texts, when there are no es-MX ones
         if texts is None:
             return self
         own = {name: getattr(texts, name) for name in ("help", "opt_out", "opt_in", "stop_hint", "fallback",

@@ -376,12 +376,12 @@ class Flow(_Strict):
     def _rows_have_the_base_text(self) -> Flow:
         for number, row in enumerate(self.translations, start=1):
             if self.language not in row:
-                raise ValueError(f"translation {number} has no {self.language!r} text: each row starts from the "
-                                 f"text as the flow says it in its language ({self.language}), e.g. "
-                                 f"{self.language}: \"...\"")
+                raise LocatedValueError(f"translation {number} has no {self.language!r} text: each row starts from "
+                                        f"the text as the flow says it in its language ({self.language}), e.g. "
+                                        f"{self.language}: \"...\"", ("translations", number - 1))
             if len(row) < 2:
-                raise ValueError(f"translation {number} has only the {self.language!r} text: add its version in "
-                                 "another language (es: \"...\")")
+                raise LocatedValueError(f"translation {number} has only the {self.language!r} text: add its version "
+                                        "in another language (es: \"...\")", ("translations", number - 1))
             # The base words are checked where the flow uses them (any_of may hold "cancel"); a
             # translated word is heard as a whole message (a trigger, a keyword, a menu synonym):
             # never ALTO, whatever list it extends.

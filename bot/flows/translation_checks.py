@@ -32,6 +32,7 @@ from bot.flows.template_checks import measured_text
 from bot.flows.translation_table import Key, Place, Rows, key_of, language_name, places, quoted
 from bot.flows.translation_words import trigger_findings, variant_word_findings
 from bot.flows.translations import languages, translated, with_plain_spellings
+from bot.text import templates
 
 STALE_MIN_SCORE = 50  # how alike (rapidfuzz's ratio, 0-100) a current text must be to be suggested for a stale row
 
@@ -43,7 +44,8 @@ def translation_findings(flow: Flow, options: CheckOptions = CheckOptions()) -> 
         return []
     found = places(flow)
     rows = Rows.of(flow)
-    findings = [*_missing(flow, found, rows, codes), *_stale(flow, found, rows), *_repeated(flow, rows)]
+    findings = [*_missing(flow, found, rows, codes), *_stale(flow, found, rows), *_repeated(flow, rows),
+                *_other_values(flow)]
     for language in codes:
         moves = _moves(found, rows, language)
         findings += [moved for finding in check_flow(translated(flow, language), options)
@@ -141,6 +143,33 @@ def _repeated(flow: Flow, rows: Rows) -> Iterator[Finding]:
                 yield Finding(("translations", later, language), f"{language}: translation {later + 1} translates "
                               f"{shown} again (translation {numbers[0] + 1} does too); the bot uses the last one",
                               severity="warning", hint="keep one of the two rows")
+
+
+def _other_values(flow: Flow) -> Iterator[Finding]:
+    """A translation rewords its text: it shows the same ``{{ values }}``. One that shows another
+    (typed into the file by hand: ``import`` refuses it) would print what the text never did — an
+    ``env`` setting, another person's variable — or drop the order number the text promised."""
+    for number, row in enumerate(flow.translations):
+        base = row.get(flow.language)
+        if not isinstance(base, str):
+            continue
+        try:
+            wanted = templates.variables(templates.parse(base))
+        except templates.TemplateSyntaxError:
+            continue  # the flow's own checks report it
+        for language, text in row.items():
+            if language == flow.language or not isinstance(text, str):
+                continue
+            try:
+                shown = templates.variables(templates.parse(text))
+            except templates.TemplateSyntaxError:
+                continue  # the variant's checks report it, at the row
+            added, dropped = sorted(shown - wanted), sorted(wanted - shown)
+            if added or dropped:
+                what = "; ".join([*(f"shows {{{{ {name} }}}}, which the text does not" for name in added),
+                                  *(f"leaves out {{{{ {name} }}}}" for name in dropped)])
+                yield Finding(("translations", number, language), f"{language}: translation {number + 1} {what}",
+                              hint="a translation shows the same {{ values }} as its text, reworded around them")
 
 
 # -- the variant's own checks, moved to the rows ----------------------------------------------------
