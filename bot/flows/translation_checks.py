@@ -32,6 +32,7 @@ from bot.flows.template_checks import measured_text
 from bot.flows.translation_table import Key, Place, Rows, key_of, language_name, places, quoted
 from bot.flows.translation_words import trigger_findings, variant_word_findings
 from bot.flows.translations import languages, translated, with_plain_spellings
+from bot.flows.walk import saved_anywhere
 from bot.text import templates
 
 STALE_MIN_SCORE = 50  # how alike (rapidfuzz's ratio, 0-100) a current text must be to be suggested for a stale row
@@ -149,6 +150,7 @@ def _other_values(flow: Flow) -> Iterator[Finding]:
     """A translation rewords its text: it shows the same ``{{ values }}``. One that shows another
     (typed into the file by hand: ``import`` refuses it) would print what the text never did — an
     ``env`` setting, another person's variable — or drop the order number the text promised."""
+    saved = saved_anywhere(flow)
     for number, row in enumerate(flow.translations):
         base = row.get(flow.language)
         if not isinstance(base, str):
@@ -164,7 +166,8 @@ def _other_values(flow: Flow) -> Iterator[Finding]:
                 shown = templates.variables(templates.parse(text))
             except templates.TemplateSyntaxError:
                 continue  # the variant's checks report it, at the row
-            added, dropped = sorted(shown - wanted), sorted(wanted - shown)
+            # A name nothing saves is the variant's own check's ("never saved"): said once, there
+            added, dropped = sorted((shown - wanted) & (saved | {"env"})), sorted(wanted - shown)
             if added or dropped:
                 what = "; ".join([*(f"shows {{{{ {name} }}}}, which the text does not" for name in added),
                                   *(f"leaves out {{{{ {name} }}}}" for name in dropped)])
