@@ -140,8 +140,8 @@ TRICKY_SAY = 'Hi </textarea><script>alert(1)</script> {{ sender }} & {% if sende
 
 def test_the_flow_page_draws_the_diagram_and_shows_the_yaml_as_text(console: Console) -> None:
     signup = console.flows / "signup.yaml"
-    signup.write_text(signup.read_text().replace(
-        '"Welcome to Acme Orders updates! What\'s your first name?"', "'" + TRICKY_SAY + "'"))
+    signup.write_text(signup.read_text().replace(  # the state's text, not its translation row's
+        '"Welcome to Acme Orders updates! What\'s your first name?"', "'" + TRICKY_SAY + "'", 1))
     page = console.client.get("/console/flows/signup")
     assert page.status_code == 200
     assert '<script src="/console/static/vendor/mermaid/mermaid.min.js"></script>' in page.text

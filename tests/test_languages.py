@@ -300,4 +300,5 @@ def test_a_translation_that_shows_other_values_than_its_text_is_an_error(tmp_pat
     flow = CHOICES.replace('    es: "Eligió {{ method }}."', '    es: "Eligió {{ env.API_KEY }}."')
     with pytest.raises(FlowLoadError) as refused:
         load_flows(write_flows(tmp_path / "values", {"pickup.yaml": flow}))
-    assert "es: translation 6 shows {{ env }}, which the text does not; leaves out {{ method }}" in str(refused.value)
+    assert "error: es: translation 6 shows {{ env }}, which the text does not" in str(refused.value)
+    assert "warning: es: translation 6 leaves out {{ method }}" in str(refused.value)

@@ -168,11 +168,15 @@ def _other_values(flow: Flow) -> Iterator[Finding]:
                 continue  # the variant's checks report it, at the row
             # A name nothing saves is the variant's own check's ("never saved"): said once, there
             added, dropped = sorted((shown - wanted) & (saved | {"env"})), sorted(wanted - shown)
-            if added or dropped:
-                what = "; ".join([*(f"shows {{{{ {name} }}}}, which the text does not" for name in added),
-                                  *(f"leaves out {{{{ {name} }}}}" for name in dropped)])
-                yield Finding(("translations", number, language), f"{language}: translation {number + 1} {what}",
-                              hint="a translation shows the same {{ values }} as its text, reworded around them")
+            hint = "a translation shows the same {{ values }} as its text, reworded around them"
+            if added:  # it would print what the text never did: an error
+                shows = "; ".join(f"shows {{{{ {name} }}}}, which the text does not" for name in added)
+                yield Finding(("translations", number, language), f"{language}: translation {number + 1} {shows}",
+                              hint=hint)
+            if dropped:  # it says less than the text: worth a look, not a refusal
+                leaves = "; ".join(f"leaves out {{{{ {name} }}}}" for name in dropped)
+                yield Finding(("translations", number, language), f"{language}: translation {number + 1} {leaves}",
+                              severity="warning", hint=hint)
 
 
 # -- the variant's own checks, moved to the rows ----------------------------------------------------
