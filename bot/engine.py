@@ -33,6 +33,7 @@ from bot.flows.loader import FlowSet
 from bot.flows.program import DEFAULT_LANGUAGE, ProgramTexts
 from bot.flows.schema import END
 from bot.interventions import intervene
+from bot.languages import Languages
 from bot.privacy import mask
 from bot.results import marks
 from bot.state_actions import NOTHING_SAID, Said, StateActions
@@ -95,6 +96,7 @@ class Engine:
         "Did you mean STATUS?" for a mistyped trigger instead of the fallback.
         """
         self.flows = flows
+        self.languages = Languages(flows)  # which language each person is talked to in (bot/languages.py)
         self.clock = clock
         self.offers = TriggerOffers(flows, enabled=suggest_triggers)
         self.actions = StateActions(flows, fetcher, dict(env) if env is not None else templates.public_environment())
@@ -181,7 +183,7 @@ class Engine:
         language = str(start.variables.get("language") or "")  # a broadcast's CSV may say (a language column)
         if language in self.flows.flows[start.flow].variants or language == self.flows.flows[start.flow].language:
             conversation.language = language
-        flow = self.flows.flows[start.flow].in_language(self._spoken(conversation))
+        flow = self.flows.flows[start.flow].in_language(self.languages.spoken(conversation))
         await self._begin(flow, start.inbound, start.variables, f"started by broadcast of {flow.name}", outcome)
         if not outcome.replies:
             outcome.skipped = Skip.SILENT
@@ -220,29 +222,12 @@ class Engine:
 
     def _position(self, conversation: Conversation) -> tuple[CompiledFlow | None, CompiledState | None]:
         """The flow and state the conversation is at, as loaded now (None where they are gone)."""
-        flow = self._flow(conversation.flow, conversation) if conversation.active else None
+        flow = self.languages.flow(conversation.flow, conversation) if conversation.active else None
         return flow, flow.states.get(conversation.state or "") if flow is not None else None
-
-    def _flow(self, name: str | None, conversation: Conversation) -> CompiledFlow | None:
-        """The flow called ``name`` as loaded now, in the language the person is talked to in."""
-        flow = self.flows.flows.get(name or "")
-        return flow.in_language(self._spoken(conversation)) if flow is not None else None
-
-    def _offer_wording(self, conversation: Conversation) -> Callable[[str], str]:
-        """"Did you mean …?" in the language of the trigger offered (ESTADO: Spanish), else the person's."""
-        def wording(trigger: str) -> str:
-            flow = self.flows.by_trigger.get(trigger)
-            language = flow.trigger_languages.get(trigger) if flow is not None else None
-            return self.flows.texts_for(language or self._spoken(conversation)).did_you_mean
-        return wording
 
     def texts_for(self, conversation: Conversation) -> ProgramTexts:
         """The program's texts in the language ``conversation``'s person is talked to in."""
-        return self.flows.texts_for(self._spoken(conversation))
-
-    def _spoken(self, conversation: Conversation) -> str | None:
-        """The person's language: theirs once known, else the default of the number they texted."""
-        return conversation.language or self.flows.program.numbers.get(conversation.channel)
+        return self.languages.texts(conversation)
 
     def _arm_timeout(self, outcome: Outcome, before: ArmedTimeout | None, clock: _Clock) -> None:
         """Arm the next timer of the state the conversation now waits in (a reminder, else its
@@ -273,7 +258,7 @@ class Engine:
         taken = self.offers.taken_up(conversation, word, said.text, self.clock())
         if taken is not None:  # YES to "Did you mean STATUS?"
             conversation.language = taken[1].trigger_languages.get(taken[0], conversation.language)
-            await self._begin(taken[1].in_language(self._spoken(conversation)), inbound, {},
+            await self._begin(taken[1].in_language(self.languages.spoken(conversation)), inbound, {},
                               f"did you mean {taken[0].upper()}: yes", outcome)
             return
         flow, was_reset = self._current_flow(outcome)
@@ -283,20 +268,21 @@ class Engine:
         if started is None and flow is None and self.flows.catch_all is not None and not was_reset:
             started = self.flows.catch_all
         if started is not None:
-            started = started.in_language(self._spoken(conversation))
+            started = started.in_language(self.languages.spoken(conversation))
             rule = f"trigger {word.upper()}" if word in started.triggers else f"any message starts {started.name}"
             await self._begin(started, inbound, {}, rule, outcome)
         elif flow is not None:
             await self._answer(flow, word, said, outcome, hint)
         elif was_reset:
             self._step(outcome, "reset: flow or state removed", "idle")
-            outcome.replies.append(self.flows.texts_for(self._spoken(conversation)).reset)
-        elif hint is None and (offer := self.offers.offer(conversation, word, self._offer_wording(conversation))):
+            outcome.replies.append(self.languages.texts(conversation).reset)
+        elif hint is None and (offer := self.offers.offer(conversation, word,
+                                                          self.languages.offer_wording(conversation))):
             self._step(outcome, f"did you mean {offer.trigger.upper()}?", "idle")
             outcome.replies.append(offer.text)
         else:
             self._step(outcome, "fallback", "idle")
-            outcome.replies.append(self.flows.texts_for(self._spoken(conversation)).fallback)
+            outcome.replies.append(self.languages.texts(conversation).fallback)
             if hint is not None:
                 outcome.replies.append(hint)
 
@@ -322,7 +308,7 @@ class Engine:
         conversation = outcome.conversation
         if not conversation.active:
             return None, False
-        flow = self._flow(conversation.flow, conversation)
+        flow = self.languages.flow(conversation.flow, conversation)
         if flow is None or conversation.state not in flow.states:
             log.warning("conversation of %s was at %s, which no longer exists; starting fresh",
                         mask(conversation.sender), where(conversation))
@@ -361,7 +347,7 @@ class Engine:
             self._fire(flow, rule.event, outcome, before)
             if rule.language is not None:  # "2) Español": from now on, in Spanish
                 conversation.language = rule.language
-                flow = self._flow(flow.name, conversation) or flow
+                flow = self.languages.flow(flow.name, conversation) or flow
             if rule.go is not None:
                 await self._run_states(flow, said, outcome)
             return
@@ -439,7 +425,7 @@ class Engine:
                outcome: Outcome) -> CompiledFlow:
         """Hand over to another flow; remember where to come back to."""
         assert state.enter is not None
-        child = self.flows.flows[state.enter[0]].in_language(self._spoken(conversation))
+        child = self.flows.flows[state.enter[0]].in_language(self.languages.spoken(conversation))
         before = where(conversation)
         conversation.returns.append(ReturnPoint(parent.name, state.name))
         conversation.flow, conversation.state = child.name, child.machine.initial
@@ -450,7 +436,7 @@ class Engine:
     def _leave(self, flow: CompiledFlow, conversation: Conversation, outcome: Outcome) -> CompiledFlow | None:
         """A flow ended: back to the flow that entered it (at its ``then`` state), or the end."""
         stack = conversation.returns
-        parent = self._flow(stack[-1].flow, conversation) if stack else None
+        parent = self.languages.flow(stack[-1].flow, conversation) if stack else None
         if parent is None or stack[-1].state not in parent.states:
             marks.end(outcome, RunOutcome.FINISHED)
             return None
