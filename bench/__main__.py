@@ -7,6 +7,11 @@ if sys.argv[1:2] == ["results"]:  # what results cost a turn, and a query on a m
 
     sys.exit(results_main(sys.argv[2:]))
 
+if sys.argv[1:2] == ["redis"]:  # the scale-out path: the bot on Redis against the naive handler
+    from bench.redis_path import main as redis_main
+
+    sys.exit(redis_main(sys.argv[2:]))
+
 if sys.argv[1:2] == ["logs"]:  # a log line's cost, text against JSON (LOG_FORMAT)
     from bench.log_bench import main as logs_main
 

@@ -47,6 +47,7 @@ class Server:
     token: str = ""
     name: str = ""
     process: subprocess.Popen[bytes] | None = None
+    store_url: str | None = None  # bot only: another store than the SQLite file at store_path (Redis)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,7 +71,7 @@ class Server:
             assert self.store_path is not None
             env.update({
                 "PUBLIC_URL": f"http://127.0.0.1:{self.port}",
-                "STORE_URL": f"sqlite:///{self.store_path}",
+                "STORE_URL": self.store_url or f"sqlite:///{self.store_path}",
                 "FLOWS_DIR": str(BENCH / "flows"),
                 "HOST": "127.0.0.1",
                 "PORT": str(self.port),

@@ -54,3 +54,20 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
 def test_quick_benchmark_with_the_python_generator(tmp_path: Path) -> None:
     data = assert_reported(run_bench(tmp_path, "--generator", "python"), tmp_path)
     assert data["meta"]["throughput_generator"] == "python"
+
+
+def test_the_redis_path_bench_reads_redis_as_it_runs(tmp_path: Path) -> None:
+    """``python -m bench redis`` starts its own Redis (AOF everysec) and reads the commands a run
+    made from INFO commandstats; the measurement itself is run by hand (minutes, not a test)."""
+    from bench.redis_path import Redis
+
+    redis = Redis(tmp_path, "0")
+    try:
+        assert redis.command("PING") == "+PONG"
+        assert "aof_enabled:1" in redis.command("INFO", "persistence")
+        before = redis.commandstats()
+        for _ in range(3):
+            redis.command("SET", "k", "v")
+        assert redis.commandstats()["set"] - before.get("set", 0) == 3
+    finally:
+        redis.stop()
