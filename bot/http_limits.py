@@ -17,6 +17,8 @@ import logging
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from bot.http_writes import HeadHoldingTransport
+
 log = logging.getLogger(__name__)
 
 #: Twilio's webhook heads are about 1 KiB; proxies add a few headers. nginx allows 4 x 8 KiB.
@@ -49,6 +51,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head, self._head_bytes = False, 0  # the next head is counted from zero
         super().on_headers_complete()
+        # the answer's head and body in one write (bot/http_writes.py)
+        self.cycle.transport = HeadHoldingTransport(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._in_head = self._completed_in_read = True

@@ -115,7 +115,8 @@ class SqliteStore(run_results.SqliteResults):
         """Queue the turn for the next group commit and wait until it is durable.
 
         Turns committed in the same moment (one event-loop pass) share one transaction and one
-        COMMIT, each inside its own savepoint so a duplicate or a conflict undoes only itself.
+        COMMIT. A duplicate or a conflict writes nothing of its own (``_apply`` undoes its one
+        row), so no savepoint is needed; an error fails the whole batch, rolled back together.
         Nobody is answered before the COMMIT that holds their turn returned.
         """
         future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
@@ -152,10 +153,7 @@ class SqliteStore(run_results.SqliteResults):
             return
         self._locked_since = None
         try:
-            if len(batch) == 1:
-                results = [_apply(db, batch[0][0])]
-            else:
-                results = [_apply_in_savepoint(db, turn) for turn, _ in batch]
+            results = [_apply(db, turn) for turn, _ in batch]
             # The committed turns' flow runs, all at once (bot/store/sqlite_results.py)
             run_results.apply(db, [(turn.inbound.sender, turn.runs)
                                    for (turn, _), result in zip(batch, results, strict=True)
@@ -396,7 +394,8 @@ def _with_retries(action: Callable[[], object], seconds: float = 5.0) -> None:
 
 
 def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
-    """Write one turn inside the open transaction; on a duplicate or a conflict, write nothing."""
+    """Write one turn inside the open transaction; on a duplicate or a conflict, write nothing
+    (a conflict deletes the one row it wrote first): other turns of its batch are unaffected."""
     inbound = turn.inbound
     try:
         db.execute("INSERT INTO processed (message_sid, sender, body, replies, at, trace) VALUES (?, ?, ?, ?, ?, ?)",
@@ -432,19 +431,6 @@ def _write_conversation(db: sqlite3.Connection, turn: Turn) -> bool:
                             "version = ? WHERE sender = ? AND version = ?", (*row, turn.expected_version))
     return cursor.rowcount == 1
 
-
-def _apply_in_savepoint(db: sqlite3.Connection, turn: Turn) -> CommitResult:
-    db.execute("SAVEPOINT turn")
-    try:
-        result = _apply(db, turn)
-    except BaseException:
-        db.execute("ROLLBACK TO turn")
-        db.execute("RELEASE turn")
-        raise
-    if result is not CommitResult.COMMITTED:
-        db.execute("ROLLBACK TO turn")
-    db.execute("RELEASE turn")
-    return result
 
 
 def _fail(batch: list[tuple[Turn, asyncio.Future[CommitResult]]], error: BaseException) -> None:

@@ -20,6 +20,7 @@ from liquid.builtin.expressions.path import Path as LiquidPath
 from liquid.builtin.output import OutputNode
 from liquid.exceptions import FilterError, LiquidError, UnknownFilterError
 
+from bot.text.fast_templates import PlannedTemplate
 from bot.variables import replace_at, value_at
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class _Bounded(Environment):
     used: its buffer turns a texted "\\r" into "\\n", changing values (tests/test_taint.py)."""
 
     loop_iteration_limit = 10_000  # a loop inside a loop counts the two lengths multiplied
+    template_class = PlannedTemplate  # text and plain {{ values }} without Liquid's render context
 
 
 _ENVIRONMENT = _Bounded(autoescape=False)
