@@ -41,19 +41,20 @@ def plan_of(nodes: list[Any]) -> Plan | None:
         path = expression.left.path
         if not path or not all(type(segment) is str for segment in path):
             return None
-        plan.append(tuple(path))
+        plan.append(tuple(str(segment) for segment in path))
     return tuple(plan)
 
 
 class PlannedTemplate(BoundTemplate):
     """Liquid's template, rendered from its plan when it has one and every value is plain."""
 
-    _plan: Plan | None | bool = False  # False: not worked out yet (set on first render)
+    _planned = False  # the plan is worked out on the first render
+    _plan: Plan | None = None
 
     def render(self, *args: Any, **kwargs: Any) -> str:
+        if not self._planned:
+            self._plan, self._planned = plan_of(self.nodes), True
         plan = self._plan
-        if plan is False:
-            plan = self._plan = plan_of(self.nodes)
         if plan is None or args:
             return super().render(*args, **kwargs)
         parts: list[str] = []
