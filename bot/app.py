@@ -28,6 +28,7 @@ from bot.flows.loader import FlowSet, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.inbox import Inbox, Patience
 from bot.limits import NotifyLimiter, limited
+from bot.log_output import flush_log_handlers
 from bot.logs import configure_logging
 from bot.metrics_endpoint import metrics_routes
 from bot.outbound import Outbox, send_for_turn
@@ -148,6 +149,7 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 # reached only when every step above ended well (tests/test_graceful_shutdown.py reads it)
                 log.info("textflow %s stopped cleanly: the timeout, retention and reload loops ended and "
                          "this process's status was recorded", __version__)
+                flush_log_handlers()  # a worker process may end without logging's exit hook
 
     last_problem: list[str | None] = [None]
 

@@ -311,6 +311,9 @@ def _logged(event: Event, received: Received, started: float) -> Received:
             route = "duplicate MessageSid: recorded reply"  # bench/servers.py counts these
         else:
             route = "; ".join(f"{step.before} -> {step.after} ({step.rule})" for step in received.trace)
-        log.info("from=%s sid=%s %s replies=%d ms=%.1f", mask(event.inbound.sender), event.inbound.message_sid,
-                 route, len(received.replies), (time.perf_counter() - started) * 1000)
+        # Made and handled directly: log.info would also walk the stack to name its caller, a third
+        # of the line's cost, for a line whose place in the code never changes.
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "from=%s sid=%s %s replies=%d ms=%.1f",
+                                  (mask(event.inbound.sender), event.inbound.message_sid, route,
+                                   len(received.replies), (time.perf_counter() - started) * 1000), None))
     return received

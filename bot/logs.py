@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from bot.log_output import LoopBatchedStreamHandler, SecondCachedFormatter
 from bot.privacy import mask
 
 SERVER_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -134,15 +135,15 @@ _protect_bot_records()  # a NullHandler on the bot's own logger: no level, no ou
 def configure_logging(level: str = "info", fmt: str = SERVER_FORMAT, log_format: str = "text") -> None:
     """Once, at start-up: the root logger writes ``fmt`` lines to stderr, or with ``log_format``
     ``json`` one JSON object per line (``bot/json_logs.py``; LOG_FORMAT); either way masked."""
+    handler = LoopBatchedStreamHandler()  # lines logged on the event loop: one write per loop turn
     if log_format == "json":
         from bot.json_logs import JsonFormatter  # lazily: it imports this module
 
-        handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
-        logging.basicConfig(level=level.upper(), handlers=[handler])
         logging.captureWarnings(True)  # a Python warning as a JSON line too, not a bare line on stderr
     else:
-        logging.basicConfig(level=level.upper(), format=fmt)
+        handler.setFormatter(SecondCachedFormatter(fmt))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     for name, quiet_level in _QUIET.items():
         logging.getLogger(name).setLevel(quiet_level)
     factory = logging.getLogRecordFactory()
