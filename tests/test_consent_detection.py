@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bot.compliance import read_consent
 from bot.consent.phrases import PhraseError, compile_phrase
 from bot.consent.rules import ConsentRules
-from bot.flows.consent_source import default_consent_rules
+from bot.flows.consent_source import consent_rules, default_consent_rules
 from bot.flows.loader import lint_paths, load_flows
 from bot.flows.problems import FlowLoadError
 from bot.text.wordsets import KeywordKind
@@ -262,3 +262,18 @@ def test_the_anchor_prefilter_never_changes_an_answer_on_the_corpora() -> None:
 
 
 _UNFILTERED = _without_anchors()
+
+
+def test_remembering_the_flows_words_reads_every_message_the_same() -> None:
+    """ConsentRules.remember (the flows' triggers mended once at load) is a cache, nothing more:
+    every corpus message, and typos of the remembered words, read alike with and without it."""
+    plain, remembering = consent_rules(None)[0], consent_rules(None)[0]  # two of their own (not the cached one)
+    assert plain is not None and remembering is not None
+    words = ["STATUS", "unsubscribe", "unsubscribing", "cancelation", "ESTADO", "désabonner", "subscription",
+             "remove me", "order status", "parar"]
+    remembering.remember(words)
+    messages = [text for path in sorted(CORPUS.glob("*.tsv")) for _, text in corpus(path.stem)]
+    messages += words + ["unsubcribe", "unsubscirbe please", "status stop", "cancelation now", "stopp status"]
+    for text in messages:
+        assert remembering.revocation(text) == plain.revocation(text), text
+        assert remembering.revokes(text) == plain.revokes(text), text

@@ -100,6 +100,8 @@ class _Language:
     #: (None: a phrase without such words, so every message must be tried)
     anchors: frozenset[str] | None = None
     maybe_anchors: frozenset[str] | None = None
+    #: the flows' own words (their triggers) mended once at load: texted all day, never personal
+    mends: dict[str, str] = field(default_factory=dict)
 
     def possible_words(self, typed: set[str]) -> set[str]:
         """Every word :meth:`words` could make of the words ``typed`` (folded, as typed), and
@@ -165,7 +167,11 @@ class _Language:
 
     def _mended(self, word: str) -> str:
         """``word``, or the phrase word it is a typo of ("unsubcribe"). Not cached: a cache would
-        keep what people typed in memory, and rapidfuzz over one initial's words takes a microsecond."""
+        keep what people typed in memory, and rapidfuzz over one initial's words takes a microsecond;
+        only the flows' own words are remembered (:meth:`ConsentRules.remember`)."""
+        known = self.mends.get(word)
+        if known is not None:
+            return known
         if len(word) < MIN_TYPO_LENGTH or word in self.not_typos:
             return word
         candidates = self.vocabulary.get(word[0])
@@ -197,6 +203,15 @@ class ConsentRules:
     @property
     def languages(self) -> list[str]:
         return [language.code for language in self._languages]
+
+    def remember(self, phrases: Iterable[str]) -> None:
+        """Work out once how each language mends the words of ``phrases``: the flows' own words
+        (their triggers), which people text all day. Reading them is then a dict lookup instead of
+        a fuzzy search; the result is the same (mending depends on the word alone)."""
+        words = {word for phrase in phrases for word in folded_words(fold(phrase))}
+        for language in self._languages:
+            for word in words - language.mends.keys():
+                language.mends[word] = language._mended(word)  # noqa: SLF001 - its own cache
 
     @property
     def keywords(self) -> frozenset[str]:

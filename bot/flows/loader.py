@@ -56,6 +56,9 @@ class FlowSet:
 
     def __post_init__(self) -> None:
         self._texts_by_language: dict[str | None, ProgramTexts] = {}
+        # Triggers are texted all day: how consent reading mends their words is worked out once.
+        self.consent.remember(trigger for flow in self.flows.values()
+                              for variant in (flow, *flow.variants.values()) for trigger in variant.triggers)
         # Every language's triggers start the flow (ESTADO as STATUS); which language a word is
         # only one language's is the flow's trigger_languages.
         self.by_trigger = {word: flow for flow in self.flows.values()
