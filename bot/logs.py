@@ -144,6 +144,8 @@ def configure_logging(level: str = "info", fmt: str = SERVER_FORMAT, log_format:
     else:
         handler.setFormatter(SecondCachedFormatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler])
+    # No format of ours prints a record's thread or process: not looked up for every record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     for name, quiet_level in _QUIET.items():
         logging.getLogger(name).setLevel(quiet_level)
     factory = logging.getLogRecordFactory()
