@@ -8,6 +8,7 @@ nothing more is answered.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 
@@ -264,11 +265,17 @@ def test_the_anchor_prefilter_never_changes_an_answer_on_the_corpora() -> None:
 _UNFILTERED = _without_anchors()
 
 
+def fresh_rules() -> ConsentRules:
+    """The shipped rules, a copy of their own (consent_rules keeps one built set for everyone)."""
+    rules = consent_rules(None)[0]
+    assert rules is not None
+    return copy.deepcopy(rules)
+
+
 def test_remembering_the_flows_words_reads_every_message_the_same() -> None:
     """ConsentRules.remember (the flows' triggers mended once at load) is a cache, nothing more:
     every corpus message, and typos of the remembered words, read alike with and without it."""
-    plain, remembering = consent_rules(None)[0], consent_rules(None)[0]  # two of their own (not the cached one)
-    assert plain is not None and remembering is not None
+    plain, remembering = fresh_rules(), fresh_rules()
     words = ["STATUS", "unsubscribe", "unsubscribing", "cancelation", "ESTADO", "désabonner", "subscription",
              "remove me", "order status", "parar"]
     remembering.remember(words)
@@ -277,3 +284,35 @@ def test_remembering_the_flows_words_reads_every_message_the_same() -> None:
     for text in messages:
         assert remembering.revocation(text) == plain.revocation(text), text
         assert remembering.revokes(text) == plain.revokes(text), text
+
+
+LETTERLESS = st.text(alphabet=st.sampled_from(list("0123456789 .,!?-*#+()/:;'\"\n①²٣🛑👍😀€$%") + ["\u200b", "\ufeff"]),
+                     max_size=40)
+
+
+@functools.cache
+def letterless_pair() -> tuple[ConsentRules, ConsentRules]:
+    """The shipped rules with the shortcut, and a copy reading every message in full."""
+    full = fresh_rules()
+    full._letterless_cannot_match = False  # noqa: SLF001
+    return fresh_rules(), full
+
+
+@settings(max_examples=500, deadline=None)
+@given(LETTERLESS)
+def test_a_message_without_a_letter_reads_as_the_full_reading_says(text: str) -> None:
+    """The shortcut for messages without a letter (order numbers, "1", emoji) answers what the full
+    reading would: nothing, for the shipped rules and a program's additions alike."""
+    shortcut, full = letterless_pair()
+    assert shortcut._letterless_cannot_match  # noqa: SLF001 - the shipped rules allow the shortcut
+    assert shortcut.revocation(text) == full.revocation(text) is None
+    assert shortcut.revocation("ⓈⓉⓄⓅ") == full.revocation("ⓈⓉⓄⓅ")  # symbols that fold into letters are read
+
+
+def test_triggers_as_usually_typed_are_read_at_load_exactly_as_when_texted() -> None:
+    remembering, plain = fresh_rules(), fresh_rules()
+    triggers = ["STATUS", "stop texting", "Unsubscribe me", "ESTADO", "arrêt", "cancel my order", "help"]
+    remembering.remember(triggers)
+    for trigger in triggers:
+        for typed in (trigger.upper(), trigger.lower(), trigger.capitalize(), trigger + "!"):
+            assert remembering.revocation(typed) == plain.revocation(typed), typed

@@ -30,6 +30,8 @@ _MAX_READINGS = 64  # filler-stripped readings tried per clause
 _SPELT_OUT = re.compile(r"(?<![^\W_])(?:[^\W\d_][.\- ]){2,}[^\W\d_](?![^\W_])")  # "s.t.o.p", "S T O P"
 _STRETCHED = re.compile(r"(.)\1{2,}")
 _NON_SPACE = re.compile(r"\S+")
+_LETTER = re.compile(r"[^\W\d_]")
+_UNREAD = object()
 _CLAUSE_BREAK = re.compile(r"[,.!?;:…\n\r¡¿]+|\s[-–—]+\s|[–—]+|\s-{2,}\s?")
 
 
@@ -181,6 +183,19 @@ class _Language:
         return found[0] if found else word
 
 
+def _letterless_cannot_match(language: _Language) -> bool:
+    """Whether no message without a letter can match ``language``'s phrases: every phrase has
+    anchor words (one of which any match contains), each with a letter, and no spelling or typo
+    mending turns a letterless word into a word (digits, symbols and punctuation stay what they are
+    through every other step of reading)."""
+    if language.anchors is None or language.maybe_anchors is None:
+        return False
+    lettered = (*language.anchors, *language.maybe_anchors)
+    letterless = (*language.spellings, *language.vocabulary)  # spelt as, and typo candidates by first letter
+    return all(_LETTER.search(word) for word in lettered) and not any(_LETTER.search(word) is None
+                                                                       for word in letterless)
+
+
 def _uncensored(found: re.Match[str]) -> str:
     """A word with asterisks ("f***ing") is a swear word, whatever it was: dropped. (Checked per
     word, in linear time, so a 1,600-character "word" cannot make matching quadratic.)"""
@@ -199,6 +214,12 @@ class ConsentRules:
         self._keywords = keywords
         self._languages = languages
         self.default_texts = default_texts or {}
+        #: how the flows' own words read, as people usually type them (STATUS, status, Status): made
+        #: at load by :meth:`remember`, never from what anyone texted
+        self._read_at_load: dict[str, Revocation | None] = {}
+        #: a message without a letter (an order number, "1", "👍") cannot hold a phrase: true when no
+        #: language could make a phrase word of letterless words (see :func:`_letterless_cannot_match`)
+        self._letterless_cannot_match = all(_letterless_cannot_match(language) for language in languages)
 
     @property
     def languages(self) -> list[str]:
@@ -208,10 +229,15 @@ class ConsentRules:
         """Work out once how each language mends the words of ``phrases``: the flows' own words
         (their triggers), which people text all day. Reading them is then a dict lookup instead of
         a fuzzy search; the result is the same (mending depends on the word alone)."""
+        phrases = set(phrases)
         words = {word for phrase in phrases for word in folded_words(fold(phrase))}
         for language in self._languages:
             for word in words - language.mends.keys():
                 language.mends[word] = language._mended(word)  # noqa: SLF001 - its own cache
+        for phrase in phrases:
+            for typed in (phrase.upper(), phrase.lower(), phrase.capitalize()):
+                if typed not in self._read_at_load:
+                    self._read_at_load[typed] = self._revocation(typed)
 
     @property
     def keywords(self) -> frozenset[str]:
@@ -227,7 +253,16 @@ class ConsentRules:
     def revocation(self, text: str) -> Revocation | None:
         """A revocation in the sender's own words (``clear``), a message that only might be one,
         or None. The whole message and each clause of it ("wrong number, stop") are tried."""
-        folded = _NON_SPACE.sub(_uncensored, fold(text[:MAX_ANALYSED_CHARACTERS]))
+        known = self._read_at_load.get(text, _UNREAD)
+        if known is not _UNREAD:
+            return known  # type: ignore[return-value]
+        return self._revocation(text)
+
+    def _revocation(self, text: str) -> Revocation | None:
+        folded = fold(text[:MAX_ANALYSED_CHARACTERS])
+        if self._letterless_cannot_match and _LETTER.search(folded) is None:
+            return None
+        folded = _NON_SPACE.sub(_uncensored, folded)
         folded = _SPELT_OUT.sub(lambda found: re.sub(r"[.\- ]", "", found.group(0)), folded)
         folded = _STRETCHED.sub(r"\1", folded)  # "stoooop" -> "stop"
         parts = [part for part in _CLAUSE_BREAK.split(folded) if part.strip()]
