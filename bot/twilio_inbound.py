@@ -98,7 +98,12 @@ def parse_form(raw: bytes, max_fields: int = 200) -> list[tuple[str, str]]:
             name, equals, value = field.partition("=")
             if not equals:
                 raise BadRequest("malformed form body")
-            pairs.append((_unquote(name), _unquote(value)))
+            # _unquote's test, written out: twenty fields' names and values are forty calls saved
+            if "%" in name or "+" in name:
+                name = _unquote(name)
+            if "%" in value or "+" in value:
+                value = _unquote(value)
+            pairs.append((name, value))
     except UnicodeDecodeError:
         raise BadRequest("malformed form body") from None
     return pairs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from bot import metrics
@@ -160,15 +160,18 @@ async def _signed_form(scope: Scope, receive: Receive) -> dict[str, str]:
         pairs = parse_form(raw, MAX_FIELDS)
     except BadRequest as error:
         raise _Refused(400, str(error)) from None
-    form: dict[str, str] = {}
-    every: dict[str, list[str]] = {}
-    for key, value in pairs:
-        form.setdefault(key, value)
-        every.setdefault(key, []).append(value)
+    form = dict(pairs)
+    signed: Mapping[str, str | list[str]] = form
+    if len(form) != len(pairs):  # a field given twice: the first value is the field's, all are signed
+        form = {}
+        every: dict[str, list[str]] = {}
+        for key, value in pairs:
+            form.setdefault(key, value)
+            every.setdefault(key, []).append(value)
+        signed = every
 
     if checker is not None:
         signature = headers.get(b"x-twilio-signature")
-        signed = every if len(every) != len(pairs) else form
         if signature is None or not checker.valid(_signed_url(scope, headers, settings), signed,
                                                   signature.decode("latin-1")):
             raise _Refused(403, "invalid or missing X-Twilio-Signature")
@@ -189,10 +192,7 @@ def _from_loopback(scope: Scope, headers: dict[bytes, bytes]) -> bool:
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     """Request headers by lower-case name (the first of repeated ones, as Twilio sends none twice)."""
-    headers: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        headers.setdefault(name.lower(), value)
-    return headers
+    return {name.lower(): value for name, value in reversed(scope["headers"])}  # reversed: the first wins
 
 
 async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
