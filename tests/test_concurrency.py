@@ -245,3 +245,40 @@ async def test_keyed_locks_do_not_grow() -> None:
         async with locks.hold(key):
             assert len(locks) == 1
     assert len(locks) == 0
+
+
+async def test_keyed_locks_keep_one_holder_first_come_first_served_through_cancellations() -> None:
+    """Random holders and waiters on a few keys, some cancelled while they wait or just as the key is
+    handed to them: one holder per key at any time, waiters served in arrival order, nothing left."""
+    import random
+
+    locks = KeyedLocks()
+    chooser = random.Random(17)
+    holding: dict[str, int] = {}
+    served: dict[str, list[int]] = {}
+
+    async def use(key: str, number: int) -> None:
+        async with locks.hold(key):
+            holding[key] = holding.get(key, 0) + 1
+            served.setdefault(key, []).append(number)
+            try:
+                assert holding[key] == 1
+                for _ in range(chooser.randint(0, 3)):
+                    await asyncio.sleep(0)
+            finally:
+                holding[key] -= 1
+
+    tasks: list[asyncio.Task[None]] = []
+    for number in range(600):
+        tasks.append(asyncio.create_task(use(f"k{chooser.randint(0, 4)}", number)))
+        if chooser.random() < 0.3:
+            await asyncio.sleep(0)
+        if chooser.random() < 0.15:
+            chooser.choice(tasks).cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert not [result for result in results if isinstance(result, Exception)]  # never two holders
+    assert len(locks) == 0
+    assert all(order == sorted(order) for order in served.values())  # first come, first served
+    # every task not cancelled was served (a task may also be cancelled while holding: served too)
+    assert {number for order in served.values() for number in order} >= \
+        {number for number, task in enumerate(tasks) if not task.cancelled()}

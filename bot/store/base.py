@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import enum
 import json
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.store.keyed_locks import KeyedLocks  # noqa: F401  (re-exported: the stores' per-sender locks)
 from bot.store.listings import Listings
 from bot.store.owed import OwedReplies
 from bot.types import ConsentChange, Conversation, OutboundMessage, RunOutcome, Turn
@@ -395,29 +395,3 @@ class Store(Turns, Locks, Timers, Positions, Consent, Forgetting, OutboundRecord
     (``bot/store/listings.py``), and closing it."""
 
     async def close(self) -> None: ...
-
-
-class KeyedLocks:
-    """One asyncio lock per key, dropped when nobody holds or waits for it (no unbounded growth)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
