@@ -17,6 +17,11 @@ if sys.argv[1:2] == ["logs"]:  # a log line's cost, text against JSON (LOG_FORMA
 
     sys.exit(logs_main(sys.argv[2:]))
 
+if sys.argv[1:2] in (["all"], ["table"]):  # every part, one table (bench/combined.py)
+    from bench.combined import main as combined_main
+
+    sys.exit(combined_main(sys.argv[1:]))
+
 from bench.run import main
 
 sys.exit(main())

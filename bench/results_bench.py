@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import store_fill
+from bench.parts import RESULTS, part_meta, row, write_part
 from bench.webhooks import order_number, sender_number
 from bot import inbox as inbox_module
 from bot.engine import Engine
@@ -229,11 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", help="also measure the query on this Redis database (it is FLUSHED)")
     parser.add_argument("--export", action="store_true", help="also time the whole CSV export")
     parser.add_argument("--keep", type=Path, help="build the SQLite store in this folder and keep it")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
+    measured: dict[str, Any] = {"part": "results", "meta": part_meta(), "runs": args.runs, "turn": {}, "query": {}}
 
     print("1. the turn: STATUS → order number → YES through the inbox, in process (CPU µs per turn)")
     for in_flight, redis_url in ((1, None), (50, None), *(((50, args.redis_url),) if args.redis_url else ())):
         cost = asyncio.run(turn_cost(args.turns, args.rounds, in_flight, redis_url=redis_url))
+        measured["turn"][f"{'redis' if redis_url else 'sqlite'}-{in_flight}"] = cost
         kept, off = cost["us_per_turn_with_results"], cost["us_per_turn_without"]
         store = "Redis" if redis_url else "SQLite"
         print(f"   {store}, {in_flight} at once: {kept:.1f} with results, {off:.1f} without "
@@ -251,11 +255,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   filled in {fill_sqlite(path, runs):.0f} s")
         found = asyncio.run(_sqlite_query(path, now, args.export))
         _print_query(found)
+        measured["query"]["sqlite"] = found
     if args.redis_url:
         filled = asyncio.run(fill_redis(args.redis_url, runs))
         print(f"   Redis ({args.redis_url}): filled through apply_runs in {filled:.0f} s")
-        _print_query(asyncio.run(_redis_query(args.redis_url, now, args.export)))
+        measured["query"]["redis"] = asyncio.run(_redis_query(args.redis_url, now, args.export))
+        _print_query(measured["query"]["redis"])
+    measured["summary"] = summary_rows(measured)
+    print(f"results: {write_part(args.results_dir, 'results', measured)}")
     return 0
+
+
+def summary_rows(measured: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows ``python -m bench all`` puts in its one table."""
+    rows = []
+    for where, cost in measured["turn"].items():
+        store, in_flight = where.split("-")
+        kept, off = cost["us_per_turn_with_results"], cost["us_per_turn_without"]
+        rows.append(row(f"results kept by a turn, {store}, {in_flight} at once (CPU µs per turn, in-process)",
+                        f"{kept:.1f} ({min(cost['rounds_with']):.0f}–{max(cost['rounds_with']):.0f})",
+                        f"{off:.1f} without ({min(cost['rounds_without']):.0f}–{max(cost['rounds_without']):.0f})",
+                        f"+{kept - off:.1f} µs ({(kept - off) / off:+.0%})"))
+    for store, found in measured["query"].items():
+        every = found["flow_results_all_days_ms"]
+        rows.append(row(f"a flow's results on {measured['runs']:,} runs, {store}: every day / last 7 days / "
+                        "first page of runs (ms, best of 5)",
+                        f"{every:.1f} / {found['flow_results_last_7_days_ms']:.1f} / {found['runs_first_page_ms']:.1f}",
+                        "", "", "< 1,000 ms", every < 1000))
+    return rows
 
 
 async def _sqlite_query(path: Path, now: float, export: bool) -> dict[str, Any]:
