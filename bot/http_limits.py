@@ -52,7 +52,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head, self._head_bytes = False, 0  # the next head is counted from zero
         super().on_headers_complete()
         # the answer's head and body in one write (bot/http_writes.py)
-        self.cycle.transport = HeadHoldingTransport(self.transport)  # type: ignore[assignment]
+        cycle = self.cycle
+        held = HeadHoldingTransport(self.transport, cycle.on_response)
+        cycle.transport, cycle.on_response = held, held.response_complete  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._in_head = self._completed_in_read = True

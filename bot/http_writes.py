@@ -5,36 +5,41 @@ then the body in a second write. Each is a system call, and with ``TCP_NODELAY``
 a packet of its own, on both ends. A webhook's answer is a few hundred bytes sent at once, so the
 head is held back until the next write of the same response and leaves with it.
 
-Nothing is held past the current turn of the event loop: a response that writes nothing after its
-head (a ``HEAD`` request) has it flushed by a callback the first write schedules, before any other
-response of the connection can start (the event loop runs callbacks in order). Any other use of the
-transport (closing it) writes what is held first.
+Nothing is held past the response: when it completes without a second write (a ``HEAD`` request),
+its completion callback writes the head, before the connection's next response can start; closing
+the transport writes what is held first.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 
 class HeadHoldingTransport:
     """The cycle's view of its connection's transport: the first write waits for the second."""
 
-    __slots__ = ("_transport", "_held", "_writes")
+    __slots__ = ("_transport", "_held", "_writes", "_completed")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, completed: Callable[[], None]) -> None:
         self._transport = transport
         self._held: bytes | None = None
         self._writes = 0
+        self._completed = completed
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._writes += 1
-        if self._writes == 1:  # the head: wait for the body, at most until this loop turn ends
+        if self._writes == 1:  # the head: wait for the body, or the end of the response
             self._held = bytes(data)
-            asyncio.get_running_loop().call_soon(self.flush)
             return
         held, self._held = self._held, None
         self._transport.write(held + data if held else data)
+
+    def response_complete(self) -> None:
+        """The cycle's completion callback: what is held goes out, then the protocol's own callback."""
+        self.flush()
+        self._completed()
 
     def flush(self) -> None:
         held, self._held = self._held, None
@@ -44,6 +49,9 @@ class HeadHoldingTransport:
     def close(self) -> None:
         self.flush()
         self._transport.close()
+
+    def is_closing(self) -> bool:  # asked on every request (uvicorn's receive): not through __getattr__
+        return self._transport.is_closing()
 
     def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...: the real transport's
         return getattr(self._transport, name)
