@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine_bench, loadgen, metrics_bench, store_fill
+from bench import engine_bench, features_bench, loadgen, metrics_bench, store_fill
 from bench.servers import BENCH, ROOT, Server, cpu_of, cpu_pressure, free_port, route_counts, runqueue_seconds, waited
 from bench.webhooks import AUTH_TOKEN, STEP_AFTER_STATUS, SidSource, Signer, Traffic, sender_number
 
@@ -76,6 +76,7 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)  # what counting for /metrics costs a webhook
+    features: dict[str, Any] = field(default_factory=dict)  # what the head cap, consent, the log line cost
     throughput: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> rounds
     latency: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)  # rate -> name -> rounds
     store: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # size -> rounds
@@ -301,7 +302,7 @@ class Bench:
     # phases -------------------------------------------------------------------------------------
     def run(self) -> Report:
         self.meta()
-        phases = [self.engine, self.metrics, self.main_rounds, self.worker_rounds, self.store_rounds]
+        phases = [self.engine, self.metrics, self.features, self.main_rounds, self.worker_rounds, self.store_rounds]
         for phase in phases + ([self.profile_bot] if self.profile else []):
             started = time.perf_counter()
             phase()
@@ -345,6 +346,13 @@ class Bench:
         self.report.metrics = asdict(result)
         say(f"  {result.us_per_webhook:.2f} µs/webhook in one process, {result.us_per_webhook_multiprocess:.2f} µs "
             f"with workers' shared files; a scrape renders in {result.ms_per_scrape:.2f} ms")
+
+    def features(self) -> None:
+        say("features alone (in-process: the head cap, consent reading, the routing log line)")
+        result = features_bench.run(BENCH / "flows", quick=self.quick)
+        self.report.features = asdict(result)
+        say(f"  head cap +{result.head_cap_us:.2f} µs/request; consent reading {result.consent_us:.2f} µs/message; "
+            f"routing line {result.routing_line_us:.2f} µs, masking {result.masking_us:.2f} µs of it")
 
     def main_rounds(self) -> None:
         plan = self.plan
@@ -607,6 +615,17 @@ def summarise(report: Report, plan: Plan) -> str:
         f"{counted / per_request_us:.1%} / {counted_multi / per_request_us:.1%} of the bot's "
         f"{per_request_us:.0f} µs per request", bot=counted, multiprocess=counted_multi,
         value=counted / per_request_us)
+
+    features = report.features
+    if features:
+        landed = features_bench.WHEN_LANDED
+        for key, measure in (("head_cap_us", "request-head cap and one write per answer, in-process (µs per request)"),
+                             ("consent_us", "consent reading in a person's own words, in-process (µs per message)"),
+                             ("routing_line_us", "routing log line, masked, in-process (µs per turn)")):
+            extra = f", masking {features['masking_us']:.2f} of it" if key == "routing_line_us" else ""
+            row(measure, f"{features[key]:.2f}{extra}", f"when it landed: {landed[key]}",
+                f"{features[key] / per_request_us:.1%} of the bot's {per_request_us:.0f} µs per request",
+                bot=features[key], value=features[key] / per_request_us)
 
     floor = tp.get("floor-w1", [])
     if floor:

@@ -32,7 +32,8 @@ def assert_reported(done: subprocess.CompletedProcess[str], tmp_path: Path) -> d
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
     assert TABLE_HEADER in done.stdout
     for measure in ("throughput, 1 worker on 1 core", "latency p99 @ 500 req/s", "scaling, 2 workers",
-                    "stored conversations: p99", "engine alone"):
+                    "stored conversations: p99", "engine alone", "request-head cap", "consent reading",
+                    "routing log line"):
         assert measure in done.stdout
     results = list(tmp_path.glob("bench-*-quick.json"))
     assert len(results) == 1
@@ -45,6 +46,18 @@ def assert_reported(done: subprocess.CompletedProcess[str], tmp_path: Path) -> d
 def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
     done = run_bench(tmp_path)
     data = assert_reported(done, tmp_path)
+    # The results part, small, then every part's newest rows in one table
+    results = subprocess.run([sys.executable, "-m", "bench", "results", "--runs", "2000", "--turns", "60",
+                              "--rounds", "1", "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600)
+    assert results.returncode == 0, results.stdout[-3000:] + results.stderr[-3000:]
+    table = subprocess.run([sys.executable, "-m", "bench", "table", "--quick", "--results-dir", str(tmp_path)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    assert "| **the bot on SQLite (the default) against the naive handler** |" in table.stdout
+    assert "throughput, 1 worker on 1 core" in table.stdout
+    assert "a flow's results on 2,000 runs, sqlite" in table.stdout
+    assert "not measured yet (`python -m bench broadcast`)" in table.stdout or "broadcast" in table.stdout
     if shutil.which("wrk") is None:
         assert "wrk is not installed" in done.stdout  # and says so in the output
         assert data["meta"]["throughput_generator"] == "python"
@@ -71,3 +84,20 @@ def test_the_redis_path_bench_reads_redis_as_it_runs(tmp_path: Path) -> None:
         assert redis.commandstats()["set"] - before.get("set", 0) == 3
     finally:
         redis.stop()
+
+
+def test_the_redis_path_bench_runs_and_reports(tmp_path: Path) -> None:
+    """``python -m bench redis --quick``: every configuration answered 2xx, the table, the per-phase
+    trips, and the JSON whose summary rows ``python -m bench`` folds into its table (never a timing)."""
+    done = subprocess.run([sys.executable, "-m", "bench", "redis", "--quick", "--results-dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+    assert "| Redis: throughput, 1 worker on 1 core (req/s) |" in done.stdout
+    [results] = tmp_path.glob("redis-*-quick.json")
+    data = json.loads(results.read_text())
+    assert data["failures"] == [] and data["meta"]["redis_core"]
+    assert {"bot-w1", "ref-w1", "bot-w2", "ref-w2"} <= set(data["rows"])
+    assert set(data["trips"]["bot"]["phases"]) == {"lock", "snapshot", "commit", "release"}
+    measures = [row["measure"] for row in data["summary"]]
+    assert "Redis: scaling, 2 workers ÷ 1 worker" in measures
+
