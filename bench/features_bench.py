@@ -33,7 +33,7 @@ from bot.compliance import read_consent
 from bot.flows.loader import load_flows
 from bot.http_limits import BoundedHttpToolsProtocol
 from bot.log_output import LoopBatchedStreamHandler, SecondCachedFormatter
-from bot.logs import SERVER_FORMAT, lean_records, mask_record
+from bot.logs import SERVER_FORMAT, mask_record
 from bot.types import Inbound
 
 #: What each cost when it landed (for the table's "before"), from the measurements of its issue.
@@ -122,7 +122,6 @@ def consent_us(flows: Path, calls: int = 20_000, repeats: int = 5) -> float:
 
 def routing_line(lines: int = 50_000, repeats: int = 5) -> tuple[float, float]:
     """(the whole line as the server logs it, the masking alone), µs per line."""
-    lean_records()  # as configure_logging sets them
     logger = logging.Logger("bot.route", logging.INFO)
     handler = LoopBatchedStreamHandler(io.StringIO())
     handler.setFormatter(SecondCachedFormatter(SERVER_FORMAT))

@@ -132,12 +132,6 @@ def _protect_bot_records() -> None:
 _protect_bot_records()  # a NullHandler on the bot's own logger: no level, no output, no other logger
 
 
-def lean_records() -> None:
-    """No format of ours prints a record's thread or process: they are not looked up for every
-    record (a ``getpid`` system call and two lookups per line, about a µs)."""
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-
-
 def configure_logging(level: str = "info", fmt: str = SERVER_FORMAT, log_format: str = "text") -> None:
     """Once, at start-up: the root logger writes ``fmt`` lines to stderr, or with ``log_format``
     ``json`` one JSON object per line (``bot/json_logs.py``; LOG_FORMAT); either way masked."""
@@ -150,7 +144,6 @@ def configure_logging(level: str = "info", fmt: str = SERVER_FORMAT, log_format:
     else:
         handler.setFormatter(SecondCachedFormatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler])
-    lean_records()
     for name, quiet_level in _QUIET.items():
         logging.getLogger(name).setLevel(quiet_level)
     factory = logging.getLogRecordFactory()

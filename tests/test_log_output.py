@@ -77,3 +77,20 @@ def test_the_cached_stamp_is_the_formatters_own(created: float, later: int) -> N
         record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
         record.created, record.msecs = when, int((when - int(when)) * 1000)
         assert cached.format(record) == plain.format(record)
+
+
+def test_records_keep_every_attribute_other_formats_print() -> None:
+    """gunicorn's own lines print %(process)d: configure_logging must leave records whole."""
+    import os
+
+    from bot.logs import configure_logging
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        configure_logging("info")
+        record = logging.getLogger("bot.test").makeRecord("bot.test", logging.INFO, __file__, 1, "m", None, None)
+        assert record.process == os.getpid() and record.threadName and record.processName
+        assert logging.Formatter("[%(process)d] %(threadName)s %(message)s").format(record).startswith("[")
+    finally:
+        root.handlers[:] = handlers
