@@ -212,13 +212,14 @@ class RedisServer:
     snapshots, no AOF), ``--protected-mode yes``, its files in a temporary folder.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra: str, port: int | None = None) -> None:
+        """``extra``: more server options (``--requirepass``…); ``port``: a given one (a restart)."""
         binary, self.name = redis_server_binary()
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(workdir), "--protected-mode", "yes"],
+             "--dir", str(workdir), "--protected-mode", "yes", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -227,7 +228,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as connection:
                     connection.sendall(b"PING\r\n")
-                    if connection.recv(16).startswith(b"+PONG"):
+                    if connection.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # answers (a password may be set)
                         return
             except OSError:
                 time.sleep(0.02)

@@ -29,6 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.store.base import DAY, RUNS_PAGE, FlowResults, RunKey, RunRow, epoch_day, period_days
+from bot.store.json_text import dumps_own, dumps_text
 from bot.types import RunOutcome, RunUpdate
 
 SWEEP_BATCH = 500
@@ -142,15 +143,15 @@ class RedisResults:
         self._close_lapsed = redis.register_script(_CLOSE_LAPSED)
         self._forget = redis.register_script(_FORGET)
 
-    def argument(self, updates: Iterable[RunUpdate]) -> str:
+    def argument(self, updates: Iterable[RunUpdate]) -> bytes | str:
         """A turn's run updates as the commit script's ``apply_runs`` reads them ('-': none)."""
         entries: list[Any] = [f"{self.keys.prefix}:"]
         for update in updates:
             entries.append([update.id, update.flow, str(epoch_day(update.started_at)), int(update.began),
-                            repr(update.started_at), update.state or "", json.dumps(update.vars),
+                            repr(update.started_at), update.state or "", dumps_text(update.vars),
                             repr(update.expires_at), str(update.outcome) if update.outcome is not None else "",
                             repr(update.ended_at) if update.ended_at is not None else "", *update.reached])
-        return json.dumps(entries) if len(entries) > 1 else "-"
+        return dumps_own(entries) if len(entries) > 1 else "-"
 
     async def flow_results(self, flow: str, since: date | None, until: date | None, now: float | None) -> FlowResults:
         first, last = period_days(since, until)

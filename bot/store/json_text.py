@@ -1,0 +1,71 @@
+"""The JSON a turn's write is made of, made fast: orjson, meaning exactly what ``json.dumps`` means.
+
+A Redis turn writes five or six small JSON documents (the conversation, the transcript lines, the
+replies, the trace, the flow runs). ``json.dumps`` spends about 3 µs on each (it builds its C
+encoder anew per call); orjson about 0.1 µs. The text differs only in spacing and escaping (orjson
+writes compact UTF-8), which every reader (``json.loads``, Lua's cjson) takes alike. Where orjson
+would *mean* something else, ``json.dumps`` writes it as before: orjson refuses integers beyond
+64 bits and lone surrogates, and writes NaN and ±Infinity as ``null`` (``json.dumps`` writes
+``NaN``, which Python reads back as NaN).
+
+Reading stays ``json.loads`` (about 2.6 µs for a conversation): orjson would read an integer
+beyond 64 bits as a float, and spotting one in the text first costs more than orjson saves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import orjson
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS  # int keys become strings, as json.dumps makes them
+
+
+def dumps(value: Any) -> bytes | str:
+    """``value`` as JSON text that ``json.loads`` reads back exactly as it reads ``json.dumps(value)``."""
+    try:
+        text = orjson.dumps(value, option=_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: a huge integer, a lone surrogate (or not JSON at all)
+        return json.dumps(value)
+    if b"null" in text and _non_finite(value):  # orjson wrote null for a NaN or an infinity
+        return json.dumps(value)
+    return text
+
+
+def dumps_own(value: Any) -> bytes | str:
+    """A record the bot makes, holding no NaN or infinity (its floats are clock times), as
+    :func:`dumps` would write it, without looking for them."""
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except TypeError:
+        return json.dumps(value)
+
+
+def dumps_record(record: dict[str, Any], author_key: str) -> bytes | str:
+    """:func:`dumps_own` of a record whose ``record[author_key]`` a flow's author filled (a
+    conversation's variables: anything a flow saved), that part written as :func:`dumps` writes it."""
+    author = dumps(record[author_key])
+    if isinstance(author, str):  # json.dumps had to write it: the record is written the same way
+        return json.dumps(record)
+    try:
+        return orjson.dumps({**record, author_key: orjson.Fragment(author)}, option=_OPTIONS)
+    except TypeError:
+        return json.dumps(record)
+
+
+def dumps_text(value: Any) -> str:
+    """:func:`dumps` as ``str`` (JSON nested in JSON as a string)."""
+    text = dumps(value)
+    return text.decode() if isinstance(text, bytes) else text
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(key) or _non_finite(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(item) for item in value)
+    return False

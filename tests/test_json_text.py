@@ -1,0 +1,47 @@
+"""bot/store/json_text.py: orjson's speed, json.dumps's meaning, for whatever a flow may save."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.store.json_text import dumps, dumps_record, dumps_text
+from bot.types import MediaText
+
+SCALARS = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 80), max_value=2 ** 80)
+           | st.floats(allow_nan=True, allow_infinity=True) | st.text()
+           | st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=2))
+KEYS = st.text(max_size=8) | st.integers(min_value=-5, max_value=5) | st.booleans() | st.none()
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                      | st.dictionaries(KEYS, inner, max_size=4), max_leaves=12)
+
+
+def meaning(text: bytes | str) -> str:
+    """What the text means once read back, written canonically (NaN compares as NaN)."""
+    return json.dumps(json.loads(text))
+
+
+@settings(max_examples=400, deadline=None)
+@given(VALUES)
+def test_dumps_means_what_json_dumps_means(value: Any) -> None:
+    assert meaning(dumps(value)) == meaning(json.dumps(value))
+    assert meaning(dumps_text(value)) == meaning(json.dumps(value))
+
+
+@settings(max_examples=200, deadline=None)
+@given(VALUES)
+def test_a_record_with_author_data_means_what_json_dumps_means(variables: Any) -> None:
+    record = {"flow": "signup", "state": None, "vars": variables, "engine": {"timeout": None, "runs": []},
+              "updated_at": 1_700_000_000.25}
+    assert meaning(dumps_record(record, "vars")) == meaning(json.dumps(record))
+
+
+def test_what_orjson_would_write_otherwise_is_written_by_json_dumps() -> None:
+    for value in ({"n": math.nan}, {"big": 2 ** 70}, ["\ud800"], {"inf": [-math.inf]}):
+        assert dumps(value) == json.dumps(value)
+    assert json.loads(dumps({1: "a", "b": MediaText("hi", ("https://x/1.png",))})) == {"1": "a", "b": "hi"}
+    assert dumps({"é": "🎉"}) == '{"é":"🎉"}'.encode()  # compact UTF-8: json.loads reads it alike
