@@ -22,6 +22,11 @@ if sys.argv[1:2] in (["all"], ["table"]):  # every part, one table (bench/combin
 
     sys.exit(combined_main(sys.argv[1:]))
 
+if sys.argv[1:2] == ["broadcast"]:  # broadcasts at a million: memory, CPU per message, pacing, replies meanwhile
+    from bench.broadcast_bench import main as broadcast_main
+
+    sys.exit(broadcast_main(sys.argv[2:]))
+
 from bench.run import main
 
 sys.exit(main())

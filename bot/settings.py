@@ -87,6 +87,12 @@ def _log_format(raw: str) -> str:
     return raw.lower()
 
 
+def _rate(raw: str) -> float | None:
+    from bot.broadcast_pacing import parse_rate  # lazily, as ever
+
+    return parse_rate(raw)
+
+
 def _region(raw: str) -> str:
     from bot.phones import is_region  # lazily: settings load before anything reads a number
 
@@ -126,6 +132,7 @@ Lower = Annotated[str, _read(str.lower, strip=False)]
 Url = Annotated[str, _read(lambda raw: raw.rstrip("/"), strip=False)]  # paths are appended to it
 Names = Annotated[tuple[str, ...], NoDecode, _read(_names)]  # "ORDERS_API, ONCALL_NUMBER", not JSON
 Region = Annotated[str, _read(_region)]  # "US", "gb": libphonenumber's region codes
+Rate = Annotated[float | None, _read(_rate)]  # messages a second, or "unlimited" (None)
 Sender = Annotated[str, AfterValidator(_sender)]  # "(415) 555-0123" is held as +14155550123
 ConsentDays = Annotated[int, _read(_whole), AfterValidator(_consent_days)]  # at least 1461 (4 years)
 LogFormat = Annotated[str, _read(_log_format)]  # "text" (a line for people) or "json" (bot/json_logs.py)
@@ -166,6 +173,7 @@ class Settings(BaseModel):
     # BROADCAST_TIMEZONE (UTC if unset) for everyone; "any": any time
     broadcast_window: Word = ""
     broadcast_timezone: Word = ""  # with a window, its zone; without, the zone of numbers whose zone is unknown
+    broadcast_rate: Rate = 1.0  # a broadcast's messages a second unless --rate says otherwise; "unlimited": unpaced
     notify_per_sender_per_hour: Whole = 3  # staff notifications (notify:) for one person's turns; more are held
     notify_per_hour: Whole = 20  # staff notifications in all (per process); more are held back and logged
     # The environment variables flows may read as {{ env.NAME }} (an allow-list: nothing else, so no secret)

@@ -31,7 +31,7 @@ from starlette.testclient import TestClient
 
 from bot.actions import HttpFetcher
 from bot.app import create_app
-from bot.broadcast import Broadcast, Recipient, Report, default_name, read_recipients
+from bot.broadcast import Broadcast, Recipient, Report, Waits, default_name, read_recipients
 from bot.engine import Engine
 from bot.fake_twilio import FakeTwilio
 from bot.flows.loader import load_flows
@@ -626,7 +626,7 @@ def test_each_recipient_is_texted_in_their_own_hours(fake_twilio: FakeTwilio, tm
     attempts = len(fake_twilio.attempts)
     again_clock = FakeClock(utc_at(2024, 3, 16, 6, 0))
     again = asyncio.run(run_broadcast(db, fake_twilio, name, recipients, again_clock))
-    assert (again.report.sent, again.report.sent_before, again.report.waits) == (0, 7, [])
+    assert (again.report.sent, again.report.sent_before, again.report.waits) == (0, 7, Waits())
     assert again_clock.sleeps == [] and len(fake_twilio.attempts) == attempts
 
 
@@ -642,7 +642,8 @@ def test_hours_that_close_while_others_are_sent_wait_for_the_next_morning(fake_t
         show=note))
     assert when == {numbers[0]: "16 00:40:00", numbers[1]: "16 00:50:00", numbers[2]: "16 12:00:00"}  # UTC
     assert clock.sleeps == [600.0, 600.0, 11 * 3600.0]
-    assert run.report.sent == 3 and run.report.waits == [(clock.now, "2024-03-16 08:00 America/New_York")]
+    waited = (clock.now, "2024-03-16 08:00 America/New_York")
+    assert run.report.sent == 3 and run.report.waits == Waits(1, waited, waited)  # one recipient waited: this long
 
 
 def test_a_sleep_that_wakes_early_never_sends_early(fake_twilio: FakeTwilio, tmp_path: Path) -> None:
@@ -715,7 +716,7 @@ def test_broadcast_window_and_timezone_replace_the_recipients_own_hours(fake_twi
     clock = FakeClock(start)
     run = asyncio.run(run_broadcast(tmp_path / "b.db", fake_twilio, "any", recipients, clock,
                                     hours=QuietHours.from_settings("any", "")))
-    assert clock.sleeps == [1.0] and run.report.sent == 2 and run.report.waits == []
+    assert clock.sleeps == [1.0] and run.report.sent == 2 and run.report.waits == Waits()
     # BROADCAST_TIMEZONE alone: only for numbers whose zone is unknown
     clock = FakeClock(utc_at(2024, 3, 15, 1, 0))  # 06:30 in Kolkata, 21:00 in New York
     note, when = sent_times(fake_twilio, clock)

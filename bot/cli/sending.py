@@ -7,20 +7,18 @@ import asyncio
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from bot.actions import HttpFetcher
-from bot.broadcast import (
-    Broadcast,
-    BroadcastError,
-    Recipient,
-    default_name,
-    progress_printer,
-    read_recipients,
-)
+from bot.broadcast import Broadcast, BroadcastError, default_name, progress_printer
+from bot.broadcast_csv import CsvRecipients, open_recipients
+from bot.broadcast_pacing import MAX_IN_FLIGHT, UNLIMITED, parse_rate
 from bot.broadcast_progress import recording
+from bot.broadcast_records import BatchedRecords
+from bot.broadcast_wal import keeping_wal_small
 from bot.cli.common import CommandError, Commands, add_flows_option, load_for
 from bot.engine import Engine
 from bot.flows.loader import FlowSet
@@ -30,7 +28,7 @@ from bot.phones import InvalidNumber, normalise_and_warn, normalise_sender
 from bot.privacy import mask
 from bot.quiet_hours import HoursError, QuietHours
 from bot.settings import Settings, load_settings
-from bot.store import open_store
+from bot.store import open_store, sqlite_path
 from bot.store.serving_lock import RestoreUnderWay, serving
 from bot.twilio_media import MAX_MEDIA, is_media_url
 from bot.types import OutboundMessage, OutboundState
@@ -55,11 +53,17 @@ def add_commands(commands: Commands) -> None:
         "paces itself, retries 'too many requests', and resumes where it stopped when run again: a "
         "message Twilio accepted is never sent twice. Each recipient is texted only 08:00-21:00 in their "
         "own time zone (a 'timezone' column, else the number's), unless BROADCAST_WINDOW says otherwise; "
-        "the others wait until their hours open."))
+        "the others wait until their hours open. A CSV of any length is read as a stream (a million rows "
+        "take a few tens of MB); killed at any point, the same command resumes it."))
     broadcast.add_argument("--flow", required=True, help="the flow to start")
     broadcast.add_argument("--to", required=True, type=Path, dest="csv", help="CSV file of recipients")
     broadcast.add_argument("--name", help="the broadcast's name (default: flow and CSV file path)")
-    broadcast.add_argument("--rate", type=float, default=1.0, help="messages per second (default 1)")
+    broadcast.add_argument("--rate", help=f"messages per second, such as 1 (a long code) or 100 (your Twilio "
+                           f"account's MPS), or {UNLIMITED}: as fast as the API answers (default BROADCAST_RATE, "
+                           f"else 1)")
+    broadcast.add_argument("--in-flight", type=int, metavar="N", help="sends waiting for Twilio's answer at once, "
+                           f"at most (default: enough for --rate when a call takes half a second; {MAX_IN_FLIGHT} "
+                           "at most; 32 unlimited)")
     broadcast.add_argument("--dry-run", action="store_true", help="show what would be sent, when, and each "
                            "recipient's time zone; send nothing")
     add_flows_option(broadcast)
@@ -129,38 +133,63 @@ def _broadcast(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not args.dry_run:
         settings.outbound.require("broadcast")
-    if args.rate <= 0:
-        raise CommandError("--rate must be above 0")
+    rate = settings.broadcast_rate
+    if args.rate is not None:
+        try:
+            rate = parse_rate(args.rate)
+        except ValueError as error:
+            raise CommandError(f"--rate {error}") from None
+    if args.in_flight is not None and not 1 <= args.in_flight <= MAX_IN_FLIGHT:
+        raise CommandError(f"--in-flight must be 1 to {MAX_IN_FLIGHT} (got {args.in_flight})")
     try:
         hours = QuietHours.from_settings(settings.broadcast_window, settings.broadcast_timezone)
-        recipients = read_recipients(args.csv, settings.default_region)
+        recipients = open_recipients(args.csv)
     except (BroadcastError, HoursError) as error:
         raise CommandError(str(error)) from None
-    flows = load_for(args)
-    name = args.name or default_name(args.flow, args.csv)
     try:
+        flows = load_for(args)
+        name = args.name or default_name(args.flow, args.csv)
         # Held while it runs, as the server does: a restore refuses to replace the store under it
-        with serving(settings.store_url):
-            return asyncio.run(_run_broadcast(settings, flows, name, args, hours, recipients))
+        with serving(settings.store_url), asyncio.Runner(loop_factory=_event_loop()) as runner:
+            return runner.run(_run_broadcast(settings, flows, name, args, hours, recipients, rate))
     except RestoreUnderWay as error:
         raise CommandError(str(error)) from None
+    finally:
+        recipients.close()
+
+
+def _event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (uvicorn[standard] brings it, and the server runs on it): a broadcast's
+    sends are mostly the event loop's work, and it does that work in less CPU."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return None
+    return uvloop.new_event_loop
 
 
 async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: argparse.Namespace,
-                         hours: QuietHours, recipients: list[Recipient]) -> int:
+                         hours: QuietHours, recipients: CsvRecipients, rate: float | None) -> int:
     store = open_store(settings.store_url)
-    outbox = None if args.dry_run else Outbox(store, settings.outbound, status_callback=settings.status_callback_url)
+    # The broadcast's records, before and after each API call, written in batches (bot/broadcast_records.py)
+    records = BatchedRecords(store)
+    outbox = None if args.dry_run else Outbox(records, settings.outbound,
+                                              status_callback=settings.status_callback_url)
     async with httpx.AsyncClient() as client:
         engine = Engine(flows, HttpFetcher(client, settings.local_base_url))
-        run = Broadcast(name, args.flow, store, engine, outbox, rate=args.rate, hours=hours,
-                        show=progress_printer(),
+        run = Broadcast(name, args.flow, store, engine, outbox, rate=rate, hours=hours,
+                        show=(show := progress_printer()), phase=show,
                         notify_limiter=NotifyLimiter(settings.notify_per_sender_per_hour, settings.notify_per_hour),
-                        region=settings.default_region)
+                        region=settings.default_region, in_flight=args.in_flight, records=records)
         print(f"broadcast {name!r}{' (dry run: nothing is sent)' if args.dry_run else ''}", file=sys.stderr)
         print(f"sending hours: {hours.describe(settings.default_region)}", file=sys.stderr)
+        print(f"{len(recipients)} row(s), {'unpaced' if rate is None else f'{rate:g} message(s) a second'}",
+              file=sys.stderr)
         try:
             # Where it stands, for the server's Operations page and /metrics (a dry run is not a broadcast)
-            async with recording(store) as recorder:
+            # (and its SQLite log kept small however long it runs: bot/broadcast_wal.py)
+            async with recording(store) as recorder, \
+                    keeping_wal_small(None if args.dry_run else sqlite_path(settings.store_url)):
                 run.progress = None if args.dry_run else recorder
                 report = await run.run(recipients)
         except BroadcastError as error:

@@ -48,8 +48,8 @@ class FakeTwilio(Ledger):
     by :class:`CallbackDelivery`."""
 
     def __init__(self, account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT_AUTH_TOKEN, *,
-                 service_number: str = SERVICE_NUMBER, port: int = 0) -> None:
-        super().__init__()
+                 service_number: str = SERVICE_NUMBER, port: int = 0, keep_messages: bool = True) -> None:
+        super().__init__(keep_messages=keep_messages)
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.service_number = service_number
@@ -186,8 +186,8 @@ class FakeTwilio(Ledger):
         jobs: list[Job] = []
         callback_url = form.get("StatusCallback")
         with self._lock:
-            if generation != self._generation:  # a reset happened while this request was read
-                return sid, dict(resource), []
+            if generation != self._generation or not self.keep_messages:  # a reset happened while this
+                return sid, dict(resource), []  # request was read (or nothing is kept)
             self._messages[sid] = resource
             steps = status_steps(self._failures.get(form["To"]))
             if callback_url:
