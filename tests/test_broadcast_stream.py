@@ -12,14 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from bot.broadcast import ProgressLine, progress_printer
+from bot.broadcast import Broadcast, ProgressLine, progress_printer
 from bot.broadcast_csv import BroadcastError, Recipient, open_recipients, read_recipients
 from bot.broadcast_queue import NumberSet, number_key, phone_of
 from bot.broadcast_records import BatchedRecords
 from bot.broadcast_wal import WalKeeper
-from bot.store import StoreBusy
+from bot.engine import Engine
+from bot.fake_twilio import FakeTwilio
+from bot.flows.loader import load_flows
+from bot.outbound import Outbox
+from bot.quiet_hours import QuietHours
+from bot.store import StoreBusy, open_store
 from bot.store.sqlite import SqliteStore
 from bot.types import OutboundMessage, OutboundState
+from tests.conftest import SHIPPED_FLOWS, demo_fetcher
 
 
 def _scanned(path: Path) -> tuple[list[Recipient], list[Recipient]]:
@@ -184,3 +190,26 @@ def test_progress_is_printed_every_few_seconds_and_at_the_end() -> None:
     assert lines[0] == "1/1000  sent 1" and lines[-1] == "1000/1000  sent 1000"
     assert "outside sending hours: waiting 0:10:00 …" in lines
     assert 6 <= len(lines) <= 8, lines  # every 2 seconds, the note, and the last
+
+
+def test_a_broadcast_on_redis_writes_its_records_one_by_one_and_sends_each_once(fake_twilio: FakeTwilio,
+                                                                                 redis_url: str) -> None:
+    """A store without batch writes (Redis) gets each record on its own, through the same path."""
+    recipients = [Recipient(i + 2, f"+1555125{i:04d}", {"name": f"P{i}"}) for i in range(30)]
+
+    async def scenario() -> None:
+        store = open_store(redis_url)
+        records = BatchedRecords(store)
+        outbox = Outbox(records, fake_twilio.outbound_settings())
+        try:
+            report = await Broadcast("redis", "reminder", store, Engine(load_flows(SHIPPED_FLOWS), demo_fetcher()),
+                                     outbox, rate=None, hours=QuietHours(any_time=True), records=records,
+                                     in_flight=8).run(recipients)
+            assert (report.sent, report.in_doubt) == (30, [])
+            assert {m.state for m in await store.broadcast_messages("redis")} == {OutboundState.ACCEPTED}
+            assert records.written == 60  # sending, then accepted
+        finally:
+            await outbox.close()
+            await store.close()
+    asyncio.run(scenario())
+    assert sorted(attempt.to for attempt in fake_twilio.created) == [r.phone for r in recipients]
