@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.store.base import DAY, RUNS_PAGE, FlowResults, RunKey, RunRow, StoreUnavailable, period_days
+from bot.store.json_text import dumps_text
 from bot.types import RunOutcome, RunUpdate
 
 R = TypeVar("R")
@@ -127,7 +128,7 @@ def apply(db: sqlite3.Connection, turns: Iterable[tuple[str, Iterable[RunUpdate]
                 tally.append(f'"{outcome}"')
             if update.began:
                 tally.insert(0, '"started"')
-            row = (update.state, json.dumps(update.vars), update.expires_at, outcome, update.ended_at,
+            row = (update.state, dumps_text(update.vars), update.expires_at, outcome, update.ended_at,
                    f"[{','.join(tally)}]", update.flow, update.started_at, update.id)
             if update.began:
                 begun.append((*row, sender))

@@ -62,13 +62,16 @@ def normalise(text: str) -> str:
     NFKC (full-width and compatibility forms become plain letters), case-folded, inner whitespace
     collapsed, all surrounding whitespace and punctuation stripped (" (Stop!) " -> "stop").
     """
-    text = unicodedata.normalize("NFKC", text).translate(_UNSEEN)
+    if not text.isascii():  # ASCII is its own NFKC form and holds no invisible character
+        text = unicodedata.normalize("NFKC", text).translate(_UNSEEN)
     return _strip_punctuation(_SPACE_RUN.sub(" ", text).strip()).casefold()
 
 
 def fold(text: str) -> str:
     """``text`` as consent words are compared: NFKC, invisible characters removed, case-folded
     and accents dropped ("ARRÊT" → "arret"), since people often type without accents."""
+    if text.isascii():  # most texts: already NFKC and NFD, no marks, no invisible character
+        return text.lower()  # casefold of ASCII
     text = unicodedata.normalize("NFKC", text).translate(_UNSEEN).casefold()
     decomposed = unicodedata.normalize("NFD", text)
     return unicodedata.normalize("NFC", "".join(char for char in decomposed if not unicodedata.combining(char)))
