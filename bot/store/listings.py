@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from bot.store.json_text import dumps_text
+from bot.store.json_text import dumps_own_text
 from bot.types import TraceStep
 
 Item = TypeVar("Item")
@@ -122,7 +122,7 @@ class Listings(Protocol):
 
 def dump_trace(trace: tuple[TraceStep, ...]) -> str | None:
     """A turn's trace as the SQLite and Redis stores keep it (JSON ``[[rule, before, after], …]``)."""
-    return dumps_text([[step.rule, step.before, step.after] for step in trace]) if trace else None
+    return dumps_own_text([[step.rule, step.before, step.after] for step in trace]) if trace else None
 
 
 def load_trace(text: str | None) -> tuple[TraceStep, ...]:

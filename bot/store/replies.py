@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from bot.store.json_text import dumps_text
+from bot.store.json_text import dumps_own_text
 from bot.types import MediaText, media_of
 
 
@@ -31,7 +31,7 @@ def reply_from(value: Any) -> str:
 
 
 def dump_replies(replies: Iterable[str]) -> str:
-    return dumps_text([entry(reply) for reply in replies])
+    return dumps_own_text([entry(reply) for reply in replies])  # strings only: no NaN to look for
 
 
 def load_replies(text: str) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ from bot.store.base import (
     StoreHealth,
     StoreUnavailable,
 )
-from bot.store.json_text import dumps_text
+from bot.store.json_text import dumps_own_text, dumps_text
 from bot.store.listings import ConversationSummary, OptOut, Page, TurnRecord, dump_trace
 from bot.store.owed import Owed
 from bot.store.records import bookkeeping, conversation_from_record
@@ -434,8 +434,9 @@ def _apply(db: sqlite3.Connection, turn: Turn) -> CommitResult:
 def _write_conversation(db: sqlite3.Connection, turn: Turn) -> bool:
     """Compare-and-set the conversation on its version; False when another turn got there first."""
     conversation = turn.conversation
-    row = (conversation.flow, conversation.state, dumps_text(conversation.vars), dumps_text(bookkeeping(conversation)),
-           conversation.updated_at, turn.expected_version + 1, conversation.sender)
+    row = (conversation.flow, conversation.state, dumps_text(conversation.vars),
+           dumps_own_text(bookkeeping(conversation)), conversation.updated_at, turn.expected_version + 1,
+           conversation.sender)
     if turn.expected_version == 0:
         cursor = db.execute("INSERT INTO conversations (flow, state, vars, engine, updated_at, version, sender) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender) DO NOTHING", row)
