@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.store.json_text import _non_finite, dumps, dumps_record, dumps_text
+from bot.store.json_text import _non_finite, dumps, dumps_own, dumps_record, dumps_text, loads_own
 from bot.types import MediaText
 
 SCALARS = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 80), max_value=2 ** 80)
@@ -62,3 +62,17 @@ def _non_finite_recursively(value: Any) -> bool:
 @given(VALUES)
 def test_the_walk_for_nan_finds_what_recursion_finds(value: Any) -> None:
     assert _non_finite(value) == _non_finite_recursively(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1)
+                    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12))
+def test_the_bots_own_records_read_back_as_json_loads_reads_them(value: Any) -> None:
+    for text in (dumps_own(value), json.dumps(value), json.dumps(value, indent=1)):
+        assert loads_own(text) == json.loads(text)
+
+
+def test_a_record_orjson_refuses_is_read_by_json_loads() -> None:
+    assert loads_own('{"at": NaN, "n": 123456789012345678901234567890}')["n"] == 123456789012345678901234567890

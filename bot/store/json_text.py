@@ -5,11 +5,13 @@ replies, the trace, the flow runs). ``json.dumps`` spends about 3 µs on each (i
 encoder anew per call); orjson about 0.1 µs. The text differs only in spacing and escaping (orjson
 writes compact UTF-8), which every reader (``json.loads``, Lua's cjson) takes alike. Where orjson
 would *mean* something else, ``json.dumps`` writes it as before: orjson refuses integers beyond
-64 bits and lone surrogates, and writes NaN and ±Infinity as ``null`` (``json.dumps`` writes
-``NaN``, which Python reads back as NaN).
+64 bits, lone surrogates and keys that are not strings, and writes NaN and ±Infinity as
+``null`` (``json.dumps`` writes ``NaN``, which Python reads back as NaN).
 
-Reading stays ``json.loads`` (about 2.6 µs for a conversation): orjson would read an integer
-beyond 64 bits as a float, and spotting one in the text first costs more than orjson saves.
+Reading author data stays ``json.loads`` (about 2.6 µs for a conversation's variables): orjson
+would read an integer beyond 64 bits as a float, and spotting one in the text first costs more
+than orjson saves. The bot's own records (a conversation's bookkeeping) are read by orjson
+(:func:`loads_own`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from typing import Any
 
 import orjson
 
-_OPTIONS = orjson.OPT_NON_STR_KEYS  # int keys become strings, as json.dumps makes them
+#: No option: a key that is not a ``str`` makes orjson refuse, and ``json.dumps`` writes the record.
+#: (``OPT_NON_STR_KEYS`` would write a float key as "5.960464477539063e-8" where ``json.dumps``
+#: writes "5.960464477539063e-08": another key once read back. Variables from JSON have ``str`` keys.)
+_OPTIONS = 0
 
 
 def dumps(value: Any) -> bytes | str:
@@ -65,6 +70,16 @@ def dumps_own_text(value: Any) -> str:
     """:func:`dumps_own` as ``str`` (SQLite's TEXT columns: bytes would be stored as a BLOB)."""
     text = dumps_own(value)
     return text.decode() if isinstance(text, bytes) else text
+
+
+def loads_own(text: bytes | str) -> Any:
+    """A record the bot wrote itself (:func:`dumps_own`: no integer beyond 64 bits, no NaN),
+    read by orjson, 4× faster than ``json.loads``. Author data (variables) stays ``json.loads``.
+    Whatever orjson refuses (a record from an older release, edited by hand) ``json.loads`` reads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _non_finite(value: Any) -> bool:

@@ -45,7 +45,7 @@ from bot.store.base import (
     StoreHealth,
     StoreUnavailable,
 )
-from bot.store.json_text import dumps_own_text, dumps_text
+from bot.store.json_text import dumps_own_text, dumps_text, loads_own
 from bot.store.listings import ConversationSummary, OptOut, Page, TurnRecord, dump_trace
 from bot.store.owed import Owed
 from bot.store.records import bookkeeping, conversation_from_record
@@ -105,7 +105,7 @@ class SqliteStore(run_results.SqliteResults):
             _SNAPSHOT, (message_sid, sender, sender)).fetchone()
         conversation = Conversation(sender) if version is None else \
             conversation_from_record(sender, flow, state, json.loads(variables),
-                                     json.loads(engine) if engine is not None else None, updated_at, version)
+                                     loads_own(engine) if engine is not None else None, updated_at, version)
         return Snapshot(conversation, bool(opted_out),
                         load_replies(recorded) if recorded is not None else None)
 
