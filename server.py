@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             if metrics_folder is not None:
                 shutil.rmtree(metrics_folder, ignore_errors=True)
     else:
-        uvicorn.run(create_app(settings, flows), **options)
+        uvicorn.run(create_app(settings, flows, whole_process=True), **options)
     return 0
 
 

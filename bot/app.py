@@ -26,6 +26,7 @@ from bot.engine import Engine
 from bot.flows.checks import CheckOptions
 from bot.flows.loader import FlowSet, load_flows
 from bot.flows.problems import FlowLoadError
+from bot.heap import LongLivedObjects
 from bot.inbox import Inbox, Patience
 from bot.limits import NotifyLimiter, limited
 from bot.log_output import flush_log_handlers
@@ -50,12 +51,14 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None,
-               fetcher: Fetcher | None = None) -> Starlette:
+               fetcher: Fetcher | None = None, whole_process: bool = False) -> Starlette:
     """Build the app for already loaded flows.
 
     Flows are loaded (and refused) before this is called, so a broken flow stops start-up
     with its file and line instead of a traceback from inside the server.
     ``store`` and ``fetcher`` default to the ones the settings name; tests may pass their own.
+    ``whole_process``: this app is all its process serves (server.py, a worker), so serving
+    freezes the objects start-up made out of the garbage collector's way (``bot/heap.py``).
     The settings are validated here, whoever calls it (server.py, a uvicorn factory, a test): an
     app that would accept unsigned requests without dev mode is never built (``SettingsError``).
     """
@@ -115,8 +118,10 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             stop = asyncio.Event()
             status = ProcessStatusKeeper(active_store, flows)  # for operators: python -m bot status
             recorder = asyncio.create_task(status.run(stop))
+            long_lived = LongLivedObjects() if whole_process else None
             reloader = FlowReloader(settings.flows_dir, inbox, make_engine,
-                                    options=CheckOptions.of_the_bot(settings.flow_env), status=status)
+                                    options=CheckOptions.of_the_bot(settings.flow_env), status=status,
+                                    swapped=long_lived.thaw if long_lived is not None else None)
             watcher = asyncio.create_task(reloader.watch(stop)) if settings.reload_flows else None
             sweeper = asyncio.create_task(_sweep_periodically(active_store, stop))
             deliver = deliver_later if outbox is not None else None
@@ -125,6 +130,8 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
             # Replies owed by turns whose process stopped before sending them (bot/owed_delivery.py)
             owed = asyncio.create_task(OwedDelivery(inbox, active_store, deliver).run(stop)) \
                 if deliver is not None else None
+            if long_lived is not None:
+                long_lived.freeze()  # last: everything start-up made is in place
             try:
                 yield {"settings": settings, "inbox": inbox, "store": active_store, "signature_checker": checker,
                        "reloader": reloader, "outbox": outbox, "patience": patience, "status": status,
@@ -144,6 +151,8 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 if watcher is not None:
                     await watcher
                 await recorder  # last: written "stopped", with whatever the reloads did
+                if long_lived is not None:
+                    long_lived.release()
                 if store is None:
                     await active_store.close()
                 # reached only when every step above ended well (tests/test_graceful_shutdown.py reads it)
@@ -307,4 +316,4 @@ def app_from_environment() -> Starlette:
     except StartUpRefused as refused:
         print(refused.message, file=sys.stderr, flush=True)
         raise SystemExit(refused.exit_code) from None
-    return create_app(settings, flows)
+    return create_app(settings, flows, whole_process=True)

@@ -27,6 +27,7 @@ from bot.results.tracking import opening, track
 from bot.simulated_numbers import is_simulated
 from bot.store.base import CommitResult, Locks, StoreBusy, Turns
 from bot.store.owed import RETRY_SECONDS, Owed, OwedReplies
+from bot.store.read_ahead import read_ahead
 from bot.types import (
     ConsentChange,
     ConsentStatus,
@@ -97,7 +98,7 @@ class _Ticket:
     deliver: Deliver | None = None
     interim: str | None = None  # what the webhook answered instead; recorded as the answer
     answer: Answer | None = None
-    locked: asyncio.Event = field(default_factory=asyncio.Event)  # set once the sender's lock is held
+    on_locked: Callable[[], None] | None = None  # called once the sender's lock is held
 
     def decide(self) -> Answer:
         if self.answer is None:
@@ -181,17 +182,34 @@ class Inbox:
         return set(self._background)
 
     async def _receive_patiently(self, inbound: Inbound, patience: Patience) -> Received:
-        ticket = _Ticket(patience.deliver, patience.interim)
-        task = asyncio.create_task(self._turn(Message(inbound), ticket))
         # The patience counts from when this turn gets the sender's lock: an earlier turn still
         # finishing (a deferred lookup) is not this turn's slowness. The whole wait stays bounded.
+        # One future, woken by the turn's end or by one timer (the deadline, then the patience):
+        # this runs for every message once outbound is configured, where asyncio.wait and a task
+        # waiting on an Event cost a quarter of a turn.
         loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
         deadline = loop.time() + MAX_WEBHOOK_WAIT
-        locked = asyncio.create_task(ticket.locked.wait())
-        await asyncio.wait({task, locked}, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
-        locked.cancel()
-        if not task.done():
-            await asyncio.wait({task}, timeout=max(0.0, min(patience.seconds, deadline - loop.time())))
+
+        def wake(_: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        timer = loop.call_at(deadline, wake)
+
+        def locked() -> None:
+            nonlocal timer
+            timer.cancel()
+            timer = loop.call_at(min(loop.time() + patience.seconds, deadline), wake)
+
+        ticket = _Ticket(patience.deliver, patience.interim, on_locked=locked)
+        task = asyncio.create_task(self._turn(Message(inbound), ticket))
+        task.add_done_callback(wake)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
         if task.done() or ticket.answer is Answer.INLINE:  # finished, or already committing its answer inline
             return await task
         ticket.answer = Answer.LATER
@@ -211,8 +229,10 @@ class Inbox:
         sender = event.inbound.sender
         # A message's consent is read once, here: it decides the lane, and the engine answers from it.
         consent = read_consent(event.inbound, engine.flows.consent) if isinstance(event, Message) else None
+        read_ahead(sender, event.inbound.message_sid)  # a store may read the snapshot with the lock: one trip
         async with self.store.lock(_lane(sender, consent)):
-            ticket.locked.set()
+            if ticket.on_locked is not None:
+                ticket.on_locked()
             for _ in range(MAX_ATTEMPTS):
                 # Read under the lock: a twin of this turn (a Twilio retry) may have just won.
                 snapshot = await self.store.snapshot(sender, event.inbound.message_sid)

@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 
 class FlowReloader:
     def __init__(self, folder: str | Path, inbox: Inbox, make_engine: Callable[[FlowSet], Engine], *,
-                 options: CheckOptions = CheckOptions(), status: ProcessStatusKeeper | None = None) -> None:
+                 options: CheckOptions = CheckOptions(), status: ProcessStatusKeeper | None = None,
+                 swapped: Callable[[], None] | None = None) -> None:
         self.folder = Path(folder)
         self.inbox = inbox
         self.make_engine = make_engine
         self.options = options  # the checks start-up ran (FLOW_ENV, the turn's cap), so a reload warns alike
         self.status = status  # told of every attempt, for operators (python -m bot status)
+        self.swapped = swapped  # told after each swap (bot/heap.py: the old flows become garbage)
         self.reloads = 0  # successful swaps, for tests
 
     def reload(self) -> bool:
@@ -53,6 +55,8 @@ class FlowReloader:
             log.warning("%s", warning)
         self.inbox.engine = self.make_engine(flows)
         self.reloads += 1
+        if self.swapped is not None:
+            self.swapped()
         metrics.flow_names(flows.flows)
         metrics.reloaded(True)
         if self.status is not None:
