@@ -133,8 +133,12 @@ def summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
              + f"; renewal {found['renewal']['trips']} trips per {found['renewal']['held_seconds']:g} s held"},
             f"store CPU per turn, in-process, 50 at once: "
             f"{found['cpu_us_per_turn'] - found['memory_cpu_us_per_turn']:.0f} µs "
-            f"({found['cpu_us_per_turn']:.0f} − {found['memory_cpu_us_per_turn']:.0f} on the in-memory store)",
-            value=found["cpu_us_per_turn"] - found["memory_cpu_us_per_turn"])
+            f"({found['cpu_us_per_turn']:.0f} − {found['memory_cpu_us_per_turn']:.0f} on the in-memory store)"
+            + (f"; Redis's own CPU per turn meanwhile: {found['redis_cpu']['cpu_us_per_turn']:.0f} µs "
+               f"({found['redis_cpu']['cpu_us_range'][0]:.0f}–{found['redis_cpu']['cpu_us_range'][1]:.0f})"
+               if found.get("redis_cpu") else ""),
+            value=found["cpu_us_per_turn"] - found["memory_cpu_us_per_turn"],
+            redis_cpu_us=found["redis_cpu"]["cpu_us_per_turn"] if found.get("redis_cpu") else None)
     for kind, found in data.get("profile", {}).items():
         row(f"profile ({kind}): share of the bot's busy samples in the Redis store and client", {kind: ""},
             f"{found['store_share']:.0%}", value=found["store_share"])

@@ -14,7 +14,9 @@ YES) goes through the real inbox and engine on the Redis at ``REDIS_URL`` (a dat
 2. **Renewal**: a lock held 4 s with nothing done (a slow ``fetch`` would), its trips.
 3. **CPU per turn**, 50 turns at once as a loaded server runs them: this process's CPU µs per turn
    on Redis, and on the in-memory store (the same pipeline and engine with no store work), so the
-   difference is what the Redis store costs the bot's core.
+   difference is what the Redis store costs the bot's core; and Redis's own CPU µs per turn
+   meanwhile (``used_cpu_user`` + ``used_cpu_sys``), with the µs its commands took by name
+   (``INFO commandstats``: a script's own commands are counted inside its ``evalsha`` too).
 
 Prints one JSON object.
 """
@@ -48,6 +50,11 @@ class Info:
         self.address = (parts.hostname or "127.0.0.1", parts.port or 6379)
 
     def read(self) -> tuple[int, Counter[str]]:
+        reads, commands, _, _ = self.read_all()
+        return reads, commands
+
+    def read_all(self) -> tuple[int, Counter[str], float, Counter[str]]:
+        """Read events, calls by command, CPU seconds, and µs by command."""
         with socket.create_connection(self.address, timeout=5) as connection:
             connection.sendall(b"*2\r\n$4\r\nINFO\r\n$3\r\nall\r\n")
             reply = b""
@@ -57,15 +64,20 @@ class Info:
                     break
                 reply += chunk
         text = reply.decode(errors="replace")
-        reads, commands = 0, Counter[str]()
+        reads, commands, cpu, usec = 0, Counter[str](), 0.0, Counter[str]()
         for line in text.splitlines():
             if line.startswith("total_reads_processed:"):
                 reads = int(line.split(":", 1)[1])
+            elif line.startswith(("used_cpu_user:", "used_cpu_sys:")):
+                cpu += float(line.split(":", 1)[1])
             elif line.startswith("cmdstat_"):
                 name, _, fields = line.partition(":")
-                commands[name.removeprefix("cmdstat_")] = int(dict(f.split("=", 1) for f in fields.split(","))["calls"])
+                stats = dict(f.split("=", 1) for f in fields.split(","))
+                commands[name.removeprefix("cmdstat_")] = int(stats["calls"])
+                usec[name.removeprefix("cmdstat_")] = int(stats["usec"])
         commands.pop("info", None)
-        return reads, commands
+        usec.pop("info", None)
+        return reads, commands, cpu, usec
 
 
 def _whole(reply: bytes) -> bool:
@@ -179,29 +191,45 @@ async def measure(url: str, flows_dir: Path, turns: int) -> dict[str, Any]:
             await asyncio.sleep(HOLD_SECONDS)
             reads1, _ = info.read()
         result["renewal"] = {"held_seconds": HOLD_SECONDS, "trips": reads1 - reads0 - phases.overhead}
-        result["cpu_us_per_turn"] = await _cpu(Inbox(store, engine), turns * 10)
+        result["cpu_us_per_turn"], result["redis_cpu"] = await _cpu(Inbox(store, engine), turns * 10, info)
     finally:
         await store.close()
     memory = open_store("memory://")
-    result["memory_cpu_us_per_turn"] = await _cpu(Inbox(memory, engine), turns * 10)
+    result["memory_cpu_us_per_turn"], _ = await _cpu(Inbox(memory, engine), turns * 10)
     await memory.close()
     return result
 
 
-async def _cpu(inbox: Any, turns: int, rounds: int = 3) -> float:
-    """CPU µs per turn, IN_FLIGHT at once (of as many senders), median of ``rounds`` after a warm-up."""
+async def _cpu(inbox: Any, turns: int, info: Info | None = None,
+               rounds: int = 3) -> tuple[float, dict[str, Any] | None]:
+    """CPU µs per turn, IN_FLIGHT at once (of as many senders), median of ``rounds`` after a warm-up;
+    with ``info``, Redis's own CPU µs per turn meanwhile and its commands' µs per turn by name."""
     senders = IN_FLIGHT * 4
     turns = max(1, turns // (3 * senders)) * 3 * senders
 
-    async def batch(tag: str, count: int) -> float:
+    async def batch(tag: str, count: int) -> tuple[float, float, Counter[str]]:
+        before = info.read_all() if info is not None else None
         started = time.process_time()
         for low in range(0, count, IN_FLIGHT):
             await asyncio.gather(*(inbox.receive(_message(index, senders, tag))
                                    for index in range(low, min(count, low + IN_FLIGHT))))
-        return (time.process_time() - started) / count * 1e6
+        own = (time.process_time() - started) / count * 1e6
+        if before is None or info is None:
+            return own, 0.0, Counter()
+        await asyncio.sleep(0.01)  # releases sent without waiting have run
+        after = info.read_all()
+        return own, (after[2] - before[2]) / count * 1e6, after[3] - before[3]
 
     await batch("warm", senders * 3)
-    return statistics.median([await batch(f"cpu{number}", turns) for number in range(rounds)])
+    measured = [await batch(f"cpu{number}", turns) for number in range(rounds)]
+    own = statistics.median(m[0] for m in measured)
+    if info is None:
+        return own, None
+    names = sorted({name for m in measured for name in m[2]})
+    return own, {"cpu_us_per_turn": statistics.median(m[1] for m in measured),
+                 "cpu_us_range": [min(m[1] for m in measured), max(m[1] for m in measured)],
+                 "command_us_per_turn": {name: statistics.median(m[2][name] / turns for m in measured)
+                                         for name in names}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,6 +178,21 @@ async def test_the_sweep_closes_unseen_expiries_without_changing_the_counts(sim:
     assert (later.count(EXPIRED), later.in_progress) == (4, 0)
 
 
+async def test_a_run_the_sweep_closed_is_not_counted_again_when_its_person_writes(sim: Simulation) -> None:
+    await texts(sim, number(2), "SURVEY")  # nudged at 10 min, then silent: lapses at 1 h
+    await sim.wait(2 * HOUR)
+    store = store_of(sim)
+    await store.sweep(sim.clock.now)
+    closed = await store.flow_results("survey", now=sim.clock.now)
+    assert (closed.started, closed.ended, closed.in_progress) == (1, {EXPIRED: 1}, 0)
+    await texts(sim, number(2), "hello", "SURVEY", "3")  # the turn ends it again: counted once
+    again = await store.flow_results("survey", now=sim.clock.now)
+    assert (again.started, again.ended, again.in_progress) == (2, {EXPIRED: 1}, 1)
+    assert again.reached == {"ask": 2, "nudge": 1, "comment": 1}
+    rows = [(row.state, row.outcome) async for row in store.runs("survey", now=sim.clock.now)]
+    assert rows == [("nudge", EXPIRED), ("comment", None)]
+
+
 async def test_an_operator_reset_ends_the_run_reset(sim: Simulation) -> None:
     await texts(sim, number(1), "SURVEY", "4")
     await sim.inbox.reset(number(1))

@@ -13,6 +13,10 @@ guarantee needs:
   (``redis_scripts.COMMIT``): :func:`held_for_commit` hands the commit this task's hold. Only a
   COMMITTED result ends the hold (a conflict or a duplicate keeps it: the pipeline reads again),
   and a turn with replies owed keeps it until they are sent, under the lock, in order.
+* The turn's snapshot may be read in the same write as the ``SET NX`` (``read_ahead.py``): Redis
+  runs a connection's commands in order, so when the ``SET NX`` took the lock the reads after it
+  are under the lock, and the snapshot uses them (:func:`read_with_lock`) instead of a second trip.
+  When the lock was held elsewhere they are dropped, and read again once it is ours.
 * Otherwise the release (delete while it is still our token) is sent without waiting for its reply:
   Redis runs a connection's commands in order, so this process's next ``SET NX`` on the key comes
   after it; if it is lost with the connection, the TTL frees the key.
@@ -27,12 +31,13 @@ import os
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
+from typing import Any
 
 from bot.store.base import StoreBusy
 from bot.store.keyed_locks import KeyedLocks
 from bot.store.redis_errors import FAILURES, unavailable
 from bot.store.redis_scripts import RELEASE, RENEW
-from bot.store.redis_wire import RedisWire, Script
+from bot.store.redis_wire import RedisWire, Script, Word, is_error
 
 #: This process's part of every token (new in a forked child, so no two processes ever share one).
 _PROCESS = [os.urandom(8).hex()]
@@ -42,10 +47,17 @@ FIRST_POLL = 0.002  # seconds between tries for a sender another process holds, 
 LONGEST_POLL = 0.05  # …up to this
 
 
+_HELD: ContextVar[Hold | None] = ContextVar("textflow_redis_turn_lock", default=None)
+
+#: What a lock reads in the same write as its ``SET NX`` (``read_ahead.py``): a name for the reads
+#: (whoever asks for them again knows them by it) and their commands.
+Reads = tuple[object, tuple[tuple[Word, ...], ...]]
+
+
 class Hold:
     """One turn's hold on a sender's lock."""
 
-    __slots__ = ("key", "token", "ttl_ms", "released", "renewed", "renewing")
+    __slots__ = ("key", "token", "ttl_ms", "released", "renewed", "renewing", "ahead")
 
     def __init__(self, key: str, token: str, ttl_ms: int) -> None:
         self.key = key
@@ -54,9 +66,18 @@ class Hold:
         self.released = False  # by the commit script, or the release sent at the end
         self.renewed = 0.0  # when it was taken or last renewed (the loop's clock)
         self.renewing: asyncio.Task[None] | None = None
+        self.ahead: tuple[object, list[Any]] | None = None  # reads answered with the lock, not yet used
 
 
-_HELD: ContextVar[Hold | None] = ContextVar("textflow_redis_turn_lock", default=None)
+def read_with_lock(name: object) -> list[Any] | None:
+    """The replies of the reads named ``name`` that this task's hold made with its ``SET NX`` (so
+    under the lock), once: None if it made none by that name, or they were used already."""
+    hold = _HELD.get()
+    if hold is None or hold.ahead is None or hold.ahead[0] != name:
+        return None
+    replies = hold.ahead[1]
+    hold.ahead = None
+    return replies
 
 
 def held_for_commit(key: str) -> Hold | None:
@@ -82,9 +103,11 @@ class TurnLocks:
         self._holds: set[Hold] = set()  # held now: what the renewal watch looks at
         self._watch: asyncio.TimerHandle | None = None  # ticks while anything is held
 
-    def hold(self, key: str, seconds: float, wait: float) -> _Holding:
-        """``async with``: hold ``key`` (TTL ``seconds``), waiting up to ``wait`` for another holder."""
-        return _Holding(self, key, seconds, wait)
+    def hold(self, key: str, seconds: float, wait: float, reads: Reads | None = None) -> _Holding:
+        """``async with``: hold ``key`` (TTL ``seconds``), waiting up to ``wait`` for another holder;
+        ``reads`` are sent with the first ``SET NX`` (:func:`read_with_lock` has their replies if it
+        took the lock, after a wait they are read again by whoever needs them)."""
+        return _Holding(self, key, seconds, wait, reads)
 
     def released(self, hold: Hold) -> None:
         """The commit script deleted the key: the hold ends there."""
@@ -97,7 +120,7 @@ class TurnLocks:
             hold.renewing.cancel()
             hold.renewing = None
 
-    async def _acquire(self, key: str, seconds: float, wait: float) -> Hold:
+    async def _acquire(self, key: str, seconds: float, wait: float, reads: Reads | None) -> Hold:
         hold = Hold(key, f"{_PROCESS[0]}:{next(self._tokens)}", int(seconds * 1000))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -106,12 +129,21 @@ class TurnLocks:
             if not self._migrated:
                 await self._migrate()
                 self._migrated = True
-            while await self._wire.call("SET", key, hold.token, "NX", "PX", hold.ttl_ms) is None:
+            take = ("SET", key, hold.token, "NX", "PX", hold.ttl_ms)
+            if reads is None:
+                taken = await self._wire.call(*take) is not None
+            else:  # read in the same write; used only if this SET took the lock (read after it)
+                replies = await self._wire.pipeline(take, *reads[1], raised=1)
+                taken = replies[0] is not None
+                if taken and not any(is_error(reply) for reply in replies[1:]):  # else read (and raised) again
+                    hold.ahead = (reads[0], replies[1:])
+            while not taken:
                 left = deadline - loop.time()
                 if left <= 0:
                     raise StoreBusy(f"lock {key} still held after {wait:g}s")
                 await asyncio.sleep(min(delay, left))
                 delay = min(delay * 2, LONGEST_POLL)
+                taken = await self._wire.call(*take) is not None
         except asyncio.CancelledError:
             self._send_release(hold)  # the SET may have gone through: do not leave it to the TTL
             raise
@@ -160,13 +192,14 @@ class TurnLocks:
 class _Holding:
     """The ``async with`` of :meth:`TurnLocks.hold` (a class: cheaper than a generator per turn)."""
 
-    __slots__ = ("_locks", "_key", "_seconds", "_wait", "_hold", "_held", "_local")
+    __slots__ = ("_locks", "_key", "_seconds", "_wait", "_reads", "_hold", "_held", "_local")
 
-    def __init__(self, locks: TurnLocks, key: str, seconds: float, wait: float) -> None:
+    def __init__(self, locks: TurnLocks, key: str, seconds: float, wait: float, reads: Reads | None) -> None:
         self._locks = locks
         self._key = key
         self._seconds = seconds
         self._wait = wait
+        self._reads = reads
         self._hold: Hold | None = None
         self._held: Token[Hold | None] | None = None
         self._local = locks._local.hold(key)
@@ -174,7 +207,7 @@ class _Holding:
     async def __aenter__(self) -> None:
         await self._local.__aenter__()
         try:
-            self._hold = await self._locks._acquire(self._key, self._seconds, self._wait)
+            self._hold = await self._locks._acquire(self._key, self._seconds, self._wait, self._reads)
         except BaseException:
             await self._local.__aexit__(None, None, None)
             raise

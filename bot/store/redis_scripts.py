@@ -42,14 +42,15 @@ return change_consent(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV
 # Who is where (the console's counts): a conversation in a flow is a member of its state's sorted set
 # (at_state), scored by when the person last wrote; the conversation's hash names that set in 'at'
 # (empty: in no flow; the commit writes it with the data), so the next write or a purge knows which
-# set to leave. The flow's states and the flows are listed when a conversation arrives at a state
-# (a conversation last written before these sets existed has no 'at': it joins them at its next turn).
+# set to leave. A state's set is listed in its flow's states, and the flow in the flows, when the
+# set begins (its first member: every set that exists was listed as it began, by this, by an earlier
+# release, or by migration 1; the lists never shrink). A conversation last written before these
+# sets existed has no 'at': it joins them at its next turn.
 PLACE = """
 local function place(sender, before, at_key, states, state, flows, flow, score)
   if before and before ~= '' and before ~= at_key then redis.call('ZREM', before, sender) end
   if at_key ~= '' then
-    redis.call('ZADD', at_key, score, sender)
-    if before ~= at_key then
+    if redis.call('ZADD', at_key, score, sender) == 1 and redis.call('ZCARD', at_key) == 1 then
       redis.call('SADD', states, state)
       redis.call('SADD', flows, flow)
     end
@@ -57,38 +58,64 @@ local function place(sender, before, at_key, states, state, flows, flow, score)
 end
 """
 
-# KEYS: conversation, message, opt-out, transcript, sender's message set, reply, deadlines, sender,
-#       the number's ledger, all ledgers, ledger sequence, opt-outs, owed records, their claims, the
-#       turn's lock
-# ARGV: expected version ('-': conversation unchanged, not written), conversation JSON, replies JSON,
-#       dedup ttl ms, opt-out (1/0/-), retention ttl ms, now, message sid, deadline (time / clear / -),
-#       consent change time, its ledger entry, where it is (at_state key or ''), its flow's states key,
-#       state, the counted flows key, flow, when the person last wrote, the turn's flow runs (JSON,
-#       redis_results.py; '-': none), its owed replies (JSON, redis_owed.py; '-': none) and their
-#       claim's end, the lock's token ('-': keep the lock), transcript lines...
-# Returns committed, or (nothing written) duplicate or conflict.
-COMMIT = CONSENT + PLACE + APPLY_RUNS + OWE + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
-if ARGV[1] ~= '-' then
-  local stored = redis.call('HMGET', KEYS[1], 'version', 'at')
-  local version = tonumber(stored[1] or '0')
-  if version ~= tonumber(ARGV[1]) then return 'conflict' end
-  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version + 1, 'at', ARGV[12])
-  place(KEYS[8], stored[2], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17])
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+# KEYS: conversation, message (the MessageSid's mark), reply, transcript, sender's message set, and
+#       the turn's lock when the commit ends its hold
+# ARGV: key prefix, sender, message sid, expected version ('-': conversation unchanged, not written),
+#       conversation JSON, flow ('' in none), state, when the person last wrote, replies JSON, dedup
+#       ttl ms, retention ttl ms, deadline (time / clear / -), the lock's token ('-': keep the lock);
+#       then the consent change: '-', or opt-out (1/0), the opt-out key, the number's ledger, all
+#       ledgers, ledger sequence, opt-outs, its time, its ledger entry; then how many flow runs the
+#       turn updates and their updates (redis_results.APPLY_RUNS); then the replies owed: '-', or
+#       their JSON (redis_owed.py), their claim's end, the owed records and claims keys; then the
+#       transcript lines.
+# Keys the script builds from the prefix (as redis_keys.KeyBuilder names them: keep the two alike;
+# the contract tests read them back through the store): 'deadlines', 'at:FLOW:STATE',
+# 'states:FLOW', 'flows', and the results' keys (redis_results.py). A script's argument costs Redis
+# about a µs (its parse, a string for Lua), so what most turns do not write is not named.
+# Returns committed, or (nothing written) duplicate or conflict. The MessageSid's SET NX is the
+# duplicate check and the first write; the consent and owed helpers are defined only for a turn that
+# uses them (a Lua closure made per call costs Redis about half a µs).
+COMMIT = PLACE + APPLY_RUNS + """
+local p, sender, sid = ARGV[1], ARGV[2], ARGV[3]
+local stored = nil
+if ARGV[4] ~= '-' then
+  stored = redis.call('HMGET', KEYS[1], 'version', 'at')
+  if tonumber(stored[1] or '0') ~= tonumber(ARGV[4]) then
+    if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
+    return 'conflict'
+  end
 end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
-redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[6])
-redis.call('SADD', KEYS[5], ARGV[8])
-redis.call('PEXPIRE', KEYS[5], ARGV[4])
-if ARGV[5] ~= '-' then change_consent(KEYS[3], KEYS[9], KEYS[10], KEYS[11], ARGV[5], ARGV[10], ARGV[11], KEYS[12]) end
-if ARGV[9] == 'clear' then redis.call('ZREM', KEYS[7], KEYS[8])
-elseif ARGV[9] ~= '-' then redis.call('ZADD', KEYS[7], ARGV[9], KEYS[8]) end
-if ARGV[18] ~= '-' then apply_runs(ARGV[18], KEYS[8], ARGV[6]) end
-if ARGV[19] ~= '-' then owe(KEYS[13], KEYS[14], ARGV[8], ARGV[19], ARGV[20]) end
-if #ARGV > 21 then redis.call('RPUSH', KEYS[4], unpack(ARGV, 22)) end
-redis.call('PEXPIRE', KEYS[4], ARGV[6])
-if ARGV[21] ~= '-' and redis.call('GET', KEYS[15]) == ARGV[21] then redis.call('DEL', KEYS[15]) end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[10]) then return 'duplicate' end
+if stored then
+  local flow, state = ARGV[6], ARGV[7]
+  local at_key = ''
+  if flow ~= '' and state ~= '' then at_key = p .. 'at:' .. flow .. ':' .. state end
+  redis.call('HSET', KEYS[1], 'data', ARGV[5], 'version', tonumber(stored[1] or '0') + 1, 'at', at_key)
+  place(sender, stored[2], at_key, p .. 'states:' .. flow, state, p .. 'flows', flow, ARGV[8])
+  redis.call('PEXPIRE', KEYS[1], ARGV[11])
+end
+redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[11])
+redis.call('SADD', KEYS[5], sid)
+redis.call('PEXPIRE', KEYS[5], ARGV[10])
+if ARGV[12] == 'clear' then redis.call('ZREM', p .. 'deadlines', sender)
+elseif ARGV[12] ~= '-' then redis.call('ZADD', p .. 'deadlines', ARGV[12], sender) end
+local i = 15
+if ARGV[14] ~= '-' then
+""" + CONSENT + """
+  change_consent(ARGV[15], ARGV[16], ARGV[17], ARGV[18], ARGV[14], ARGV[20], ARGV[21], ARGV[19])
+  i = 22
+end
+i = apply_runs(i + 1, tonumber(ARGV[i]), p, sender, ARGV[11])
+if ARGV[i] ~= '-' then
+""" + OWE + """
+  owe(ARGV[i + 2], ARGV[i + 3], sid, ARGV[i], ARGV[i + 1])
+  i = i + 4
+else
+  i = i + 1
+end
+if #ARGV >= i then redis.call('RPUSH', KEYS[4], unpack(ARGV, i)) end
+redis.call('PEXPIRE', KEYS[4], ARGV[11])
+if KEYS[6] and redis.call('GET', KEYS[6]) == ARGV[13] then redis.call('DEL', KEYS[6]) end
 return 'committed'
 """
 

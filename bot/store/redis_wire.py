@@ -57,6 +57,11 @@ _ERRORS: dict[str, type[ResponseError] | type[RedisConnectionError]] = {
 }
 
 
+def is_error(reply: Any) -> bool:
+    """Whether a reply left in a list by :meth:`RedisWire.pipeline` (``raised``) is an error reply."""
+    return isinstance(reply, hiredis.ReplyError)
+
+
 def error_of(reply: hiredis.ReplyError) -> Exception:
     """An error reply as redis-py raises it (the store's error mapping reads those classes)."""
     message = str(reply)
@@ -218,13 +223,14 @@ class RedisWire:
         if connection is not None and connection.lost is None:
             connection.queue(_pack(args), _Waiting(None, 1))
 
-    async def pipeline(self, *commands: tuple[Word, ...]) -> list[Any]:
-        """Several commands in one write; their replies (an error reply raised)."""
+    async def pipeline(self, *commands: tuple[Word, ...], raised: int | None = None) -> list[Any]:
+        """Several commands in one write; their replies. An error reply is raised, or with ``raised``
+        only among the first ``raised`` replies (the others' stay in the list, ``is_error``)."""
         connection = self._connection if self._connection is not None and self._connection.lost is None \
             else await self._connect()
         replies: list[Any] = await connection.send(b"".join(_pack(c) for c in commands),
                                                    len(commands))
-        for reply in replies:
+        for reply in replies if raised is None else replies[:raised]:
             if isinstance(reply, hiredis.ReplyError):
                 raise error_of(reply)
         return replies
