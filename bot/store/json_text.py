@@ -8,10 +8,11 @@ would *mean* something else, ``json.dumps`` writes it as before: orjson refuses 
 64 bits, lone surrogates and keys that are not strings, and writes NaN and ±Infinity as
 ``null`` (``json.dumps`` writes ``NaN``, which Python reads back as NaN).
 
-Reading author data stays ``json.loads`` (about 2.6 µs for a conversation's variables): orjson
-would read an integer beyond 64 bits as a float, and spotting one in the text first costs more
-than orjson saves. The bot's own records (a conversation's bookkeeping) are read by orjson
-(:func:`loads_own`).
+Reading author data is ``json.loads`` (about 2.6 µs for a conversation's variables) unless the
+text is known to be orjson's: orjson would read an integer beyond 64 bits as a float, and spotting
+one in the text first costs more than orjson saves. Known: the bot's own records (a conversation's
+bookkeeping, :func:`loads_own`), and a Redis conversation record that orjson wrote (no space after
+its first key, ``redis_turns.read_record``: what orjson writes holds no such integer).
 """
 
 from __future__ import annotations
