@@ -32,6 +32,13 @@ def redis_store(url: str) -> RedisStore:
     return store
 
 
+async def sent_through(store: RedisStore) -> None:
+    """Wait until what ``store`` wrote on its turn connection without waiting (a lock's release) has
+    been run by Redis: a reply on the same connection comes after it. Another client's EXISTS,
+    on its own connection, could otherwise get there first."""
+    await store._wire.call("PING")  # noqa: SLF001 - the turn connection itself is what is checked
+
+
 async def test_a_committed_turn_frees_its_sender_in_the_commit(redis_url: str) -> None:
     """The commit script deletes the lock once the turn is saved: the next process need not wait
     for this one's release (and this one sends none)."""
@@ -46,6 +53,7 @@ async def test_a_committed_turn_frees_its_sender_in_the_commit(redis_url: str) -
             async with asyncio.timeout(1):
                 async with other.lock(SENDER):  # another process gets the sender at once
                     assert await client.get(LOCK) != ""
+        await sent_through(other)
         assert not await client.exists(LOCK)
     finally:
         await client.aclose()
@@ -65,11 +73,13 @@ async def test_a_conflict_a_duplicate_and_owed_replies_keep_the_lock(redis_url: 
             owing = dataclasses.replace(turn(conversation, "SM1"), owed=("sent later, under the lock",))
             assert await store.commit(owing) is CommitResult.COMMITTED
             assert await client.exists(LOCK)  # its replies go out before the sender's next turn
+        await sent_through(store)
         assert not await client.exists(LOCK)
         async with store.lock(SENDER):
             conversation = (await store.snapshot(SENDER, "SM1")).conversation
             assert await store.commit(turn(conversation, "SM1")) is CommitResult.DUPLICATE
             assert await client.exists(LOCK)
+        await sent_through(store)
         assert not await client.exists(LOCK)
     finally:
         await client.aclose()
