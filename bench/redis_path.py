@@ -144,7 +144,9 @@ class RedisBench(Bench):
         before = self.redis.counters() if is_bot else {}
         result = measure()
         if is_bot and result["completed"]:
-            result["redis"] = per_webhook(before, self.redis.counters(), result["completed"])
+            # Redis's counters span every attempt of the measurement, the ones whose pool ran dry too
+            answered = result.get("completed_all_attempts", result["completed"])
+            result["redis"] = per_webhook(before, self.redis.counters(), answered)
         return result
 
     def run_rounds(self) -> None:
