@@ -14,7 +14,9 @@ the fake Twilio API (``bot/fake_twilio``) in a process of its own on 127.0.0.1 (
   150 ms late as Twilio does (so hundreds a second need many calls in flight): the rate achieved
   between the first and the last message accepted, against the rate asked (target within 5%).
 * **replies**: webhook latency on an idle bot and during a broadcast at 100/s on the same SQLite
-  store, interleaved rounds (bench/broadcast_replies.py; target busy p99 within 1.5x of idle).
+  store, interleaved rounds (bench/broadcast_replies.py; target busy p99 within 1.5x of idle). The
+  broadcast runs on the server's core (the same machine, as deployed), the fake API on the load
+  generator's (Twilio is elsewhere); ``--before DIR`` adds another checkout's broadcast to the same rounds.
 
 Resuming after kill -9 is a test, not a figure: tests/test_broadcast_resume.py. The table gives
 medians with ranges over rounds (the million is one run: it takes about ten minutes); the JSON goes
@@ -46,6 +48,9 @@ PACING_TOLERANCE = 0.05  # achieved within 5% of the rate asked
 PACING_RATES = ("1", "10", "100", "300", "unlimited")
 PACING_SECONDS = 10.0  # of messages per paced run (unlimited: 3,000 messages)
 QUICK_RATES = ("10", "100", "unlimited")
+QUICK_ROWS = 2_000  # --quick: the unpaced run's rows
+QUICK_PACING_SECONDS = 1.0  # --quick: of messages per paced run (at least 10 messages)
+QUICK_UNPACED_MESSAGES = 200  # --quick: the unlimited run's messages
 API_DELAY = 0.15  # the fake API's answer time in the pacing runs
 
 
@@ -149,10 +154,18 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                                    if r["idle"]["turn_p99_ms"]], "{:.2f}×")))
         ratios = replies["p99_ratios"]
         ratio = statistics.median(ratios) if ratios else None
-        rows.append(row(f"webhook p99 {during} (ms; compared with: idle, interleaved rounds)",
+        where = (f"; broadcast on core {replies['broadcast_core']}, the server's {replies['server_core']}"
+                 if "broadcast_core" in replies else "")
+        rows.append(row(f"webhook p99 {during} (ms; compared with: idle, interleaved rounds{where})",
                         _cell([r["busy"]["p99_ms"] for r in rounds]), _cell([r["idle"]["p99_ms"] for r in rounds]),
                         _cell(ratios, "{:.2f}×"), f"≤ {broadcast_replies.TARGET}×",
-                        ratio is not None and ratio <= broadcast_replies.TARGET))
+                        ratio is not None and ratio <= broadcast_replies.TARGET,
+                        broadcast_core=replies.get("broadcast_core"), server_core=replies.get("server_core")))
+        before = replies.get("before")
+        if before:  # the same rounds, the same idle measurements: another checkout's broadcast
+            rows.append(row(f"the same, the broadcast of {Path(before['code']).name} (before)",
+                            _cell([r["before"]["busy"]["p99_ms"] for r in rounds]),
+                            _cell([r["idle"]["p99_ms"] for r in rounds]), _cell(before["p99_ratios"], "{:.2f}×")))
     return rows
 
 
@@ -184,14 +197,18 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench broadcast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, help="rows of the unpaced broadcast (default 1,000,000; quick 5,000)")
+    parser.add_argument("--rows", type=int, help="rows of the unpaced broadcast (default 1,000,000; quick "
+                        f"{QUICK_ROWS:,})")
     parser.add_argument("--parts", default="million,pacing,replies", help="which parts, comma-separated")
     parser.add_argument("--rounds", type=int, help="interleaved idle/busy rounds of the replies part (default 3)")
     parser.add_argument("--pacing-rounds", type=int, default=2, help="rounds of each pacing rate (default 2)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: 5,000 rows, short pacing and replies runs (figures not comparable)")
-    parser.add_argument("--broadcast-core", help="where the replies part runs the broadcast (default: the load "
-                        "generator's core)")
+                        help=f"smoke test: {QUICK_ROWS:,} rows, short pacing and replies runs (figures not "
+                        "comparable)")
+    parser.add_argument("--broadcast-core", help="where the replies part runs the broadcast (default: the "
+                        "server's core, as a deployment runs it on the server's machine)")
+    parser.add_argument("--before", type=Path, help="replies part: also the broadcast of another checkout (such as "
+                        "a `git archive` of an earlier commit), busy rounds of both against the same idle ones")
     parser.add_argument("--api-delay", type=float, default=API_DELAY, help="seconds the fake API takes to answer in "
                         f"the pacing and replies parts (default {API_DELAY}, as Twilio's 100-300 ms)")
     parser.add_argument("--code", type=Path, default=ROOT, help="run the bot from another checkout (such as a "
@@ -205,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("taskset") is None:
         say("error: taskset (util-linux) is needed to pin the broadcast, the fake API and the servers")
         return 2
-    rows = args.rows or (5_000 if args.quick else 1_000_000)
+    rows = args.rows or (QUICK_ROWS if args.quick else 1_000_000)
     workdir = Path(tempfile.mkdtemp(prefix="textflow-bench-broadcast-"))
     cores = sorted(os.sched_getaffinity(0))
     server_core, load_core = str(cores[0]), str(cores[-1])
@@ -218,12 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         if "pacing" in parts:
             results["pacing"] = pacing(workdir, args.pacing_rounds, server_core, load_core, args.code,
                                        api_delay=args.api_delay) if not args.quick else \
-                pacing(workdir, 1, server_core, load_core, args.code, QUICK_RATES, 2.0, 500, args.api_delay)
+                pacing(workdir, 1, server_core, load_core, args.code, QUICK_RATES, QUICK_PACING_SECONDS,
+                       QUICK_UNPACED_MESSAGES, args.api_delay)
         if "replies" in parts:
             plan = broadcast_replies.QUICK_REPLIES if args.quick else broadcast_replies.RepliesPlan()
             plan = broadcast_replies.RepliesPlan(**{**plan.__dict__, "rounds": args.rounds or plan.rounds,
                                                     "api_delay": args.api_delay})
-            results["replies"] = broadcast_replies.measure(workdir, plan, args.quick, args.broadcast_core, args.code)
+            results["replies"] = broadcast_replies.measure(workdir, plan, args.quick, args.broadcast_core, args.code,
+                                                           args.before)
     finally:
         if args.keep:
             say(f"temporary files kept in {workdir}")

@@ -7,12 +7,19 @@ one: signed webhooks at a fixed rate, open loop, a new connection each (``bench.
 Twilio sends them); for the busy one a ``python -m bot broadcast`` of its own recipients at
 ``broadcast_rate`` messages a second runs against the same store file (its own process, as
 operators run it), its fake Twilio API answering each call ``api_delay`` late as the real one
-does, and the webhooks are measured once its sends are under way. Where the broadcast process runs
-(``broadcast_core``) is printed: the load generator's core by default, so the server's core does
-only the server's work and what is measured is what the two processes share: the store. The load
-generator, which stands for Twilio, runs at real-time priority there (root only) so that sharing a
-core with the broadcast does not make it send late or read answers late; each measurement also
-gives the server's own time per turn, from its routing line (``ms=``), which no generator can blur.
+does, and the webhooks are measured once its sends are under way. The two cores stand for two
+places: the server's core is the bot's machine, the other core the rest of the world (Twilio: the
+load generator sending the webhooks and the fake API taking the broadcast's calls, which in
+production run elsewhere). So the broadcast runs on the **server's core** by default, where a real
+deployment has it (the same machine as the server; ``broadcast_core`` moves it, and the core is
+printed): what is measured is what the two processes share, the CPU and the store. The load
+generator runs at real-time priority on its core (root only) so that the fake API beside it does
+not make it send late or read answers late; each measurement also gives the server's own time per
+turn, from its routing line (``ms=``), which no generator can blur.
+
+``before``: the broadcast of another checkout (``git archive COMMIT | tar -x -C DIR``) in the same
+rounds, each round's idle measurement then compared with a busy one for each tree (their order
+alternating), so before and after share the machine's mood.
 """
 
 from __future__ import annotations
@@ -46,15 +53,17 @@ class RepliesPlan:
     broadcast_seconds: float = 60.0  # the broadcast's length: rate x seconds recipients
     api_delay: float = 0.15  # the fake API's answer time, as Twilio's 100-300 ms
     attempts: int = 4  # a round disturbed by other work on the machine is taken again, up to this
+    warmup_seconds: float = 3.0  # open loop at webhook_rate after the server's closed-loop warm-up
 
 
-QUICK_REPLIES = RepliesPlan(rounds=1, seconds=5.0, broadcast_seconds=8.0, attempts=1)
+# A smoke run: the busy measurement (2 s) still falls inside the broadcast's sends (4 s)
+QUICK_REPLIES = RepliesPlan(rounds=1, seconds=2.0, broadcast_seconds=4.0, attempts=1, warmup_seconds=1.0)
 
 
 def measure(workdir: Path, plan: RepliesPlan, quick: bool, broadcast_core: str | None = None,
-            code: Path = ROOT) -> dict[str, Any]:
+            code: Path = ROOT, before: Path | None = None) -> dict[str, Any]:
     bench = Bench(QUICK if quick else FULL, "python", workdir, quick, profile=False)
-    core = broadcast_core or bench.load_core
+    core = broadcast_core or bench.server_core
     # The load generator is the measuring instrument: sharing its core with the broadcast, it must
     # not be the one kept waiting (its send lag is inside every latency; at normal priority it lagged
     # 1.5 ms at p99 behind the broadcast, while the server's own turns did not slow down at all). It
@@ -66,17 +75,20 @@ def measure(workdir: Path, plan: RepliesPlan, quick: bool, broadcast_core: str |
     except PermissionError:
         instrument = "normal priority (not root: send lag measured, and inside the latencies)"
     try:
-        return _measure(bench, workdir, plan, core, code, instrument)
+        return _measure(bench, workdir, plan, core, {"this": code, **({"before": before} if before else {})},
+                        instrument)
     finally:
         if instrument == "SCHED_FIFO":
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
-def _measure(bench: Bench, workdir: Path, plan: RepliesPlan, core: str, code: Path,
+def _measure(bench: Bench, workdir: Path, plan: RepliesPlan, core: str, trees: dict[str, Path],
              instrument: str) -> dict[str, Any]:
     say(f"replies during a broadcast: server on core {bench.server_core}, load generator and fake API on core "
         f"{bench.load_core}, broadcast on core {core}; {plan.webhook_rate} webhooks/s, broadcast at "
-        f"{plan.broadcast_rate}/s (API answers in {plan.api_delay * 1000:.0f} ms); load generator at {instrument}")
+        f"{plan.broadcast_rate}/s (API answers in {plan.api_delay * 1000:.0f} ms); load generator at {instrument}"
+        + (f"; the broadcast of {trees['before']} (before) in the same rounds" if "before" in trees else ""))
+    broadcasts = iter(range(1, 1000))  # each broadcast's recipients are its own
     server = bench.server("bot", name="bot-replies")
     store = server.store_path
     assert store is not None
@@ -84,25 +96,35 @@ def _measure(bench: Bench, workdir: Path, plan: RepliesPlan, core: str, code: Pa
     rounds: list[dict[str, Any]] = []
     try:
         bench.check("replies warm-up", warm_up(server, traffic, bench.plan.warmup_requests, 20))
-        bench.check("replies warm-up (open loop)", latency(server, traffic, plan.webhook_rate, 3.0, 10.0))
+        bench.check("replies warm-up (open loop)", latency(server, traffic, plan.webhook_rate, plan.warmup_seconds,
+                                                                   10.0))
         for number in range(1, plan.rounds + 1):
             tries: list[dict[str, Any]] = []
             for attempt in range(1, plan.attempts + 1):  # a round other work disturbed is taken again
                 # idle then busy, busy then idle in the next round: a drift of the machine hits both alike
+                order = list(trees) if number % 2 else list(reversed(trees))
                 if number % 2:
                     idle = _webhooks(bench, server, traffic, plan, f"idle round {number}")
-                busy, sending = _during_broadcast(bench, server, traffic, plan, workdir, store, core,
-                                                  number * 10 + attempt, code)
+                busy_runs = {label: _during_broadcast(bench, server, traffic, plan, workdir, store, core,
+                                                      next(broadcasts), trees[label]) for label in order}
                 if not number % 2:
                     idle = _webhooks(bench, server, traffic, plan, f"idle round {number}")
-                tries.append({"idle": idle, "busy": busy, "broadcast": sending, "disturbed": _disturbed(idle, busy)})
-                say(f"  round {number}: idle p50 {idle['p50_ms']:.2f} / p99 {idle['p99_ms']:.2f} ms; busy p50 "
-                    f"{busy['p50_ms']:.2f} / p99 {busy['p99_ms']:.2f} ms; the server's turns idle p50 "
-                    f"{idle['turn_p50_ms']:.2f} / p99 {idle['turn_p99_ms']:.2f} ms, busy p50 {busy['turn_p50_ms']:.2f}"
-                    f" / p99 {busy['turn_p99_ms']:.2f} ms (broadcast {sending['achieved_rate']:.1f}/s, "
-                    f"{sending['accepted']} sent; busy/idle: server kept from its core {busy['server_wait']:.1%}/"
-                    f"{idle['server_wait']:.1%}, generator's send lag p99 {busy['send_lag_p99_ms']:.2f}/"
-                    f"{idle['send_lag_p99_ms']:.2f} ms)")
+                busy, sending = busy_runs["this"]
+                entry = {"idle": idle, "busy": busy, "broadcast": sending,
+                         "disturbed": max(_disturbed(idle, run, core == bench.server_core)
+                                          for run, _ in busy_runs.values())}
+                if "before" in busy_runs:
+                    entry["before"] = dict(zip(("busy", "broadcast"), busy_runs["before"], strict=True))
+                tries.append(entry)
+                for label in order:
+                    run, sent = busy_runs[label]
+                    say(f"  round {number}{f' ({label})' if label != 'this' else ''}: idle p50 {idle['p50_ms']:.2f} / "
+                        f"p99 {idle['p99_ms']:.2f} ms; busy p50 {run['p50_ms']:.2f} / p99 {run['p99_ms']:.2f} ms; "
+                        f"the server's turns idle p50 {idle['turn_p50_ms']:.2f} / p99 {idle['turn_p99_ms']:.2f} ms, "
+                        f"busy p50 {run['turn_p50_ms']:.2f} / p99 {run['turn_p99_ms']:.2f} ms (broadcast "
+                        f"{sent['achieved_rate']:.1f}/s, {sent['accepted']} sent; busy/idle: server kept from its core "
+                        f"{run['server_wait']:.1%}/{idle['server_wait']:.1%}, generator's send lag p99 "
+                        f"{run['send_lag_p99_ms']:.2f}/{idle['send_lag_p99_ms']:.2f} ms)")
                 if tries[-1]["disturbed"] <= NOISE_LIMIT:
                     break
                 if attempt < plan.attempts:
@@ -114,16 +136,20 @@ def _measure(bench: Bench, workdir: Path, plan: RepliesPlan, core: str, code: Pa
     finally:
         bench.finish_server(server, "bot replies")
     ratios = [r["busy"]["p99_ms"] / r["idle"]["p99_ms"] for r in rounds if r["idle"]["p99_ms"] > 0]
+    before = {"code": str(trees["before"]),
+              "p99_ratios": [r["before"]["busy"]["p99_ms"] / r["idle"]["p99_ms"] for r in rounds
+                             if r["idle"]["p99_ms"] > 0]} if "before" in trees else None
     return {"plan": plan.__dict__, "broadcast_core": core, "server_core": bench.server_core, "rounds": rounds,
-            "generator_priority": instrument,
+            "fake_api_core": bench.load_core, "generator_priority": instrument, "before": before,
             "p99_ratios": ratios, "notes": bench.report.notes,
             "failures": [f"{failure.where}: {failure.what}" for failure in bench.report.failures]}
 
 
-def _disturbed(idle: dict[str, Any], busy: dict[str, Any]) -> float:
-    """How long other work kept the server from its core, the worse of the two measurements (the
-    broadcast runs on another core: any wait is the machine's other work)."""
-    return float(max(idle["server_wait"], busy["server_wait"]))
+def _disturbed(idle: dict[str, Any], busy: dict[str, Any], sharing: bool) -> float:
+    """How long other work on the machine kept the server from its core. With the broadcast on the
+    server's core (``sharing``) the busy measurement's wait is mostly the broadcast itself, which is
+    what is measured, not noise: then only the idle measurement tells; otherwise the worse of the two."""
+    return float(idle["server_wait"] if sharing else max(idle["server_wait"], busy["server_wait"]))
 
 
 def _webhooks(bench: Bench, server: Any, traffic: Any, plan: RepliesPlan, where: str) -> dict[str, Any]:
@@ -143,8 +169,8 @@ def _webhooks(bench: Bench, server: Any, traffic: Any, plan: RepliesPlan, where:
 
 def _during_broadcast(bench: Bench, server: Any, traffic: Any, plan: RepliesPlan, workdir: Path, store: Path,
                       core: str, number: int, code: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    recipients = int(plan.broadcast_rate * plan.broadcast_seconds)
-    csv_path = write_csv(workdir / f"round-{number}.csv", 100_000 * number, recipients)
+    recipients = int(plan.broadcast_rate * plan.broadcast_seconds)  # under 100,000: numbers never repeat
+    csv_path = write_csv(workdir / f"broadcast-{number}.csv", 100_000 * number, recipients)
     fake = FakeApi(workdir, bench.load_core, plan.api_delay)
     env = {**clean_environment(), "PYTHONPATH": str(code), "STORE_URL": f"sqlite:///{store}",
            "FLOWS_DIR": str(ROOT / "flows"), "BROADCAST_WINDOW": "any", "TWILIO_API_BASE_URL": fake.url,

@@ -51,8 +51,10 @@ PARTS = (
 
 
 def newest(part: Part, folder: Path, quick: bool) -> Path | None:
-    """The part's newest result (a smoke run's only when ``quick``: its numbers are not comparable)."""
-    found = [path for path in folder.glob(part.pattern) if quick or not path.stem.endswith("-quick")]
+    """The part's newest result (a smoke run's only when ``quick``: its numbers are not comparable;
+    never a run of some of its parts, ``--parts``: its other rows would be missing)."""
+    found = [path for path in folder.glob(part.pattern)
+             if (quick or not path.stem.endswith("-quick")) and "-partial" not in path.stem]
     found = [path for path in found if _part_of(path) in (part.name, None)]
     return max(found, key=lambda path: path.stat().st_mtime, default=None)
 

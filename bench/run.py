@@ -62,6 +62,28 @@ QUICK = Plan(rounds=1, throughput_seconds=1, latency_seconds=0.4, worker_rounds=
              engine_cycles=300, metrics_calls=5_000, senders=1_000,
              attempts=1)  # fewer senders so the short runs still walk the flow
 
+# What ``--parts`` may name, in the order they run: in-process costs, then the servers under load
+PARTS = {
+    "engine": "the engine alone, in-process",
+    "metrics": "counting for /metrics, in-process",
+    "features": "the head cap, consent reading and the routing line, in-process",
+    "throughput": "closed-loop throughput, 1 worker: the bot, the reference and the stack floor",
+    "latency": "latency at fixed rates, 1 worker, a new connection each",
+    "workers": "2 workers against 1 (its scaling row needs throughput too)",
+    "store": "1,000 against 1,000,000 stored conversations",
+}
+
+
+def parse_parts(text: str) -> tuple[str, ...]:
+    """``--parts throughput,latency`` → the parts in their running order; an unknown name is an error."""
+    named = {part.strip() for part in text.split(",") if part.strip()}
+    if unknown := named - PARTS.keys():
+        raise argparse.ArgumentTypeError(f"unknown part(s): {', '.join(sorted(unknown))} (choose from "
+                                         f"{', '.join(PARTS)})")
+    if not named:
+        raise argparse.ArgumentTypeError(f"name at least one part: {', '.join(PARTS)}")
+    return tuple(part for part in PARTS if part in named)
+
 
 # -- results -----------------------------------------------------------------------------------------
 
@@ -128,10 +150,13 @@ class Throughput:
         """Measure; the pool is sized from the expected rate and the run repeated (bigger pool,
         fresh MessageSids) if it ran dry, so no request is ever sent twice."""
         pool_size = int(max(expected_rate, 1000) * seconds * 1.6) + 2000
+        earlier = 0  # answered in runs that ran dry: what the server's side counted meanwhile includes them
         for _ in range(4):
             result = self._once(server, traffic, seconds, pool_size)
             if not result["exhausted"]:
+                result["completed_all_attempts"] = earlier + result["completed"]
                 return result
+            earlier += result["completed"]
             say(f"    (pool of {pool_size} requests ran out at {result['rate']:.0f} req/s; again with a larger one)")
             pool_size *= 2
         raise RuntimeError("the request pool kept running out")
@@ -222,8 +247,10 @@ def latency(server: Server, traffic: Traffic, rate: int, seconds: float, timeout
 # -- the run -----------------------------------------------------------------------------------------
 
 class Bench:
-    def __init__(self, plan: Plan, generator: str, workdir: Path, quick: bool, profile: bool) -> None:
+    def __init__(self, plan: Plan, generator: str, workdir: Path, quick: bool, profile: bool,
+                 parts: tuple[str, ...] = tuple(PARTS)) -> None:
         self.plan = plan
+        self.parts = parts
         self.quick = quick
         self.profile = profile
         self.workdir = workdir
@@ -302,7 +329,10 @@ class Bench:
     # phases -------------------------------------------------------------------------------------
     def run(self) -> Report:
         self.meta()
-        phases = [self.engine, self.metrics, self.features, self.main_rounds, self.worker_rounds, self.store_rounds]
+        phases = [phase for phase, wanted in (
+            (self.engine, "engine"), (self.metrics, "metrics"), (self.features, "features"),
+            (self.main_rounds, "throughput" in self.parts or "latency" in self.parts),
+            (self.worker_rounds, "workers"), (self.store_rounds, "store")) if wanted is True or wanted in self.parts]
         for phase in phases + ([self.profile_bot] if self.profile else []):
             started = time.perf_counter()
             phase()
@@ -327,6 +357,7 @@ class Bench:
             "load_average_at_start": os.getloadavg(), "mode": "quick" if self.quick else "full",
             "plan": asdict(self.plan), "throughput_generator": self.throughput.kind, "wrk": wrk_version,
             "server_core": self.server_core, "load_core": self.load_core, "url": self.url,
+            "parts": list(self.parts),
         }
         say(f"textflow bench ({report.meta['mode']}): {model}, {os.cpu_count()} CPUs, load average "
             f"{os.getloadavg()[0]:.2f}; commit {report.meta['commit']}")
@@ -358,7 +389,7 @@ class Bench:
         plan = self.plan
         expected: dict[str, float] = {}
         for number in range(1, plan.rounds + 1):
-            kinds = ["bot", "ref"] + (["floor"] if number == 1 else [])
+            kinds = ["bot", "ref"] + (["floor"] if number == 1 and "throughput" in self.parts else [])
             for kind in kinds:
                 say(f"round {number}/{plan.rounds}: {kind}, 1 worker on core {self.server_core}")
                 server = self.server(kind)
@@ -366,20 +397,12 @@ class Bench:
                 try:
                     warm = warm_up(server, traffic, plan.warmup_requests, plan.connections)
                     self.check(f"{kind} warm-up", warm)
-                    # The floor runs at tens of thousands of req/s: a shorter run keeps its request pool small.
-                    seconds = min(2, plan.throughput_seconds) if kind == "floor" else plan.throughput_seconds
-                    guess = 40_000 if kind == "floor" else warm["rate"]
-                    # measured at once (the lambdas below never outlive their iteration)
-                    result = self.least_disturbed(f"{kind} throughput round {number}", lambda: self.throughput.run(
-                        server, traffic, seconds, expected.get(kind, guess)))  # noqa: B023
-                    expected[kind] = result["rate"]
-                    self.report.throughput.setdefault(f"{kind}-w1", []).append(result)
-                    say(f"  throughput {result['rate']:,.0f} req/s  (server CPU {result['server_cpu']:.0%}, "
-                        f"generator CPU {result['generator_cpu']:.0%})" + noise_text(result))
+                    if "throughput" in self.parts:
+                        self.one_worker_throughput(kind, number, server, traffic, warm["rate"], expected)
                     if kind == "floor":
                         continue
-                    for rate in plan.rates:
-                        time.sleep(0.3)
+                    for rate in plan.rates if "latency" in self.parts else ():
+                        time.sleep(0 if self.quick else 0.3)  # the server settles after the throughput run
                         lat = self.least_disturbed(f"{kind} latency @{rate} round {number}", lambda: latency(
                             server, traffic, rate, plan.latency_seconds, plan.timeout))  # noqa: B023
                         self.report.samples.setdefault(f"{kind}@{rate}", []).extend(lat.pop("samples_ms"))
@@ -391,6 +414,18 @@ class Bench:
                     self.report.rss.setdefault(kind, []).append(rss)
                 finally:
                     self.finish_server(server, f"{kind} 1 worker")
+
+    def one_worker_throughput(self, kind: str, number: int, server: Server, traffic: Traffic, warm_rate: float,
+                              expected: dict[str, float]) -> None:
+        # The floor runs at tens of thousands of req/s: a shorter run keeps its request pool small.
+        seconds = min(2, self.plan.throughput_seconds) if kind == "floor" else self.plan.throughput_seconds
+        guess = 40_000 if kind == "floor" else warm_rate
+        result = self.least_disturbed(f"{kind} throughput round {number}", lambda: self.throughput.run(
+            server, traffic, seconds, expected.get(kind, guess)))
+        expected[kind] = result["rate"]
+        self.report.throughput.setdefault(f"{kind}-w1", []).append(result)
+        say(f"  throughput {result['rate']:,.0f} req/s  (server CPU {result['server_cpu']:.0%}, "
+            f"generator CPU {result['generator_cpu']:.0%})" + noise_text(result))
 
     def worker_rounds(self) -> None:
         plan = self.plan
@@ -547,14 +582,17 @@ def summarise(report: Report, plan: Plan) -> str:
         summary.append({"measure": measure, "bot_text": bot_text, "reference_text": ref_text, "ratio_text": ratio,
                         "target": target, "met": ok, **values})
 
+    parts = report.meta.get("parts", list(PARTS))  # a run of some parts (--parts) has only their rows
     tp = report.throughput
     bot1, ref1 = tp.get("bot-w1", []), tp.get("ref-w1", [])
     bot_rate, ref_rate = _median(bot1), _median(ref1)
     speedup = _paired_ratio(bot1, ref1)
-    row("throughput, 1 worker on 1 core (req/s)", f"{bot_rate:,.0f}{_spread(bot1)}", f"{ref_rate:,.0f}{_spread(ref1)}",
-        f"{speedup:.2f}×", "≥ 2.0×", speedup >= 2.0, bot=bot_rate, ref=ref_rate, value=speedup)
+    if "throughput" in parts:
+        row("throughput, 1 worker on 1 core (req/s)", f"{bot_rate:,.0f}{_spread(bot1)}",
+            f"{ref_rate:,.0f}{_spread(ref1)}", f"{speedup:.2f}×", "≥ 2.0×", speedup >= 2.0, bot=bot_rate, ref=ref_rate,
+            value=speedup)
 
-    for rate in plan.rates:
+    for rate in plan.rates if "latency" in parts else ():
         bot_rounds = report.latency.get(str(rate), {}).get("bot", [])
         ref_rounds = report.latency.get(str(rate), {}).get("ref", [])
         for q in (50, 99):
@@ -569,22 +607,24 @@ def summarise(report: Report, plan: Plan) -> str:
 
     bot2, ref2 = tp.get("bot-w2", []), tp.get("ref-w2", [])
     bot2_rate, ref2_rate = _median(bot2), _median(ref2)
-    row("throughput, 2 workers on 2 cores (req/s)", f"{bot2_rate:,.0f}{_spread(bot2)}",
-        f"{ref2_rate:,.0f}{_spread(ref2)}", f"{_paired_ratio(bot2, ref2):.2f}×", bot=bot2_rate, ref=ref2_rate,
-        value=_paired_ratio(bot2, ref2))
+    if "workers" in parts:
+        row("throughput, 2 workers on 2 cores (req/s)", f"{bot2_rate:,.0f}{_spread(bot2)}",
+            f"{ref2_rate:,.0f}{_spread(ref2)}", f"{_paired_ratio(bot2, ref2):.2f}×", bot=bot2_rate, ref=ref2_rate,
+            value=_paired_ratio(bot2, ref2))
     bot_scale, ref_scale = bot2_rate / bot_rate, ref2_rate / ref_rate
     # Each 2-worker round against the 1-worker medians: the bot's scaling ÷ the reference's, median of the rounds
     per_round = [(bot["rate"] / bot_rate) / (ref["rate"] / ref_rate) for bot, ref in zip(bot2, ref2, strict=False)]
     efficiency = statistics.median(per_round) if per_round else float("nan")
     spread = f" ({min(per_round):.2f}–{max(per_round):.2f})" if len(per_round) > 1 else ""
-    row("scaling, 2 workers ÷ 1 worker", f"{bot_scale:.2f}×", f"{ref_scale:.2f}×", f"{efficiency:.2f}×{spread}",
-        "≥ 0.95× the reference's", efficiency >= 0.95, bot=bot_scale, ref=ref_scale, value=efficiency,
-        rounds=per_round)
+    if "workers" in parts and "throughput" in parts:
+        row("scaling, 2 workers ÷ 1 worker", f"{bot_scale:.2f}×", f"{ref_scale:.2f}×", f"{efficiency:.2f}×{spread}",
+            "≥ 0.95× the reference's", efficiency >= 0.95, bot=bot_scale, ref=ref_scale, value=efficiency,
+            rounds=per_round)
 
     small, large = (str(size) for size in plan.store_sizes)
     label = f"{plan.store_sizes[0]:,} → {plan.store_sizes[1]:,} stored conversations"
     small_rounds, large_rounds = report.store.get(small, []), report.store.get(large, [])
-    for q in (50, 99):
+    for q in (50, 99) if "store" in parts else ():
         key = f"p{q}_ms"
         a, b = _median(small_rounds, key), _median(large_rounds, key)
         ratio = _paired_ratio(large_rounds, small_rounds, key)
@@ -593,28 +633,32 @@ def summarise(report: Report, plan: Plan) -> str:
             f"{ratio:.2f}× (large ÷ small)", target, ok, small=a, large=b, value=ratio)
     rss_small = max((r["rss_mb"] for r in report.store.get(small, [])), default=float("nan"))
     rss_large = max((r["rss_mb"] for r in report.store.get(large, [])), default=float("nan"))
-    row(f"{label}: server RSS (MB)", f"{rss_small:.0f} → {rss_large:.0f}", "n/a (no store)",
-        f"{rss_large / rss_small:.2f}× (large ÷ small)", "≤ 150 MB", rss_large <= 150, small=rss_small,
-        large=rss_large, value=rss_large / rss_small)
+    if "store" in parts:
+        row(f"{label}: server RSS (MB)", f"{rss_small:.0f} → {rss_large:.0f}", "n/a (no store)",
+            f"{rss_large / rss_small:.2f}× (large ÷ small)", "≤ 150 MB", rss_large <= 150, small=rss_small,
+            large=rss_large, value=rss_large / rss_small)
 
     bot_rss, ref_rss = max(report.rss.get("bot", [float("nan")])), max(report.rss.get("ref", [float("nan")]))
-    row("server RSS after the 1-worker rounds (MB)", f"{bot_rss:.0f}", f"{ref_rss:.0f}", f"{bot_rss / ref_rss:.2f}×",
-        bot=bot_rss, ref=ref_rss, value=bot_rss / ref_rss)
+    if "throughput" in parts or "latency" in parts:
+        row("server RSS after the 1-worker rounds (MB)", f"{bot_rss:.0f}", f"{ref_rss:.0f}",
+            f"{bot_rss / ref_rss:.2f}×", bot=bot_rss, ref=ref_rss, value=bot_rss / ref_rss)
 
     engine = report.engine.get("us_per_message", float("nan"))
     per_request_us = 1e6 / bot_rate if bot_rate else float("nan")
     ref_request_us = 1e6 / ref_rate if ref_rate else float("nan")
-    row("engine alone, in-process (µs per message)", f"{engine:.1f}", f"{ref_request_us:.0f} (whole request)",
-        f"{engine / per_request_us:.0%} of the bot's {per_request_us:.0f} µs per request", "≤ 30 µs", engine <= 30,
-        bot=engine, value=engine / per_request_us)
+    if "engine" in parts:
+        row("engine alone, in-process (µs per message)", f"{engine:.1f}", f"{ref_request_us:.0f} (whole request)",
+            f"{engine / per_request_us:.0%} of the bot's {per_request_us:.0f} µs per request", "≤ 30 µs", engine <= 30,
+            bot=engine, value=engine / per_request_us)
 
     counted = report.metrics.get("us_per_webhook", float("nan"))
     counted_multi = report.metrics.get("us_per_webhook_multiprocess", float("nan"))
-    row("metrics per webhook, in-process (µs): one process / workers' shared files",
-        f"{counted:.2f} / {counted_multi:.2f}", "n/a (no metrics)",
-        f"{counted / per_request_us:.1%} / {counted_multi / per_request_us:.1%} of the bot's "
-        f"{per_request_us:.0f} µs per request", bot=counted, multiprocess=counted_multi,
-        value=counted / per_request_us)
+    if "metrics" in parts:
+        row("metrics per webhook, in-process (µs): one process / workers' shared files",
+            f"{counted:.2f} / {counted_multi:.2f}", "n/a (no metrics)",
+            f"{counted / per_request_us:.1%} / {counted_multi / per_request_us:.1%} of the bot's "
+            f"{per_request_us:.0f} µs per request", bot=counted, multiprocess=counted_multi,
+            value=counted / per_request_us)
 
     features = report.features
     if features:
@@ -689,6 +733,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke test: one round, a few hundred requests per phase, a 20,000-conversation "
                              "store instead of 1,000,000 (seconds, numbers only roughly indicative)")
     parser.add_argument("--rounds", type=int, help="interleaved bot/reference rounds (default 3; quick 1)")
+    parser.add_argument("--parts", type=parse_parts, default=tuple(PARTS), metavar="PART[,PART…]",
+                        help="measure only these, comma-separated (default: all): " + "; ".join(
+                            f"{name}: {what}" for name, what in PARTS.items()) + ". Its JSON is named -partial "
+                        "and `python -m bench table` leaves it out")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
                         help="throughput load generator (default: wrk if installed, else Python)")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk, even as root")
@@ -709,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     generator, note = choose_generator(args.generator, args.quick, not args.no_install)
     workdir = Path(tempfile.mkdtemp(prefix="textflow-bench-"))
-    bench = Bench(plan, generator, workdir, args.quick, args.profile)
+    bench = Bench(plan, generator, workdir, args.quick, args.profile, args.parts)
     if note:
         bench.report.notes.append(note)
         say(f"note: {note}")
@@ -761,7 +809,8 @@ def main(argv: list[str] | None = None) -> int:
     data = {"part": "main", **asdict(report)}
     data.pop("samples")
     data["table_markdown"] = table
-    path = args.results_dir / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
+    partial = "-partial" if args.parts != tuple(PARTS) else ""
+    path = args.results_dir / f"bench-{stamp}{partial}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     say(f"\nresults: {path}")
     return 1 if report.failures else 0

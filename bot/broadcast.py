@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bot.broadcast_csv import BroadcastError, CsvRecipients, ListedRecipients, Recipient, Recipients, read_recipients
 from bot.broadcast_pacing import Pacer, in_flight_for
+from bot.broadcast_priority import yield_cpu
 from bot.broadcast_queue import Due, NumberSet, SendQueue, number_key
 from bot.broadcast_report import Report, Waits
 from bot.engine import Engine
@@ -263,6 +264,7 @@ class Broadcast:
         return self.records if self.records is not None else self.store
 
     async def _one(self, recipient: Recipient, phone: str, message_id: str, report: Report, note: str) -> None:
+        yield_cpu()  # replies first (bot/broadcast_priority.py)
         earlier = await self.store.outbound(message_id)
         if earlier is not None and earlier.state != OutboundState.PREPARED:  # another run got there meanwhile
             report.count_earlier(earlier)
@@ -276,6 +278,7 @@ class Broadcast:
             self.show(f"would send to {phone}{note}: {message.body}{pictures}")
             return
         outbox = self.outbox
+        yield_cpu()
         report.count_sent(await retrying(lambda: outbox.send(message), self.sleep))
 
     async def _start_flow(self, recipient: Recipient, phone: str, message_id: str,

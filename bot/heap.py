@@ -1,13 +1,13 @@
 """Keep Python's cyclic garbage collector off the objects a server holds for its whole life.
 
-Once started, a bot process holds about 100,000 objects that live until it stops: the compiled
-flows and their ``transitions`` machines, the consent phrase tables, the libraries' own data.
-CPython's full collection walks every one of them, and it runs often under load: each middle
-collection moves the objects of the turns in flight into the oldest generation, and once enough
-have moved a full collection follows (every ~1,500 messages at 50 at once, ~55 ms each: about
-36 µs a message, a fifth of a turn's CPU; ``python -m bench``). ``gc.freeze()`` moves the
-long-lived objects into a generation the collector never walks; what turns allocate is collected
-as before.
+Once started, a serving process (and a broadcast, for its run) holds about 100,000 objects that
+live until it stops: the compiled flows and their ``transitions`` machines, the consent phrase
+tables, the libraries' own data. CPython's full collection walks every one of them, and it runs
+often under load: each middle collection moves the objects of the turns in flight into the oldest
+generation, and once enough have moved a full collection follows (every ~1,500 messages at 50 at
+once, ~55 ms each: about 36 µs a message, a fifth of a turn's CPU; ``python -m bench``).
+``gc.freeze()`` moves the long-lived objects into a generation the collector never walks; what
+turns allocate is collected as before.
 
 Frozen objects are still freed by reference counting when nothing refers to them; only a frozen
 *cycle* would never be freed. Start-up's own garbage is collected before the freeze. A hot

@@ -93,6 +93,12 @@ def _rate(raw: str) -> float | None:
     return parse_rate(raw)
 
 
+def _nice(raw: str) -> int:
+    from bot.broadcast_priority import parse_nice  # lazily, as _rate
+
+    return parse_nice(raw)
+
+
 def _region(raw: str) -> str:
     from bot.phones import is_region  # lazily: settings load before anything reads a number
 
@@ -133,6 +139,7 @@ Url = Annotated[str, _read(lambda raw: raw.rstrip("/"), strip=False)]  # paths a
 Names = Annotated[tuple[str, ...], NoDecode, _read(_names)]  # "ORDERS_API, ONCALL_NUMBER", not JSON
 Region = Annotated[str, _read(_region)]  # "US", "gb": libphonenumber's region codes
 Rate = Annotated[float | None, _read(_rate)]  # messages a second, or "unlimited" (None)
+Nice = Annotated[int, _read(_nice)]  # a broadcast's CPU priority, 0 (as started) to 19 (bot/broadcast_priority.py)
 Sender = Annotated[str, AfterValidator(_sender)]  # "(415) 555-0123" is held as +14155550123
 ConsentDays = Annotated[int, _read(_whole), AfterValidator(_consent_days)]  # at least 1461 (4 years)
 LogFormat = Annotated[str, _read(_log_format)]  # "text" (a line for people) or "json" (bot/json_logs.py)
@@ -174,6 +181,7 @@ class Settings(BaseModel):
     broadcast_window: Word = ""
     broadcast_timezone: Word = ""  # with a window, its zone; without, the zone of numbers whose zone is unknown
     broadcast_rate: Rate = 1.0  # a broadcast's messages a second unless --rate says otherwise; "unlimited": unpaced
+    broadcast_nice: Nice = 10  # a broadcast's CPU priority (nice) unless --nice says otherwise: replies go first
     notify_per_sender_per_hour: Whole = 3  # staff notifications (notify:) for one person's turns; more are held
     notify_per_hour: Whole = 20  # staff notifications in all (per process); more are held back and logged
     # The environment variables flows may read as {{ env.NAME }} (an allow-list: nothing else, so no secret)

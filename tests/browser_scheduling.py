@@ -9,6 +9,12 @@ the controller that schedules sees only node ids, so the group is told by the fi
 browser tests live in files whose name has the word ``browser`` (``test_console_browser.py``,
 ``test_graph_page_browser.py``). Everything else is scheduled file by file, as ``--dist loadfile``
 does. The ``browser`` fixture refuses a test in any other file, so the rule cannot drift.
+
+The files are handed out in the order the workers collected them, and the workers put them in this
+order (``pytest_collection_modifyitems``): the browser tests, then the files with a test marked
+``slow`` (the bench smoke runs, the fuzz run, the real processes), then the rest, most tests first.
+xdist's own order (most tests first) handed the smoke runs, whose files have one to five tests,
+out last: two of them then ran alone at the end of the suite, each wanting both cores.
 """
 
 from __future__ import annotations
@@ -42,4 +48,23 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadSco
     """For ``-n N`` (``--dist load``, pyproject's addopts); any other ``--dist`` asked for is xdist's own."""
     if config.getvalue("dist") not in ("load", "loadgroup"):
         return None
+    config.option.loadscopereorder = False  # the workers' order (below), not the number of tests alone
     return BrowserTestsTogether(config, log)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, the files in the order they should be handed out (see the module); each
+    file's tests keep their order. A run without workers keeps pytest's order."""
+    if not hasattr(config, "workerinput"):
+        return
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def rank(path: str) -> tuple[int, int]:
+        tests = files[path]
+        group = 0 if is_browser_test_file(path) else 1 if any(test.get_closest_marker("slow") for test in tests) else 2
+        return group, -len(tests)
+
+    items[:] = [item for path in sorted(files, key=rank) for item in files[path]]

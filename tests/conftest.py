@@ -23,7 +23,10 @@ from bot.app import create_app
 from bot.flows.loader import load_flows
 from bot.settings import Settings
 from tests.browser import browser, chromium, console_browser, console_server, shared_browser  # noqa: F401  (fixtures)
-from tests.browser_scheduling import pytest_xdist_make_scheduler  # noqa: F401  (the browser tests' worker)
+from tests.browser_scheduling import (  # noqa: F401  (the browser tests' worker; slow files handed out first)
+    pytest_collection_modifyitems,
+    pytest_xdist_make_scheduler,
+)
 from tests.fake_twilio_fixtures import fake_twilio, fake_twilio_server  # noqa: F401  (fixtures: the fake Twilio API)
 from tests.redis_binary import redis_server_binary
 from tests.signed_webhooks import AUTH_TOKEN, signed_request, twilio_form

@@ -28,12 +28,15 @@ def run_bench(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def assert_reported(done: subprocess.CompletedProcess[str], tmp_path: Path) -> dict:
+EVERY_MEASURE = ("throughput, 1 worker on 1 core", "latency p99 @ 500 req/s", "scaling, 2 workers",
+                 "stored conversations: p99", "engine alone", "request-head cap", "consent reading", "routing log line")
+
+
+def assert_reported(done: subprocess.CompletedProcess[str], tmp_path: Path,
+                    measures: tuple[str, ...] = EVERY_MEASURE) -> dict:
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
     assert TABLE_HEADER in done.stdout
-    for measure in ("throughput, 1 worker on 1 core", "latency p99 @ 500 req/s", "scaling, 2 workers",
-                    "stored conversations: p99", "engine alone", "request-head cap", "consent reading",
-                    "routing log line"):
+    for measure in measures:
         assert measure in done.stdout
     results = list(tmp_path.glob("bench-*-quick.json"))
     assert len(results) == 1
@@ -65,8 +68,17 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="without wrk the test above already used the Python generator")
 def test_quick_benchmark_with_the_python_generator(tmp_path: Path) -> None:
-    data = assert_reported(run_bench(tmp_path, "--generator", "python"), tmp_path)
-    assert data["meta"]["throughput_generator"] == "python"
+    """Only the part the generator measures (``--parts throughput``): the table has its rows and no other."""
+    done = run_bench(tmp_path, "--generator", "python", "--parts", "throughput")
+    data = assert_reported(done, tmp_path, ("throughput, 1 worker on 1 core", "stack floor"))
+    assert data["meta"]["throughput_generator"] == "python" and data["meta"]["parts"] == ["throughput"]
+    assert not any(measure in done.stdout for measure in EVERY_MEASURE[1:])
+    assert [path.name.endswith("-partial-quick.json") for path in tmp_path.iterdir()] == [True]
+
+
+def test_the_bench_refuses_an_unknown_part(tmp_path: Path) -> None:
+    done = run_bench(tmp_path, "--parts", "throughput,speed")
+    assert done.returncode == 2 and "--parts: unknown part(s): speed (choose from engine, metrics" in done.stderr
 
 
 def test_the_redis_path_bench_reads_redis_as_it_runs(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.broadcast_bench import summary_rows
+from bench.broadcast_bench import QUICK_ROWS, summary_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ def test_quick_broadcast_bench_runs_every_part_and_reports(tmp_path: Path) -> No
     [path] = tmp_path.glob("broadcast-*-quick.json")
     data = json.loads(path.read_text())
     assert data["part"] == "broadcast" and data["meta"]["commit"]
-    assert data["million"]["accepted"] == data["million"]["rows"] == 5000 and data["million"]["duplicates"] == 0
+    assert data["million"]["accepted"] == data["million"]["rows"] == QUICK_ROWS and data["million"]["duplicates"] == 0
     assert set(data["pacing"]) == {"10", "100", "unlimited"}
     assert all(run["duplicates"] == 0 and run["accepted"] == run["messages"] for runs in data["pacing"].values()
                for run in runs)
@@ -37,4 +37,4 @@ def test_quick_broadcast_bench_runs_every_part_and_reports(tmp_path: Path) -> No
     assert any("peak memory" in measure for measure in measures)
     assert any("webhook p99 during a broadcast" in measure for measure in measures)
     assert data["summary"] == summary_rows(data)
-    assert "| broadcast of 5,000 rows, unpaced: peak memory of its process (VmHWM, MB) |" in done.stdout
+    assert f"| broadcast of {QUICK_ROWS:,} rows, unpaced: peak memory of its process (VmHWM, MB) |" in done.stdout

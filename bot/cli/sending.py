@@ -16,12 +16,14 @@ from bot.actions import HttpFetcher
 from bot.broadcast import Broadcast, BroadcastError, default_name, progress_printer
 from bot.broadcast_csv import CsvRecipients, open_recipients
 from bot.broadcast_pacing import MAX_IN_FLIGHT, UNLIMITED, parse_rate
+from bot.broadcast_priority import DEFAULT_NICE, lower_priority, parse_nice
 from bot.broadcast_progress import recording
 from bot.broadcast_records import BatchedRecords
 from bot.broadcast_wal import keeping_wal_small
 from bot.cli.common import CommandError, Commands, add_flows_option, load_for
 from bot.engine import Engine
 from bot.flows.loader import FlowSet
+from bot.heap import LongLivedObjects
 from bot.limits import NotifyLimiter
 from bot.outbound import Outbox, TwilioUnreachable, retrying
 from bot.phones import InvalidNumber, normalise_and_warn, normalise_sender
@@ -64,6 +66,9 @@ def add_commands(commands: Commands) -> None:
     broadcast.add_argument("--in-flight", type=int, metavar="N", help="sends waiting for Twilio's answer at once, "
                            f"at most (default: enough for --rate when a call takes half a second; {MAX_IN_FLIGHT} "
                            "at most; 32 unlimited)")
+    broadcast.add_argument("--nice", metavar="N", help="run at this CPU priority, 0 (as started) to 19 (the "
+                           "lowest), so the server's replies to texts on the same machine go first (default "
+                           f"BROADCAST_NICE, else {DEFAULT_NICE})")
     broadcast.add_argument("--dry-run", action="store_true", help="show what would be sent, when, and each "
                            "recipient's time zone; send nothing")
     add_flows_option(broadcast)
@@ -131,6 +136,14 @@ def _sender(from_number: str, region: str) -> str:
 
 def _broadcast(args: argparse.Namespace) -> int:
     settings = load_settings()
+    nice = settings.broadcast_nice
+    if args.nice is not None:
+        try:
+            nice = parse_nice(args.nice)
+        except ValueError as error:
+            raise CommandError(f"--nice {error}") from None
+    # First, before anything starts a thread: a thread's nice is inherited (bot/broadcast_priority.py)
+    priority = lower_priority(nice)
     if not args.dry_run:
         settings.outbound.require("broadcast")
     rate = settings.broadcast_rate
@@ -151,7 +164,8 @@ def _broadcast(args: argparse.Namespace) -> int:
         name = args.name or default_name(args.flow, args.csv)
         # Held while it runs, as the server does: a restore refuses to replace the store under it
         with serving(settings.store_url), asyncio.Runner(loop_factory=_event_loop()) as runner:
-            return runner.run(_run_broadcast(settings, flows, name, args, hours, recipients, rate))
+            return runner.run(_run_broadcast(settings, flows, name, args, hours, recipients, rate,
+                                             priority))
     except RestoreUnderWay as error:
         raise CommandError(str(error)) from None
     finally:
@@ -169,7 +183,7 @@ def _event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: argparse.Namespace,
-                         hours: QuietHours, recipients: CsvRecipients, rate: float | None) -> int:
+                         hours: QuietHours, recipients: CsvRecipients, rate: float | None, priority: str) -> int:
     store = open_store(settings.store_url)
     # The broadcast's records, before and after each API call, written in batches (bot/broadcast_records.py)
     records = BatchedRecords(store)
@@ -185,13 +199,20 @@ async def _run_broadcast(settings: Settings, flows: FlowSet, name: str, args: ar
         print(f"sending hours: {hours.describe(settings.default_region)}", file=sys.stderr)
         print(f"{len(recipients)} row(s), {'unpaced' if rate is None else f'{rate:g} message(s) a second'}",
               file=sys.stderr)
+        print(priority, file=sys.stderr)
         try:
             # Where it stands, for the server's Operations page and /metrics (a dry run is not a broadcast)
             # (and its SQLite log kept small however long it runs: bot/broadcast_wal.py)
             async with recording(store) as recorder, \
                     keeping_wal_small(None if args.dry_run else sqlite_path(settings.store_url)):
                 run.progress = None if args.dry_run else recorder
-                report = await run.run(recipients)
+                # What lives as long as the run (flows, engine, libraries) out of the collector's way
+                long_lived = LongLivedObjects()
+                long_lived.freeze()
+                try:
+                    report = await run.run(recipients)
+                finally:
+                    long_lived.release()
         except BroadcastError as error:
             raise CommandError(str(error)) from None
         finally:
