@@ -140,6 +140,8 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                        "broadcast_progress": under_way(active_store)}
             finally:
                 stop.set()
+                if long_lived is not None:
+                    long_lived.release()  # first, whatever fails below: no freeze pending, nothing frozen
                 await timer  # first: timeouts firing now still send (and notify) through the outbox
                 pending = background | inbox.pending() | ({owed} if owed is not None else set())
                 if pending:
@@ -151,8 +153,6 @@ def create_app(settings: Settings, flows: FlowSet, *, store: Store | None = None
                 if watcher is not None:
                     await watcher
                 await recorder  # last: written "stopped", with whatever the reloads did
-                if long_lived is not None:
-                    long_lived.release()
                 if store is None:
                     await active_store.close()
                 # reached only when every step above ended well (tests/test_graceful_shutdown.py reads it)

@@ -13,6 +13,8 @@ Frozen objects are still freed by reference counting when nothing refers to them
 *cycle* would never be freed. Start-up's own garbage is collected before the freeze. A hot
 reload leaves the previous flows (they hold cycles) as garbage once the turns that began on them
 have ended, so a reload thaws everything and the freeze is made again later, after collecting them.
+That later freeze also freezes what the webhooks in flight hold at that moment; what of it becomes
+cyclic garbage waits for the next reload's thaw: one moment's worth, never growing.
 """
 
 from __future__ import annotations

@@ -210,6 +210,7 @@ class Inbox:
         finally:
             timer.cancel()
             task.remove_done_callback(wake)
+            ticket.on_locked = None  # a lock taken after this wait ended arms nothing
         if task.done() or ticket.answer is Answer.INLINE:  # finished, or already committing its answer inline
             return await task
         ticket.answer = Answer.LATER

@@ -127,6 +127,15 @@ def test_bad_duration(tmp_path: Path) -> None:
     assert "'soon' is not a duration" in problem
 
 
+@pytest.mark.parametrize("forever", [".inf", ".nan", "-.inf", "9" * 400 + "s"])
+def test_a_duration_must_be_one_can_wait(tmp_path: Path, forever: str) -> None:
+    """YAML's infinity and not-a-number (and more digits than a float holds) are no timer: refused
+    with the line, never armed (JSON has no infinity, so a stored timer would read back as null)."""
+    flow = GOOD.replace("start: ask", f"start: ask\nexpires_after: {forever}")
+    [problem] = problems_of(tmp_path, {"demo.yaml": flow})
+    assert "is not a duration one can wait" in problem or "longer than zero" in problem
+
+
 def test_program_file_is_required_and_checked(tmp_path: Path) -> None:
     folder = tmp_path / "flows"
     folder.mkdir()

@@ -364,6 +364,14 @@ def test_a_record_from_before_suggestions_loads_without_an_offer() -> None:
     assert conversation_from_record(SENDER, None, None, {}, kept, 1_000.0, 3).suggested == "status"
 
 
+def test_a_timer_stored_as_null_loads_as_no_timer() -> None:
+    """orjson writes an infinite time as null: a record from before durations had to be finite
+    loads with no timer (one armed for ever never fires), not as an error on every message."""
+    kept = {"timeout": [None, "ask"], "returns": [], "channel": "+15550001111"}
+    assert conversation_from_record(SENDER, "demo", "ask", {}, kept, 1_000.0, 3).timeout is None
+
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 WORDS = st.text(alphabet="abcdeilnoprstuy ", min_size=1, max_size=10).map(normalise).filter(bool)

@@ -398,7 +398,7 @@ class Flow(_Strict):
     @field_validator("expires_after")
     @classmethod
     def _positive(cls, seconds: float) -> float:
-        if seconds <= 0:
+        if not seconds > 0:  # NaN too
             raise ValueError("expires_after must be longer than zero")
         return seconds
 

@@ -5,6 +5,7 @@ models from these.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
@@ -30,14 +31,22 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _finite(float(value), value)
     if not isinstance(value, str):
         raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
     text = value.strip().replace(" ", "")
     parts = list(_DURATION.finditer(text))
     if not parts or "".join(p.group(0) for p in parts).lower() != text.lower():
         raise ValueError(f"{value!r} is not a duration; write it like 30s, 10m, 2h, 1d or 1h30m")
-    return sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
+    return _finite(sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts), value)
+
+
+def _finite(seconds: float, value: object) -> float:
+    """Refuse YAML's ``.inf`` and ``.nan`` and digits too many for a float: a timer armed for ever,
+    or at "not a number", is no timer a conversation could keep (nor store: JSON has no infinity)."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a duration one can wait; write it like 30s, 10m, 2h, 1d or 1h30m")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

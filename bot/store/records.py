@@ -37,7 +37,9 @@ def conversation_from_record(sender: str, flow: str | None, state: str | None, v
         return conversation
     if kept.get("timeout"):
         at, armed_state = kept["timeout"]
-        conversation.timeout = ArmedTimeout(float(at), str(armed_state))
+        # None: a timer armed for ever, which JSON written by orjson holds as null (durations are
+        # finite now; a record from before that still loads, with no timer, as it would never fire)
+        conversation.timeout = ArmedTimeout(float(at), str(armed_state)) if at is not None else None
     conversation.returns = [ReturnPoint(str(parent), str(at_state)) for parent, at_state in kept.get("returns", [])]
     conversation.channel = str(kept.get("channel", ""))
     conversation.misses = int(kept.get("misses", 0))
