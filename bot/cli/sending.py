@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -34,6 +35,8 @@ from bot.store import open_store, sqlite_path
 from bot.store.serving_lock import RestoreUnderWay, serving
 from bot.twilio_media import MAX_MEDIA, is_media_url
 from bot.types import OutboundMessage, OutboundState
+
+T = TypeVar("T")
 
 
 def add_commands(commands: Commands) -> None:
@@ -134,24 +137,24 @@ def _sender(from_number: str, region: str) -> str:
         raise CommandError(f"--from {from_number!r} is not a phone number: {error.reason}") from None
 
 
+def _overridden(setting: T, raw: str | None, parse: Callable[[str], T], flag: str) -> T:
+    """A setting, or the command line's ``flag`` instead, read by the setting's own parser."""
+    if raw is None:
+        return setting
+    try:
+        return parse(raw)
+    except ValueError as error:
+        raise CommandError(f"{flag} {error}") from None
+
+
 def _broadcast(args: argparse.Namespace) -> int:
     settings = load_settings()
-    nice = settings.broadcast_nice
-    if args.nice is not None:
-        try:
-            nice = parse_nice(args.nice)
-        except ValueError as error:
-            raise CommandError(f"--nice {error}") from None
+    nice = _overridden(settings.broadcast_nice, args.nice, parse_nice, "--nice")
     # First, before anything starts a thread: a thread's nice is inherited (bot/broadcast_priority.py)
     priority = lower_priority(nice)
     if not args.dry_run:
         settings.outbound.require("broadcast")
-    rate = settings.broadcast_rate
-    if args.rate is not None:
-        try:
-            rate = parse_rate(args.rate)
-        except ValueError as error:
-            raise CommandError(f"--rate {error}") from None
+    rate = _overridden(settings.broadcast_rate, args.rate, parse_rate, "--rate")
     if args.in_flight is not None and not 1 <= args.in_flight <= MAX_IN_FLIGHT:
         raise CommandError(f"--in-flight must be 1 to {MAX_IN_FLIGHT} (got {args.in_flight})")
     try:

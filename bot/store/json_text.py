@@ -62,14 +62,16 @@ def dumps_record(record: dict[str, Any], author_key: str) -> bytes | str:
 
 
 def dumps_text(value: Any) -> str:
-    """:func:`dumps` as ``str`` (JSON nested in JSON as a string)."""
-    text = dumps(value)
-    return text.decode() if isinstance(text, bytes) else text
+    """:func:`dumps` as ``str`` (JSON nested in JSON as a string; SQLite's TEXT columns)."""
+    return _as_str(dumps(value))
 
 
 def dumps_own_text(value: Any) -> str:
     """:func:`dumps_own` as ``str`` (SQLite's TEXT columns: bytes would be stored as a BLOB)."""
-    text = dumps_own(value)
+    return _as_str(dumps_own(value))
+
+
+def _as_str(text: bytes | str) -> str:
     return text.decode() if isinstance(text, bytes) else text
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from bot.store.base import CommitResult, Retention, Snapshot
-from bot.store.json_text import dumps_own, dumps_record
+from bot.store.json_text import dumps_own, dumps_own_text, dumps_record
 from bot.store.owed import CLAIM_SECONDS, owed_by
 from bot.store.records import bookkeeping, conversation_from_record
 from bot.store.redis_consent import entry
@@ -70,7 +70,7 @@ class RedisTurns:
                              "vars") if changed else ""
         first: dict[str, object] = {"at": turn.at, "dir": "in", "body": inbound.body, "sid": sid}
         if turn.trace:
-            first["trace"] = _text(dumps_own([[step.rule, step.before, step.after] for step in turn.trace]))
+            first["trace"] = dumps_own_text([[step.rule, step.before, step.after] for step in turn.trace])
         lines = [dumps_own(first)]
         lines += [dumps_own({"at": turn.at, "dir": "out", "body": reply, "sid": sid,
                              **({"media": list(media_of(reply))} if media_of(reply) else {})})
@@ -109,10 +109,6 @@ class RedisTurns:
         if hold is not None and result is CommitResult.COMMITTED:
             self._locks.released(hold)
         return result
-
-
-def _text(json_text: bytes | str) -> str:
-    return json_text.decode() if isinstance(json_text, bytes) else json_text
 
 
 def _conversation(sender: str, stored: list[str | None]) -> Conversation:
