@@ -237,6 +237,8 @@ async def _sweep_periodically(store: Forgetting, stop: asyncio.Event) -> None:
             if purged.conversations or purged.transcript_lines or purged.consent_changes:
                 log.info("retention: removed %d idle conversations, %d transcript lines and %d consent "
                          "ledger entries", purged.conversations, purged.transcript_lines, purged.consent_changes)
+        except StoreUnavailable as error:  # the store's own words (deleted, replaced, unreachable): no traceback
+            log.error("retention sweep skipped: %s", error)
         except Exception:  # a failed sweep must not take the webhook down; the next one retries
             log.exception("retention sweep failed")
         with contextlib.suppress(TimeoutError):

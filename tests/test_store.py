@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -1043,8 +1044,13 @@ async def test_sqlite_health_reports_a_deleted_file_and_refuses_to_write_to_it(t
             await store.commit(turn(await load(store, "+2"), "SMd2", opt_out=True))
         with pytest.raises(StoreUnavailable, match="deleted"):
             await store.set_consent(ConsentChange("+3", OPTED_OUT, ConsentMethod.OPERATOR))
+        with pytest.raises(StoreUnavailable, match="deleted"):  # the retention sweep, on a connection of its own
+            await store.sweep(time.time())
+        with pytest.raises(sqlite3.OperationalError, match="unable to open"):  # a console listing: gone too
+            await store.recent_turns("+1")
     finally:
         await store.close()
+    assert not path.exists(), "no connection opened after the start made a new, empty store at the path"
 
 
 async def test_sqlite_health_reports_a_file_made_read_only_while_open(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ class SqliteStore(run_results.SqliteResults):
         # SQLite opens a file it may not write read-only without a word, and every turn would then
         # fail: one real write now refuses the store at start-up, naming the file and the fix.
         try:
-            self._db = _connect(self.path, busy_timeout_ms=0)
+            self._db = _connect(self.path, busy_timeout_ms=0, create=True)
         except sqlite3.Error as error:
             raise files.cannot_open(self.path, error) from None
         try:
@@ -274,6 +274,9 @@ class SqliteStore(run_results.SqliteResults):
         return await asyncio.to_thread(self._sweep, now)
 
     def _sweep(self, now: float) -> Purged:
+        gone = files.gone(self.path, self._identity)
+        if gone is not None:  # said as every write says it, not as SQLite's "no such table"
+            raise gone
         db = _connect(self.path)
         try:
             return sweep(db, now, self.retention)
@@ -384,8 +387,12 @@ def _outbound(row: tuple[str] | None) -> OutboundMessage | None:
     return OutboundMessage(**json.loads(row[0])) if row is not None else None
 
 
-def _connect(path: str, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+def _connect(path: str, busy_timeout_ms: int = 5000, *, create: bool = False) -> sqlite3.Connection:
+    """A connection to the store's file. Only the store's first one (``create``) may make the file:
+    a later one (a sweep, a checkpoint, a listing) finding it deleted would otherwise make a new,
+    empty database there, and the next restart would serve from it."""
+    target = path if create else f"{Path(path).resolve().as_uri()}?mode=rw"
+    db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=not create)
     # Switching a new file to WAL takes the write lock: several workers opening it at once wait.
     _with_retries(lambda: db.execute("PRAGMA journal_mode=WAL"))
     db.execute("PRAGMA synchronous=NORMAL")
