@@ -292,8 +292,8 @@ def test_two_workers_opening_an_old_sqlite_database_at_once(tmp_path: Path,
 
     calls = iter([True])
 
-    def connect(db_path: str, busy_timeout_ms: int = 5000) -> Any:
-        db = real_connect(db_path, busy_timeout_ms)
+    def connect(db_path: str, busy_timeout_ms: int = 5000, *, create: bool = False) -> Any:
+        db = real_connect(db_path, busy_timeout_ms, create=create)
         return FirstWorkersConnection(db) if next(calls, False) else db
 
     monkeypatch.setattr(sqlite_module, "_connect", connect)
